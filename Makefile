@@ -1,0 +1,38 @@
+# Set-up is two commands: `make run` and `make test`.  Both build .venv from scratch
+# when it is missing; llama-cpp-python compiles from source the first time (about
+# 7 minutes on 2 cores) and pip caches the wheel for later installs.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+MODEL  ?= gemma3:270m
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test install lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc 2>/dev/null || echo 2) \
+		$(BIN)/python -m pip install --quiet -e '.[default-model,test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	$(BIN)/locallama run $(MODEL)
+
+test: install
+	$(BIN)/python -m ruff check src tests bench
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/python -m ruff check src tests bench
+
+bench: install
+	$(BIN)/python bench/decode_speed.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

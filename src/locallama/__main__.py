@@ -1,0 +1,3 @@
+from locallama.cli import main
+
+main()

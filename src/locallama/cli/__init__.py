@@ -1,0 +1,49 @@
+"""The ``locallama`` command: one module per command group, errors mapped here once."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from locallama import __version__
+from locallama.errors import LocallamaError
+
+app = typer.Typer(
+    name="locallama",
+    help="Run open-weight language models on your own machine.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"locallama version {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", "-v", callback=_version, is_eager=True,
+                                 help="Show the version and exit."),
+) -> None:
+    """Run open-weight language models on your own machine."""
+
+
+def _register() -> None:
+    from locallama.cli import models, run  # noqa: F401  (commands register themselves)
+
+
+def main() -> None:
+    """Entry point: a LocallamaError becomes one line on stderr and exit status 1."""
+    _register()
+    try:
+        app()
+    except LocallamaError as exc:
+        sys.stderr.write(f"Error: {exc}\n")
+        sys.exit(1)
+    except BrokenPipeError:
+        sys.exit(141)

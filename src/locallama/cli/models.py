@@ -1,0 +1,151 @@
+"""Model management commands: pull, list, show, cp, rm, create."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from locallama.cli import app
+from locallama.cli.common import get_runtime
+from locallama.cli.output import age, console, err_console, print_json, size
+from locallama.errors import InvalidRequest
+from locallama.gguf_info import format_parameter_count
+
+
+@app.command()
+def pull(model: str = typer.Argument(..., help="Model name, e.g. gemma3:270m")) -> None:
+    """Pull a model into the store."""
+    runtime = get_runtime()
+    with err_console.status(f"pulling {model}") as status:
+        runtime.pull(model, progress=lambda msg: status.update(msg))
+    err_console.print("success")
+
+
+@app.command("list")
+def list_models(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """List the models in the store."""
+    entries = get_runtime().list()
+    if as_json:
+        print_json([
+            {"name": e.name.display, "model": e.name.display, "id": e.id, "digest": e.digest,
+             "size": e.size, "modified_at": e.modified.isoformat()}
+            for e in entries
+        ])
+        return
+    table = Table(box=None, pad_edge=False, show_edge=False, padding=(0, 4, 0, 0))
+    for column in ("NAME", "ID", "SIZE", "MODIFIED"):
+        table.add_column(column, no_wrap=True)
+    for e in entries:
+        table.add_row(e.name.display, e.id, size(e.size), age(e.modified))
+    console.print(table)
+
+
+app.command("ls", hidden=True)(list_models)
+
+
+@app.command()
+def show(
+    model: str,
+    modelfile: bool = typer.Option(False, "--modelfile", help="Print the Modelfile."),
+    template: bool = typer.Option(False, "--template", help="Print the template."),
+    system: bool = typer.Option(False, "--system", help="Print the system message."),
+    parameters: bool = typer.Option(False, "--parameters", help="Print the parameters."),
+    license_: bool = typer.Option(False, "--license", help="Print the license."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Show information about a model."""
+    d = get_runtime().show(model)
+    if as_json:
+        print_json(dataclasses.asdict(d))
+    elif modelfile:
+        typer.echo(d.modelfile)
+    elif template:
+        typer.echo(d.template or "")
+    elif system:
+        typer.echo(d.system or "")
+    elif parameters:
+        typer.echo(_parameter_lines(d.parameters))
+    elif license_:
+        typer.echo("\n\n".join(d.licenses))
+    else:
+        _print_details(d)
+
+
+def _parameter_lines(params: dict) -> str:
+    lines = []
+    for key, value in params.items():
+        for v in value if isinstance(value, list) else [value]:
+            lines.append(f"{key:<16}{_quote(v)}")
+    return "\n".join(lines)
+
+
+def _quote(value: object) -> str:
+    return f'"{value}"' if isinstance(value, str) else str(value)
+
+
+def _print_details(d) -> None:
+    rows = [
+        ("architecture", d.architecture),
+        ("parameters", format_parameter_count(d.parameter_count)),
+        ("context length", d.context_length),
+        ("embedding length", d.embedding_length),
+        ("quantization", d.quantization),
+    ]
+    console.print("  Model")
+    for label, value in rows:
+        if value is not None:
+            console.print(f"    {label:<20}{value}")
+    if d.parameters:
+        console.print("\n  Parameters")
+        for line in _parameter_lines(d.parameters).splitlines():
+            console.print(f"    {line}", markup=False)
+    if d.system:
+        console.print("\n  System")
+        console.print(f"    {_first_lines(d.system)}", markup=False)
+    if d.licenses:
+        console.print("\n  License")
+        console.print(f"    {_first_lines(d.licenses[0])}", markup=False)
+    console.print()
+
+
+def _first_lines(text: str, n: int = 2) -> str:
+    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+    shown = "\n    ".join(lines[:n])
+    return shown + ("\n    ..." if len(lines) > n else "")
+
+
+@app.command()
+def create(
+    model: str,
+    file: Path = typer.Option(Path("Modelfile"), "--file", "-f", help="Path to the Modelfile."),
+) -> None:
+    """Create a model from a Modelfile."""
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InvalidRequest(f"no Modelfile at {file}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidRequest(f"cannot read {file}: {exc}") from None
+    runtime = get_runtime()
+    with err_console.status("gathering model components") as status:
+        runtime.create(model, text, file.resolve().parent, progress=status.update)
+    err_console.print("success")
+
+
+@app.command("cp")
+def copy(source: str, destination: str) -> None:
+    """Copy a model under a new name."""
+    get_runtime().copy(source, destination)
+    console.print(f"copied '{source}' to '{destination}'", markup=False)
+
+
+@app.command("rm")
+def remove(models: list[str] = typer.Argument(..., help="Models to remove.")) -> None:
+    """Remove models (and the blobs no other model uses)."""
+    runtime = get_runtime()
+    for model in models:
+        runtime.delete(model)
+        console.print(f"deleted '{model}'", markup=False)

@@ -1,0 +1,62 @@
+"""Shared output helpers for the CLI: one console, sizes, ages, the timing block."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+from rich.console import Console
+
+from locallama.gguf_info import format_bytes
+from locallama.runtime.base import Chunk
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+
+def print_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
+
+
+def age(when: datetime, now: datetime | None = None) -> str:
+    """'2 minutes ago', as ``ollama list`` prints it."""
+    seconds = int(((now or datetime.now(UTC)) - when).total_seconds())
+    if seconds < 1:
+        return "Less than a second ago"
+    for unit, size in (("year", 31536000), ("month", 2592000), ("week", 604800),
+                       ("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1)):
+        if seconds >= size:
+            n = seconds // size
+            if n == 1 and unit in ("hour",):
+                return "About an hour ago"
+            return f"{n} {unit}{'s' if n != 1 else ''} ago"
+    return "Less than a second ago"
+
+
+def size(n: int) -> str:
+    return format_bytes(n)
+
+
+def duration(ns: int) -> str:
+    if ns >= 1_000_000_000:
+        return f"{ns / 1e9:.3f}s"
+    if ns >= 1_000_000:
+        return f"{ns / 1e6:.3f}ms"
+    return f"{ns / 1e3:.3f}µs"
+
+
+def timing_block(chunk: Chunk) -> str:
+    """The block ``ollama run --verbose`` prints after an answer."""
+    rows = [
+        ("total duration", duration(chunk.total_duration)),
+        ("load duration", duration(chunk.load_duration)),
+        ("prompt eval count", f"{chunk.prompt_eval_count} token(s)"),
+        ("prompt eval duration", duration(chunk.prompt_eval_duration)),
+        ("prompt eval rate", f"{chunk.prompt_eval_rate:.2f} tokens/s"),
+        ("eval count", f"{chunk.eval_count} token(s)"),
+        ("eval duration", duration(chunk.eval_duration)),
+        ("eval rate", f"{chunk.eval_rate:.2f} tokens/s"),
+    ]
+    return "\n".join(f"{label + ':':<22}{value}" for label, value in rows)

@@ -1,0 +1,1 @@
+"""The engine: llama.cpp models and contexts, sampling, templates, stop sequences."""

@@ -1,0 +1,237 @@
+"""One llama.cpp model and context: load, tokenize, and generate a token stream.
+
+Weights are memory-mapped; the context keeps the KV cache of the last sequence,
+so a prompt that starts with what was evaluated before only evaluates the rest
+(the second turn of a chat costs only the new message).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import llama_cpp
+
+from locallama.engine.sampling import Sampler
+from locallama.engine.stops import StopMatcher, Utf8Stream
+from locallama.errors import BadModelFile, InvalidRequest
+from locallama.gguf_info import GGUFInfo
+from locallama.options import Options
+
+_DEBUG = bool(os.environ.get("LOCALLAMA_DEBUG"))
+
+
+@llama_cpp.llama_log_callback
+def _llama_log(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+    """llama.cpp's own log goes to stderr only with LOCALLAMA_DEBUG set: a user sees
+    our one-line messages, not the engine's chatter."""
+    if _DEBUG:
+        sys.stderr.write(text.decode("utf-8", errors="replace"))
+
+
+llama_cpp.llama_log_set(_llama_log, ctypes.c_void_p(0))
+
+
+@dataclass(frozen=True)
+class ContextParams:
+    """What a loaded context is built with; a request that needs others reloads."""
+
+    num_ctx: int
+    num_batch: int
+    num_gpu: int
+    use_mmap: bool
+    embedding: bool = False
+
+    @classmethod
+    def from_options(cls, options: Options, info: GGUFInfo, embedding: bool = False
+                     ) -> ContextParams:
+        num_ctx = options.num_ctx
+        if info.context_length:
+            num_ctx = min(num_ctx, info.context_length)
+        return cls(num_ctx, min(options.num_batch, num_ctx), options.num_gpu,
+                   options.use_mmap, embedding)
+
+
+@dataclass
+class GenerationStats:
+    prompt_tokens: int = 0  # the whole prompt
+    prompt_eval_count: int = 0  # evaluated now (the rest came from the cache)
+    prompt_eval_duration: int = 0
+    eval_count: int = 0
+    eval_duration: int = 0
+    done_reason: str = "stop"
+    truncated: bool = False
+    tokens: tuple[int, ...] = ()  # prompt + generated, Ollama's ``context``
+
+
+class LoadedModel:
+    def __init__(self, path: Path, info: GGUFInfo, params: ContextParams, threads: int) -> None:
+        self.path = path
+        self.info = info
+        self.params = params
+        self.lock = threading.Lock()
+        started = time.perf_counter_ns()
+        try:
+            self.llm = llama_cpp.Llama(
+                model_path=str(path),
+                n_ctx=params.num_ctx,
+                n_batch=params.num_batch,
+                n_ubatch=params.num_batch,
+                n_threads=threads,
+                n_threads_batch=threads,
+                n_gpu_layers=params.num_gpu,
+                use_mmap=params.use_mmap,
+                embedding=params.embedding,
+                pooling_type=_pooling(info) if params.embedding else -1,
+                verbose=False,
+            )
+        except (ValueError, RuntimeError, OSError) as exc:
+            raise BadModelFile(f"llama.cpp could not load {path.name}: {exc}") from None
+        self.load_duration = time.perf_counter_ns() - started
+        self.vocab = llama_cpp.llama_model_get_vocab(self.llm.model)
+        self.n_vocab = self.llm.n_vocab()
+        self._buffer = ctypes.create_string_buffer(256)
+
+    # -- tokens -----------------------------------------------------------------
+
+    def tokenize(self, text: str, add_bos: bool = True, special: bool = True) -> list[int]:
+        data = text.encode("utf-8")
+        if add_bos and llama_cpp.llama_vocab_get_add_bos(self.vocab):
+            bos = self.piece(llama_cpp.llama_vocab_bos(self.vocab), special=True)
+            # A template that already wrote the BOS text must not get a second one.
+            add_bos = not (special and bos and data.startswith(bos))
+        return self.llm.tokenize(data, add_bos=add_bos, special=special)
+
+    def piece(self, token: int, special: bool = False) -> bytes:
+        n = llama_cpp.llama_token_to_piece(self.vocab, token, self._buffer, 256, 0, special)
+        if n < 0:
+            big = ctypes.create_string_buffer(-n)
+            n = llama_cpp.llama_token_to_piece(self.vocab, token, big, -n, 0, special)
+            return big.raw[:n]
+        return self._buffer.raw[:n]
+
+    def detokenize(self, tokens: list[int]) -> str:
+        return b"".join(self.piece(t) for t in tokens).decode("utf-8", errors="replace")
+
+    def token_text(self, token: int) -> str:
+        return self.piece(token, special=True).decode("utf-8", errors="replace")
+
+    def is_end(self, token: int) -> bool:
+        return bool(llama_cpp.llama_vocab_is_eog(self.vocab, token))
+
+    # -- generation -------------------------------------------------------------
+
+    def generate(
+        self,
+        prompt: list[int],
+        options: Options,
+        stops: tuple[str, ...] = (),
+        stats: GenerationStats | None = None,
+        cancelled: Callable[[], bool] = lambda: False,
+    ) -> Iterator[str]:
+        """Yield text pieces; fill ``stats`` as it goes.  Hold ``lock`` while iterating."""
+        stats = stats if stats is not None else GenerationStats()
+        llm, n_ctx = self.llm, self.params.num_ctx
+        if not prompt:
+            raise InvalidRequest("the prompt is empty")
+        prompt = self._fit(prompt, options, stats)
+        stats.prompt_tokens = len(prompt)
+        llama_cpp.llama_set_n_threads(llm.ctx, options.threads, options.threads)
+
+        reuse = self._cached_prefix(prompt)
+        started = time.perf_counter_ns()
+        llm.n_tokens = reuse
+        llm.eval(prompt[reuse:])
+        stats.prompt_eval_count = len(prompt) - reuse
+        stats.prompt_eval_duration = time.perf_counter_ns() - started
+
+        sampler = Sampler(options, self.n_vocab, n_ctx, history=prompt)
+        matcher, utf8 = StopMatcher(stops), Utf8Stream()
+        limit = options.num_predict
+        generated: list[int] = []
+        started = time.perf_counter_ns()
+        try:
+            while True:
+                if 0 <= limit <= len(generated):
+                    stats.done_reason = "length"
+                    break
+                if llm.n_tokens >= n_ctx:
+                    stats.done_reason = "length"
+                    break
+                if cancelled():
+                    stats.done_reason = "cancel"
+                    break
+                token = sampler.sample(llm.ctx)
+                if self.is_end(token):
+                    stats.done_reason = "stop"
+                    break
+                generated.append(token)
+                stats.eval_count = len(generated)
+                result = matcher.feed(utf8.feed(self.piece(token)))
+                if result.text:
+                    yield result.text
+                if result.stopped:
+                    stats.done_reason = "stop"
+                    return
+                llm.eval([token])
+            # Ended without a stop sequence: release what was held back.
+            tail = matcher.feed(utf8.flush())
+            text = tail.text if tail.stopped else tail.text + matcher.flush()
+            if text:
+                yield text
+        finally:
+            stats.eval_duration = time.perf_counter_ns() - started
+            stats.tokens = (*prompt, *generated)
+            sampler.close()
+
+    def _cached_prefix(self, prompt: list[int]) -> int:
+        """How many leading prompt tokens the KV cache already holds (at least one is left)."""
+        llm = self.llm
+        held = llm.input_ids[: llm.n_tokens]
+        n = 0
+        for a, b in zip(held, prompt, strict=False):
+            if a != b:
+                break
+            n += 1
+        return min(n, len(prompt) - 1)
+
+    def _fit(self, prompt: list[int], options: Options, stats: GenerationStats) -> list[int]:
+        """Ollama's truncation: keep the first num_keep tokens and the newest rest."""
+        n_ctx = self.params.num_ctx
+        reserve = 1 if options.num_predict < 0 else min(options.num_predict, n_ctx // 2)
+        room = n_ctx - reserve
+        if len(prompt) <= room:
+            return prompt
+        keep = min(max(options.num_keep, 0), room // 2)
+        stats.truncated = True
+        return prompt[:keep] + prompt[len(prompt) - (room - keep):]
+
+    # -- embeddings ---------------------------------------------------------------
+
+    def embed(self, texts: list[str], truncate: bool = True) -> tuple[list[list[float]], int]:
+        counts = [len(self.tokenize(t)) for t in texts]
+        if not truncate and max(counts, default=0) > self.params.num_ctx:
+            raise InvalidRequest(
+                f"input of {max(counts)} tokens exceeds the context length "
+                f"{self.params.num_ctx} and truncate is false"
+            )
+        vectors = self.llm.embed(texts, normalize=True, truncate=True)
+        return [list(map(float, v)) for v in vectors], sum(min(c, self.params.num_ctx)
+                                                             for c in counts)
+
+    def close(self) -> None:
+        self.llm.close()
+
+
+def _pooling(info: GGUFInfo) -> int:
+    """The GGUF's pooling type, or mean pooling for models that set none."""
+    value = info.metadata.get(f"{info.architecture}.pooling_type")
+    if isinstance(value, int) and value > 0:
+        return value
+    return llama_cpp.LLAMA_POOLING_TYPE_MEAN

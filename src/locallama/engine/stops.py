@@ -1,0 +1,67 @@
+"""Stop sequences over a token stream, without leaking a split stop into the output.
+
+Text arrives in pieces that rarely line up with a stop sequence: "</s" may come
+in one token and "top>" in the next.  :class:`StopMatcher` holds back the
+shortest tail that could still grow into a stop sequence and releases it once
+it cannot.
+"""
+
+from __future__ import annotations
+
+import codecs
+from dataclasses import dataclass
+
+
+@dataclass
+class StopResult:
+    text: str  # safe to show now
+    stopped: bool  # a stop sequence was found; ``text`` ends right before it
+
+
+class StopMatcher:
+    def __init__(self, stops: tuple[str, ...] | list[str]) -> None:
+        self.stops = tuple(s for s in stops if s)
+        self._pending = ""
+
+    def feed(self, piece: str) -> StopResult:
+        if not self.stops:
+            return StopResult(piece, False)
+        buffer = self._pending + piece
+        first = min(
+            ((buffer.find(s), s) for s in self.stops if s in buffer),
+            default=None,
+        )
+        if first is not None:
+            self._pending = ""
+            return StopResult(buffer[: first[0]], True)
+        hold = self._partial_suffix(buffer)
+        self._pending = buffer[len(buffer) - hold :] if hold else ""
+        return StopResult(buffer[: len(buffer) - hold], False)
+
+    def flush(self) -> str:
+        """Release what was held back when generation ends for another reason."""
+        text, self._pending = self._pending, ""
+        return text
+
+    def _partial_suffix(self, text: str) -> int:
+        """Length of the longest tail of ``text`` that is a proper prefix of a stop."""
+        best = 0
+        for stop in self.stops:
+            for n in range(min(len(stop) - 1, len(text)), best, -1):
+                if text.endswith(stop[:n]):
+                    best = n
+                    break
+        return best
+
+
+class Utf8Stream:
+    """Decode token bytes incrementally: a character split across tokens waits."""
+
+    def __init__(self) -> None:
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def feed(self, data: bytes) -> str:
+        return self._decoder.decode(data)
+
+    def flush(self) -> str:
+        return self._decoder.decode(b"", final=True)

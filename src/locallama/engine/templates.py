@@ -1,0 +1,214 @@
+"""Chat templates: turn a list of messages into the prompt a model was trained on.
+
+Templates come from strangers (a GGUF's ``tokenizer.chat_template`` or a
+Modelfile TEMPLATE), so they are compiled and rendered in jinja2's immutable
+sandbox: a template that reaches for Python internals fails with TemplateError
+and nothing else happens.
+
+Three kinds are understood:
+
+* Jinja templates (the Hugging Face convention: ``messages``,
+  ``add_generation_prompt``, ``bos_token``, ``eos_token``, ``tools``).
+* Ollama's Go templates in their simple prompt/response form
+  (``{{ .System }}``, ``{{ .Prompt }}``, ``{{ .Response }}``, ``{{ if }}``):
+  translated to Jinja and rendered turn by turn, as Ollama does.  Go templates
+  that iterate over ``.Messages`` are not translated; the model's own GGUF
+  template is used for them instead (see :func:`select_template`).
+* No template: the documented plain fallback below, for base models.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import jinja2
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+
+from locallama.errors import TemplateError
+
+#: The fallback for models without a template (the bundled base model has none).
+#: The stop sequence keeps a base model from writing the user's next line.
+FALLBACK_STOPS = ("\nUser:",)
+
+
+def _raise(message: str) -> None:
+    raise TemplateError(f"chat template error: {message}")
+
+
+def _environment() -> ImmutableSandboxedEnvironment:
+    env = ImmutableSandboxedEnvironment(
+        trim_blocks=True, lstrip_blocks=True, undefined=jinja2.ChainableUndefined
+    )
+    env.globals["raise_exception"] = _raise
+    env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
+    return env
+
+
+@dataclass(frozen=True)
+class Rendered:
+    prompt: str
+    stops: tuple[str, ...] = ()  # stop sequences the template format implies
+
+
+class ChatTemplate:
+    """A compiled template; ``render`` returns the prompt for a conversation."""
+
+    kind = "jinja"
+
+    def __init__(self, source: str, bos_token: str = "", eos_token: str = "") -> None:
+        self.source = source
+        self.bos_token = bos_token
+        self.eos_token = eos_token
+        try:
+            self._template = _environment().from_string(source)
+        except jinja2.TemplateSyntaxError as exc:
+            raise TemplateError(f"chat template does not compile: {exc.message} "
+                                f"(line {exc.lineno})") from None
+
+    def render(
+        self,
+        messages: list[dict[str, Any]],
+        add_generation_prompt: bool = True,
+        tools: list[dict[str, Any]] | None = None,
+    ) -> Rendered:
+        context = {
+            "messages": messages,
+            "add_generation_prompt": add_generation_prompt,
+            "bos_token": self.bos_token,
+            "eos_token": self.eos_token,
+        }
+        if tools:
+            context["tools"] = tools
+        return Rendered(_safe_render(self._template, context))
+
+
+class GoPromptTemplate:
+    """Ollama's prompt/response Go template, rendered once per user turn."""
+
+    kind = "go"
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        try:
+            self._template = _environment().from_string(go_to_jinja(source))
+        except jinja2.TemplateSyntaxError as exc:
+            raise TemplateError(f"template does not compile: {exc.message}") from None
+
+    def render(self, messages: list[dict[str, Any]], add_generation_prompt: bool = True,
+               tools: list[dict[str, Any]] | None = None) -> Rendered:
+        system = "\n\n".join(m["content"] for m in messages if m.get("role") == "system")
+        turns: list[tuple[str, str]] = []
+        for m in messages:
+            if m.get("role") == "user":
+                turns.append((m.get("content", ""), ""))
+            elif m.get("role") == "assistant" and turns:
+                turns[-1] = (turns[-1][0], turns[-1][1] + m.get("content", ""))
+        if not turns:
+            turns.append(("", ""))
+        # Earlier turns carry their responses; the last one leaves the response
+        # slot empty, and generation continues from there.
+        parts = [
+            _safe_render(
+                self._template,
+                {"System": system if i == 0 else "", "Prompt": prompt, "Response": response},
+            )
+            for i, (prompt, response) in enumerate(turns)
+        ]
+        return Rendered("".join(parts))
+
+
+class FallbackTemplate:
+    """Plain "User:/Assistant:" turns, documented in the README, for template-less models."""
+
+    kind = "fallback"
+    source = ""
+
+    def render(self, messages: list[dict[str, Any]], add_generation_prompt: bool = True,
+               tools: list[dict[str, Any]] | None = None) -> Rendered:
+        lines = []
+        for m in messages:
+            role, content = m.get("role", "user"), m.get("content", "")
+            if role == "system":
+                lines.append(f"{content}\n")
+            else:
+                label = {"assistant": "Assistant", "tool": "Tool"}.get(role, "User")
+                lines.append(f"{label}: {content}")
+        if add_generation_prompt:
+            lines.append("Assistant:")
+        return Rendered("\n".join(lines), FALLBACK_STOPS)
+
+
+Template = ChatTemplate | GoPromptTemplate | FallbackTemplate
+
+
+def is_go_template(source: str) -> bool:
+    return bool(re.search(r"\{\{-?\s*(\.|\$|if\s+\.|range\s|end\s*-?\}\})", source))
+
+
+def select_template(
+    modelfile_template: str | None,
+    gguf_template: str | None,
+    bos_token: str = "",
+    eos_token: str = "",
+) -> Template:
+    """Pick the template for a model: Modelfile TEMPLATE, else the GGUF's, else fallback."""
+    if modelfile_template:
+        if not is_go_template(modelfile_template):
+            return ChatTemplate(modelfile_template, bos_token, eos_token)
+        if "range" not in modelfile_template and "Messages" not in modelfile_template:
+            return GoPromptTemplate(modelfile_template)
+    if gguf_template:
+        return ChatTemplate(gguf_template, bos_token, eos_token)
+    return FallbackTemplate()
+
+
+_GO_ACTION = re.compile(r"\{\{(-?)\s*(.*?)\s*(-?)\}\}", re.S)
+
+
+def go_to_jinja(source: str) -> str:
+    """Translate the prompt/response subset of Go templates to Jinja."""
+    stack: list[str] = []
+
+    def expr(text: str) -> str:
+        text = re.sub(r"\$?\.(System|Prompt|Response|Suffix)", r"\1", text)
+        if re.search(r"[^\w\s\"'()]", text):
+            raise TemplateError(f"unsupported Go template expression: {text!r}")
+        return text
+
+    def action(match: re.Match[str]) -> str:
+        left, body, right = match.group(1), match.group(2), match.group(3)
+        lt, rt = ("-" if left else ""), ("-" if right else "")
+        if body.startswith("if "):
+            stack.append("if")
+            return f"{{%{lt} if {expr(body[3:])} %{rt}}}"
+        if body.startswith("else if "):
+            return f"{{%{lt} elif {expr(body[8:])} %{rt}}}"
+        if body == "else":
+            return f"{{%{lt} else %{rt}}}"
+        if body == "end":
+            if not stack:
+                raise TemplateError("Go template has an {{ end }} without an {{ if }}")
+            stack.pop()
+            return f"{{%{lt} endif %{rt}}}"
+        if body.startswith("/*"):
+            return ""
+        return f"{{{{{lt} {expr(body)} {rt}}}}}"
+
+    result = _GO_ACTION.sub(action, source)
+    if stack:
+        raise TemplateError("Go template has an {{ if }} without an {{ end }}")
+    return result
+
+
+def _safe_render(template: jinja2.Template, context: dict[str, Any]) -> str:
+    try:
+        return template.render(**context)
+    except TemplateError:
+        raise
+    except SecurityError as exc:
+        raise TemplateError(f"chat template tried an unsafe operation: {exc}") from None
+    except Exception as exc:  # any failure inside a stranger's template is its fault
+        raise TemplateError(f"chat template failed: {type(exc).__name__}: {exc}") from None

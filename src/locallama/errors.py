@@ -1,0 +1,97 @@
+"""Typed errors, defined once.
+
+Every failure a user can cause has a class here.  The faces map these classes to
+HTTP status codes (one table per face) and the CLI maps them to a one-line
+message; nothing else in the code decides how an error looks to a user.
+"""
+
+from __future__ import annotations
+
+
+class LocallamaError(Exception):
+    """Base class: an error with a message fit to show a user as it is."""
+
+    #: a short machine-readable code, used by the faces and ``--json`` output
+    code = "error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class InvalidRequest(LocallamaError):
+    """The request (arguments, options, JSON body) is malformed or out of range."""
+
+    code = "invalid_request"
+
+
+class InvalidModelName(InvalidRequest):
+    """A model name that breaks the naming rules or could escape the store."""
+
+    code = "invalid_model_name"
+
+
+class ModelfileError(InvalidRequest):
+    """A Modelfile that cannot be parsed; names the line when it knows it."""
+
+    code = "invalid_modelfile"
+
+    def __init__(self, message: str, line: int | None = None) -> None:
+        self.line = line
+        super().__init__(f"Modelfile line {line}: {message}" if line else message)
+
+
+class TemplateError(InvalidRequest):
+    """A chat template that does not compile or fails when rendered."""
+
+    code = "invalid_template"
+
+
+class ModelNotFound(LocallamaError):
+    """No model of that name in the store (and none could be pulled)."""
+
+    code = "model_not_found"
+
+    def __init__(self, name: str, hint: str = "") -> None:
+        self.name = name
+        message = f"model '{name}' not found"
+        super().__init__(f"{message}; {hint}" if hint else message)
+
+
+class BadModelFile(LocallamaError):
+    """A model file that is not a valid GGUF, or one llama.cpp cannot use."""
+
+    code = "bad_model_file"
+
+
+class ModelTooLarge(LocallamaError):
+    """The model cannot fit in the memory this machine has."""
+
+    code = "model_too_large"
+
+
+class DigestMismatch(LocallamaError):
+    """Bytes that do not hash to the digest they were announced with."""
+
+    code = "digest_mismatch"
+
+
+class NotSupported(LocallamaError):
+    """A feature that exists in the formats but is not built here yet."""
+
+    code = "not_supported"
+
+
+class PullError(LocallamaError):
+    """A model could not be fetched (offline, unknown source, transfer failed)."""
+
+    code = "pull_error"
+
+
+class Cancelled(LocallamaError):
+    """The caller stopped a request before it finished."""
+
+    code = "cancelled"

@@ -1,0 +1,372 @@
+"""Read and validate a GGUF model file before llama.cpp sees it; estimate its memory.
+
+Model files come from strangers, and llama.cpp reports a bad one with a bare
+"failed to load model" (or worse), so every file is checked here first and each
+problem becomes one :class:`BadModelFile` line naming the file.
+
+The header is walked with :mod:`struct` rather than ``gguf.GGUFReader``: the reader
+builds a numpy view per array element (about 20 s for Gemma 3's 262k-token
+vocabulary) and maps tensor data in a way that fails oddly on short files.  Here
+arrays we do not need are skipped, the file is read only as far as the header
+goes, and every offset is checked against the file size.  The ``gguf`` package
+still supplies the format's vocabulary: value types, tensor type sizes, file
+types and the known architectures.
+"""
+
+from __future__ import annotations
+
+import stat
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import gguf
+
+from locallama.errors import BadModelFile
+
+SUPPORTED_VERSIONS = (2, 3)
+_MAX_DIMS = 4  # GGML_MAX_DIMS
+_KEEP_NUMBERS = 4096  # numeric arrays up to this length are decoded (per-layer values)
+_KEEP_STRINGS = 64  # string arrays up to this length are decoded (tags, languages)
+_MAX_NESTING = 8
+_CHUNK = 1 << 20
+
+_VT = gguf.GGUFValueType
+_SCALARS: dict[int, struct.Struct] = {
+    _VT.UINT8: struct.Struct("<B"), _VT.INT8: struct.Struct("<b"),
+    _VT.UINT16: struct.Struct("<H"), _VT.INT16: struct.Struct("<h"),
+    _VT.UINT32: struct.Struct("<I"), _VT.INT32: struct.Struct("<i"),
+    _VT.FLOAT32: struct.Struct("<f"), _VT.UINT64: struct.Struct("<Q"),
+    _VT.INT64: struct.Struct("<q"), _VT.FLOAT64: struct.Struct("<d"),
+    _VT.BOOL: struct.Struct("<?"),
+}
+_U32 = _SCALARS[_VT.UINT32]
+_U64 = _SCALARS[_VT.UINT64]
+_KNOWN_ARCHS = frozenset(gguf.MODEL_ARCH_NAMES.values())
+
+
+@dataclass(frozen=True)
+class GGUFInfo:
+    """What a model file says about itself; enough for ``show`` and for loading."""
+
+    path: Path
+    file_size: int
+    architecture: str
+    name: str | None
+    parameter_count: int  # sum of tensor element counts
+    file_type: str  # quantization label: "Q4_K_M", "F32", "Q8_0"
+    context_length: int | None
+    embedding_length: int | None
+    block_count: int | None
+    head_count: int | None
+    head_count_kv: int | None  # the largest, where layers differ
+    key_length: int | None  # per-head dimensions
+    value_length: int | None
+    chat_template: str | None
+    tensor_bytes: int
+    metadata: dict[str, Any]  # scalars and strings; arrays as "[N items]"
+    vocab_size: int | None = None
+    head_count_kv_per_layer: tuple[int, ...] | None = None  # archs that vary it by layer
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """Bytes a loaded model needs, in the parts the scheduler budgets for."""
+
+    weights: int
+    kv_cache: int
+    compute: int
+    total: int
+
+
+@dataclass(frozen=True)
+class _Array:
+    count: int
+    values: tuple[Any, ...] | None  # None where the array was skipped
+
+
+class _Problem(Exception):
+    """Internal: a validation failure, turned into BadModelFile with the path."""
+
+
+class _Header:
+    """Reads a GGUF header front to back, pulling in file bytes only as needed."""
+
+    def __init__(self, f: IO[bytes], size: int) -> None:
+        self.f, self.size, self.pos = f, size, 0
+        self.buf = bytearray()
+
+    def _fill(self, end: int, what: str) -> None:
+        if end > self.size:
+            raise _Problem(f"file is truncated ({what} runs past the end of the file)")
+        want = min(self.size, max(end, len(self.buf) + _CHUNK, 2 * len(self.buf)))
+        more = self.f.read(want - len(self.buf))
+        self.buf += more
+        if len(self.buf) < end:
+            raise _Problem(f"file is truncated ({what} runs past the end of the file)")
+
+    def take(self, n: int, what: str) -> int:
+        start, end = self.pos, self.pos + n
+        if end > len(self.buf):
+            self._fill(end, what)
+        self.pos = end
+        return start
+
+    def scalar(self, st: struct.Struct, what: str) -> Any:
+        return st.unpack_from(self.buf, self.take(st.size, what))[0]
+
+    def string(self, what: str) -> str:
+        n = self.scalar(_U64, what)
+        start = self.take(n, what)
+        return self.buf[start:start + n].decode("utf-8", errors="replace")
+
+    def value(self, vtype: int, what: str, depth: int = 0) -> Any:
+        st = _SCALARS.get(vtype)
+        if st is not None:
+            return self.scalar(st, what)
+        if vtype == _VT.STRING:
+            return self.string(what)
+        if vtype != _VT.ARRAY:
+            raise _Problem(f"metadata '{what}' has unknown value type {vtype}")
+        if depth >= _MAX_NESTING:
+            raise _Problem(f"metadata '{what}' nests arrays too deeply")
+        item_type = self.scalar(_U32, what)
+        count = self.scalar(_U64, what)
+        st = _SCALARS.get(item_type)
+        if st is not None:
+            start = self.take(count * st.size, what)
+            if count > _KEEP_NUMBERS:
+                return _Array(count, None)
+            return _Array(count, struct.unpack_from(f"<{count}{st.format[-1]}", self.buf, start))
+        if item_type not in (_VT.STRING, _VT.ARRAY):
+            raise _Problem(f"metadata '{what}' has unknown array item type {item_type}")
+        if count * 8 > self.size - self.pos:  # every item takes at least 8 bytes
+            raise _Problem(f"file is truncated ({what} runs past the end of the file)")
+        if item_type == _VT.STRING and count > _KEEP_STRINGS:
+            self._skip_strings(count, what)
+            return _Array(count, None)
+        items = tuple(self.value(item_type, what, depth + 1) for _ in range(count))
+        return _Array(count, items if item_type == _VT.STRING else None)
+
+    def _skip_strings(self, count: int, what: str) -> None:
+        """Step over a long string array (a vocabulary) without decoding it."""
+        buf, pos, unpack = self.buf, self.pos, _U64.unpack_from
+        for _ in range(count):
+            if pos + 8 > len(buf):
+                self._fill(pos + 8, what)
+                buf = self.buf
+            pos += 8 + unpack(buf, pos)[0]
+        self.pos = pos
+        if pos > len(self.buf):
+            self._fill(pos, what)
+
+
+def read_gguf_info(path: str | Path) -> GGUFInfo:
+    """Read and validate the header of a GGUF file; raise BadModelFile on any problem."""
+    p = Path(path)
+    try:
+        st = p.stat()
+        if not stat.S_ISREG(st.st_mode):
+            raise _Problem("not a regular file")
+        if st.st_size == 0:
+            raise _Problem("empty file, not a GGUF model")
+        with open(p, "rb") as f:
+            return _parse(p, _Header(f, st.st_size))
+    except _Problem as e:
+        raise BadModelFile(f"{p}: {e}") from None
+    except FileNotFoundError:
+        raise BadModelFile(f"{p}: no such file") from None
+    except (OSError, ValueError, OverflowError, MemoryError, struct.error) as e:
+        why = e.strerror if isinstance(e, OSError) and e.strerror else str(e) or type(e).__name__
+        raise BadModelFile(f"{p}: cannot read model file: {why}") from None
+
+
+def _parse(path: Path, h: _Header) -> GGUFInfo:
+    if h.size < 4 or h.buf[h.take(4, "magic"):4] != b"GGUF":
+        raise _Problem("not a GGUF file")
+    version = h.scalar(_U32, "header")
+    if version not in SUPPORTED_VERSIONS:
+        if version & 0xFFFF == 0 and (version >> 24) in SUPPORTED_VERSIONS:
+            raise _Problem("big-endian GGUF file, which this machine cannot load")
+        raise _Problem(f"unsupported GGUF version {version} (supported: 2 and 3)")
+    n_tensors = h.scalar(_U64, "header")
+    n_kv = h.scalar(_U64, "header")
+    if n_kv * 13 > h.size or n_tensors * 28 > h.size:  # smallest possible entries
+        raise _Problem("file is truncated or corrupt (header counts exceed the file size)")
+
+    fields: dict[str, Any] = {}
+    for i in range(n_kv):
+        key = h.string(f"metadata key #{i}")
+        if key in fields:
+            raise _Problem(f"duplicate metadata key '{key}'")
+        fields[key] = h.value(h.scalar(_U32, key), key)
+
+    tensors: list[tuple[str, tuple[int, ...], gguf.GGMLQuantizationType, int]] = []
+    names: set[str] = set()
+    for i in range(n_tensors):
+        name = h.string(f"tensor info #{i}")
+        n_dims = h.scalar(_U32, name)
+        if n_dims > _MAX_DIMS:
+            raise _Problem(f"tensor '{name}' has {n_dims} dimensions (at most {_MAX_DIMS})")
+        dims = struct.unpack_from(f"<{n_dims}Q", h.buf, h.take(8 * n_dims, name))
+        raw_type = h.scalar(_U32, name)
+        offset = h.scalar(_U64, name)
+        try:
+            ttype = gguf.GGMLQuantizationType(raw_type)
+        except ValueError:
+            raise _Problem(f"tensor '{name}' has unknown type {raw_type}") from None
+        if name in names:
+            raise _Problem(f"duplicate tensor '{name}'")
+        names.add(name)
+        tensors.append((name, dims, ttype, offset))
+
+    alignment = fields.get(gguf.Keys.General.ALIGNMENT, gguf.GGUF_DEFAULT_ALIGNMENT)
+    if not isinstance(alignment, int) or alignment <= 0 or alignment & (alignment - 1):
+        raise _Problem(f"invalid general.alignment {alignment!r}")
+    data_start = -(-h.pos // alignment) * alignment
+    parameter_count = tensor_bytes = 0
+    by_type: dict[gguf.GGMLQuantizationType, int] = {}
+    for name, dims, ttype, offset in tensors:
+        block, type_size = gguf.GGML_QUANT_SIZES[ttype]
+        n_elements = 1
+        for d in dims:
+            n_elements *= d
+        if dims and dims[0] % block:
+            raise _Problem(f"tensor '{name}' row size {dims[0]} is not a multiple of {block}")
+        n_bytes = n_elements // block * type_size
+        if offset % alignment:
+            raise _Problem(f"tensor '{name}' data is not aligned to {alignment} bytes")
+        end = data_start + offset + n_bytes
+        if end > h.size:
+            raise _Problem(f"file is truncated: tensor '{name}' data ends at byte {end} "
+                           f"but the file has {h.size} bytes")
+        parameter_count += n_elements
+        tensor_bytes += n_bytes
+        if len(dims) >= 2:
+            by_type[ttype] = by_type.get(ttype, 0) + n_elements
+
+    arch = fields.get(gguf.Keys.General.ARCHITECTURE)
+    if not isinstance(arch, str) or not arch:
+        raise _Problem("no general.architecture in the metadata")
+    if arch not in _KNOWN_ARCHS:
+        raise _Problem(f"unknown model architecture '{arch}'")
+
+    def hp(key: str) -> Any:
+        return fields.get(key.format(arch=arch))
+
+    keys, attn = gguf.Keys.LLM, gguf.Keys.Attention
+    embedding = _int(hp(keys.EMBEDDING_LENGTH))
+    heads = _int(hp(attn.HEAD_COUNT))
+    kv_raw = hp(attn.HEAD_COUNT_KV)
+    kv_per_layer = None
+    if isinstance(kv_raw, _Array) and kv_raw.values and _all_ints(kv_raw.values):
+        kv_per_layer = tuple(int(v) for v in kv_raw.values)
+    head_dim = embedding // heads if embedding and heads else None
+    vocab = _int(hp(keys.VOCAB_SIZE))
+    tokens = fields.get(gguf.Keys.Tokenizer.LIST)
+    if vocab is None and isinstance(tokens, _Array):
+        vocab = tokens.count
+    name_value = fields.get(gguf.Keys.General.NAME)
+    template = fields.get(gguf.Keys.Tokenizer.CHAT_TEMPLATE)
+    return GGUFInfo(
+        path=path,
+        file_size=h.size,
+        architecture=arch,
+        name=name_value if isinstance(name_value, str) else None,
+        parameter_count=parameter_count,
+        file_type=_file_type(fields.get(gguf.Keys.General.FILE_TYPE), by_type),
+        context_length=_int(hp(keys.CONTEXT_LENGTH)),
+        embedding_length=embedding,
+        block_count=_int(hp(keys.BLOCK_COUNT)),
+        head_count=heads,
+        head_count_kv=_int(kv_raw) if kv_raw is not None else heads,
+        key_length=_int(hp(attn.KEY_LENGTH)) or head_dim,
+        value_length=_int(hp(attn.VALUE_LENGTH)) or head_dim,
+        chat_template=template if isinstance(template, str) else None,
+        tensor_bytes=tensor_bytes,
+        metadata={k: f"[{v.count} items]" if isinstance(v, _Array) else v
+                  for k, v in fields.items()},
+        vocab_size=vocab,
+        head_count_kv_per_layer=kv_per_layer,
+    )
+
+
+def _all_ints(values: tuple[Any, ...]) -> bool:
+    return all(isinstance(v, int) and not isinstance(v, bool) for v in values)
+
+
+def _int(value: Any) -> int | None:
+    """An integer hyperparameter; for a per-layer array, its largest value."""
+    if isinstance(value, _Array):
+        return max(value.values) if value.values and _all_ints(value.values) else None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    return None
+
+
+def _file_type(raw: Any, by_type: dict[gguf.GGMLQuantizationType, int]) -> str:
+    """general.file_type as Ollama spells it, else the type most weights are stored in."""
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        try:
+            label = gguf.LlamaFileType(raw).name
+        except ValueError:
+            label = ""
+        if label and label != "GUESSED":
+            return label.removeprefix("MOSTLY_").removeprefix("ALL_")
+    if by_type:
+        return max(by_type.items(), key=lambda kv: kv[1])[0].name
+    return "unknown"
+
+
+def estimate_memory(info: GGUFInfo, num_ctx: int, num_parallel: int = 1,
+                    kv_bytes_per_element: float = 2.0) -> MemoryEstimate:
+    """Estimate the bytes a model needs at a context size; an upper bound, not a promise.
+
+    - weights = tensor_bytes (llama.cpp maps or copies the tensors as stored).
+    - kv_cache = n_tokens x sum over layers of head_count_kv[l] x (key_length +
+      value_length) x kv_bytes_per_element, where n_tokens = num_ctx x num_parallel
+      (every parallel slot gets the full context).  With equal key and value
+      lengths this is the usual 2 x layers x n_tokens x kv_heads x head_dim x bytes.
+      Sliding-window layers are counted at full context; recurrent state is ignored.
+    - compute = f32 scratch for one micro-batch of u = min(512, n_tokens) tokens:
+      the attention scores (u x n_tokens x head_count), a few embedding-wide
+      activations (4 x u x embedding_length) and the logits (u x vocab_size).
+    """
+    if num_ctx < 1 or num_parallel < 1:
+        raise ValueError("num_ctx and num_parallel must be at least 1")
+    n_tokens = num_ctx * num_parallel
+    layers = info.block_count or 0
+    per_layer = info.head_count_kv_per_layer
+    if not per_layer or len(per_layer) != layers:
+        per_layer = (info.head_count_kv or info.head_count or 0,) * layers
+    dims = (info.key_length or 0) + (info.value_length or 0)
+    kv_cache = int(n_tokens * sum(per_layer) * dims * kv_bytes_per_element)
+    ubatch = min(512, n_tokens)
+    compute = 4 * ubatch * (n_tokens * (info.head_count or 0)
+                            + 4 * (info.embedding_length or 0) + (info.vocab_size or 0))
+    weights = info.tensor_bytes
+    return MemoryEstimate(weights, kv_cache, compute, weights + kv_cache + compute)
+
+
+def format_bytes(n: int) -> str:
+    """Decimal units the way Ollama prints them: "512 B", "1.2 GB", "291 MB"."""
+    for unit, scale in (("TB", 10**12), ("GB", 10**9), ("MB", 10**6), ("KB", 10**3)):
+        if n >= scale:
+            value = n / scale
+            if value >= 100 or value == int(value):
+                return f"{int(value)} {unit}"
+            return f"{value:.1f} {unit}"
+    return f"{n} B"
+
+
+def format_parameter_count(n: int) -> str:
+    """Parameter counts the way Ollama prints them: "268.10M", "6.74B", "7B"."""
+    for unit, scale in (("T", 10**12), ("B", 10**9), ("M", 10**6)):
+        if n >= scale:
+            value = n / scale
+            return f"{value:.0f}{unit}" if value == int(value) else f"{value:.2f}{unit}"
+    if n >= 10**3:
+        return f"{n / 10**3:.0f}K"
+    return str(n)
+

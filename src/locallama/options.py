@@ -1,0 +1,171 @@
+"""Generation options with Ollama's names, types and defaults.
+
+Options arrive as strings from Modelfile PARAMETER lines and as JSON from API
+requests; both are coerced here, once.  Precedence is request > model
+parameters > defaults, and :func:`resolve_options` is the only place that
+merges them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from locallama.errors import InvalidRequest
+
+
+@dataclass(frozen=True)
+class Options:
+    """Every knob of one generation, defaults as in Ollama."""
+
+    num_ctx: int = 4096
+    num_predict: int = -1  # -1: until the context is full or the model stops
+    num_keep: int = 4
+    temperature: float = 0.8
+    top_k: int = 40
+    top_p: float = 0.9
+    min_p: float = 0.0
+    typical_p: float = 1.0
+    repeat_penalty: float = 1.1
+    repeat_last_n: int = 64
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    seed: int = -1  # -1: a fresh random seed per request
+    stop: tuple[str, ...] = field(default_factory=tuple)
+    num_thread: int = 0  # 0: choose from the machine's physical cores
+    num_batch: int = 512
+    num_gpu: int = -1  # -1: as many layers as fit
+    main_gpu: int = 0
+    use_mmap: bool = True
+    mirostat: int = 0
+    mirostat_tau: float = 5.0
+    mirostat_eta: float = 0.1
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["stop"] = list(self.stop)
+        return data
+
+    @property
+    def threads(self) -> int:
+        """Threads for llama.cpp: num_thread, or the physical core count."""
+        if self.num_thread > 0:
+            return self.num_thread
+        try:
+            import psutil
+
+            cores = psutil.cpu_count(logical=False)
+        except Exception:  # psutil can fail in odd containers; fall back below
+            cores = None
+        return max(1, cores or os.cpu_count() or 1)
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(Options)}
+_TYPES = {
+    name: (tuple if name == "stop" else type(getattr(Options(), name))) for name in _FIELDS
+}
+OPTION_NAMES = tuple(_FIELDS)
+
+
+def coerce_option(name: str, value: Any) -> Any:
+    """Turn a JSON or Modelfile value into the option's type, or raise InvalidRequest."""
+    kind = _TYPES.get(name)
+    if kind is None:
+        raise InvalidRequest(f"unknown option {name!r}")
+    try:
+        if kind is tuple:
+            if isinstance(value, str):
+                return (value,)
+            if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
+                return tuple(value)
+            raise TypeError
+        if kind is bool:
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in ("true", "false"):
+                return value.lower() == "true"
+            raise TypeError
+        if kind is int:
+            if isinstance(value, bool):
+                raise TypeError
+            if isinstance(value, float):
+                if not value.is_integer():
+                    raise TypeError
+                return int(value)
+            return int(value)
+        if isinstance(value, bool):
+            raise TypeError
+        return float(value)
+    except (TypeError, ValueError):
+        raise InvalidRequest(
+            f"option {name!r} must be {_describe(kind)}, not {value!r}"
+        ) from None
+
+
+def parse_parameters(pairs: list[tuple[str, str]]) -> dict[str, Any]:
+    """Type the PARAMETER lines of a Modelfile; ``stop`` may repeat and accumulates."""
+    params: dict[str, Any] = {}
+    for name, raw in pairs:
+        value = coerce_option(name, raw)
+        if name == "stop":
+            params["stop"] = [*params.get("stop", []), *value]
+        else:
+            params[name] = value
+    return params
+
+
+def resolve_options(*layers: Mapping[str, Any] | None, strict: bool = False) -> Options:
+    """Merge option layers, later ones winning, over the defaults.
+
+    With ``strict`` an unknown name is an error; otherwise it is ignored, as
+    Ollama's API does.
+    """
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        for name, value in (layer or {}).items():
+            if name not in _TYPES:
+                if strict:
+                    raise InvalidRequest(f"unknown option {name!r}")
+                continue
+            if value is None:
+                continue
+            merged[name] = coerce_option(name, value)
+    options = Options(**merged)
+    _check_ranges(options)
+    return options
+
+
+def _check_ranges(o: Options) -> None:
+    problems = []
+    if o.num_ctx < 1:
+        problems.append("num_ctx must be at least 1")
+    if o.num_predict < -2:
+        problems.append("num_predict must be -1 (no limit), -2 (fill context) or >= 0")
+    if o.temperature < 0:
+        problems.append("temperature must not be negative")
+    if o.top_k < 0:
+        problems.append("top_k must not be negative")
+    if not 0.0 <= o.top_p <= 1.0:
+        problems.append("top_p must be between 0 and 1")
+    if not 0.0 <= o.min_p <= 1.0:
+        problems.append("min_p must be between 0 and 1")
+    if o.num_batch < 1:
+        problems.append("num_batch must be at least 1")
+    if o.repeat_last_n < -1:
+        problems.append("repeat_last_n must be -1 (num_ctx), 0 (off) or positive")
+    if o.mirostat not in (0, 1, 2):
+        problems.append("mirostat must be 0, 1 or 2")
+    if problems:
+        raise InvalidRequest("; ".join(problems))
+
+
+def _describe(kind: type) -> str:
+    return {
+        int: "a whole number",
+        float: "a number",
+        bool: "true or false",
+        tuple: "a string or a list of strings",
+    }[kind]

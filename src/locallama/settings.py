@@ -1,0 +1,80 @@
+"""Settings, read once from LOCALLAMA_* environment variables and passed down."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from locallama.errors import InvalidRequest
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 11434
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything configurable from the environment, in one place."""
+
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    models_dir: Path = field(default_factory=lambda: Path.home() / ".locallama" / "models")
+    keep_alive: str = "5m"
+    num_parallel: int = 0  # 0: choose from memory
+    max_loaded_models: int = 0  # 0: choose from memory
+    allowed_origins: tuple[str, ...] = ()
+    api_key: str | None = None
+    history_file: Path = field(default_factory=lambda: Path.home() / ".locallama" / "history")
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        host, port = parse_host(env.get("LOCALLAMA_HOST", ""))
+        home = Path(env.get("LOCALLAMA_HOME", "") or Path.home() / ".locallama").expanduser()
+        models = env.get("LOCALLAMA_MODELS", "")
+        origins = tuple(o.strip() for o in env.get("LOCALLAMA_ORIGINS", "").split(",") if o.strip())
+        return cls(
+            host=host,
+            port=port,
+            models_dir=Path(models).expanduser() if models else home / "models",
+            keep_alive=env.get("LOCALLAMA_KEEP_ALIVE", "") or "5m",
+            num_parallel=_int(env, "LOCALLAMA_NUM_PARALLEL", 0),
+            max_loaded_models=_int(env, "LOCALLAMA_MAX_LOADED_MODELS", 0),
+            allowed_origins=origins,
+            api_key=env.get("LOCALLAMA_API_KEY") or None,
+            history_file=home / "history",
+        )
+
+
+def parse_host(value: str) -> tuple[str, int]:
+    """Parse LOCALLAMA_HOST as Ollama parses OLLAMA_HOST: [scheme://]host[:port]."""
+    value = value.strip()
+    if not value:
+        return DEFAULT_HOST, DEFAULT_PORT
+    for scheme in ("http://", "https://"):
+        if value.startswith(scheme):
+            value = value[len(scheme) :]
+    value = value.rstrip("/")
+    host, sep, port = value.rpartition(":")
+    if not sep or "]" in port:
+        return value or DEFAULT_HOST, DEFAULT_PORT
+    try:
+        number = int(port)
+    except ValueError:
+        raise InvalidRequest(f"LOCALLAMA_HOST has a bad port: {port!r}") from None
+    return (host.strip("[]") or DEFAULT_HOST), number
+
+
+def _int(env: Mapping[str, str], key: str, default: int) -> int:
+    raw = env.get(key, "").strip()
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise InvalidRequest(f"{key} must be a whole number, not {raw!r}") from None

@@ -1,0 +1,116 @@
+"""Build a stored model from a Modelfile (FROM a .gguf file or an existing model)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from locallama.errors import BadModelFile, InvalidRequest, NotSupported
+from locallama.gguf_info import GGUFInfo, format_parameter_count, read_gguf_info
+from locallama.options import parse_parameters
+from locallama.store import manifests as mf
+from locallama.store.modelfile import Modelfile
+from locallama.store.names import ModelName, parse_name
+from locallama.store.store import ModelRecord, Store
+
+Progress = Callable[[str], None]
+
+
+def create_model(
+    store: Store,
+    name: ModelName,
+    modelfile: Modelfile,
+    base_dir: Path,
+    progress: Progress | None = None,
+) -> ModelRecord:
+    """Write the blobs and manifest for ``name``; the store is unchanged on error."""
+    say = progress or (lambda _msg: None)
+    if modelfile.adapter:
+        raise NotSupported("ADAPTER is not supported yet: merge the adapter into the GGUF first")
+    params = parse_parameters(modelfile.parameters)
+
+    source = _as_path(modelfile.from_, base_dir)
+    if source is not None:
+        say(f"reading model file {source}")
+        info = read_gguf_info(source)
+        say("copying model data")
+        digest, size = store.blobs.add_file(source)
+        model_layers = [mf.Layer(mf.MEDIA_MODEL, digest, size)]
+        base = None
+    else:
+        base = store.get(parse_name(modelfile.from_))
+        model_layers = [
+            la
+            for la in base.manifest.layers
+            if la.media_type in (mf.MEDIA_MODEL, mf.MEDIA_ADAPTER, mf.MEDIA_PROJECTOR)
+        ]
+        info = read_gguf_info(base.model_path)
+
+    template = modelfile.template if modelfile.template is not None else _get(base, "template")
+    system = modelfile.system if modelfile.system is not None else _get(base, "system")
+    merged_params = {**(base.params if base else {}), **params}
+    messages = [{"role": r, "content": c} for r, c in modelfile.messages] or (
+        base.messages if base else []
+    )
+    licenses = [*(base.licenses if base else []), *modelfile.licenses]
+
+    layers = list(model_layers)
+    if template:
+        layers.append(_text_layer(store, mf.MEDIA_TEMPLATE, template))
+    if system:
+        layers.append(_text_layer(store, mf.MEDIA_SYSTEM, system))
+    if merged_params:
+        layers.append(mf.Layer(mf.MEDIA_PARAMS, *store.add_json_blob(merged_params)))
+    if messages:
+        layers.append(mf.Layer(mf.MEDIA_MESSAGES, *store.add_json_blob(messages)))
+    layers.extend(_text_layer(store, mf.MEDIA_LICENSE, text) for text in licenses)
+
+    config = model_config(info, [la.digest for la in layers])
+    manifest = mf.Manifest(config=mf.Layer(mf.CONFIG_MEDIA_TYPE, *store.add_json_blob(config)),
+                           layers=tuple(layers))
+    say("writing manifest")
+    store.write_manifest(name, manifest)
+    return store.get(name)
+
+
+def model_config(info: GGUFInfo, diff_ids: list[str]) -> dict:
+    """The config blob, with the fields Ollama writes and reads back in /api/show."""
+    return {
+        "model_format": "gguf",
+        "model_family": info.architecture,
+        "model_families": [info.architecture],
+        "model_type": format_parameter_count(info.parameter_count),
+        "file_type": info.file_type,
+        "architecture": "amd64",
+        "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+    }
+
+
+def _as_path(value: str, base_dir: Path) -> Path | None:
+    """FROM names a file when it looks like a path or a file of that name exists."""
+    looks_like_path = (
+        value.startswith((".", "/", "~")) or value.lower().endswith(".gguf") or "\\" in value
+    )
+    candidate = (base_dir / Path(value).expanduser()).resolve()
+    if candidate.is_dir():
+        raise NotSupported(
+            f"FROM {value}: importing a folder (safetensors) is not supported yet; "
+            "convert it to GGUF first"
+        )
+    if candidate.is_file():
+        return candidate
+    if looks_like_path:
+        raise InvalidRequest(f"FROM {value}: no such file")
+    return None
+
+
+def _text_layer(store: Store, media_type: str, text: str) -> mf.Layer:
+    return mf.Layer(media_type, *store.blobs.add_bytes(text.encode()))
+
+
+def _get(record: ModelRecord | None, attr: str) -> str | None:
+    return getattr(record, attr) if record else None
+
+
+__all__ = ["create_model", "model_config", "BadModelFile"]
