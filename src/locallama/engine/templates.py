@@ -38,8 +38,16 @@ def _raise(message: str) -> None:
     raise TemplateError(f"chat template error: {message}")
 
 
+class _StrictSandbox(ImmutableSandboxedEnvironment):
+    """Reaching for an unsafe attribute is an error, not a silent empty string."""
+
+    def unsafe_undefined(self, obj: Any, attribute: str) -> jinja2.Undefined:
+        raise SecurityError(f"access to attribute {attribute!r} of a "
+                            f"{type(obj).__name__!r} object is unsafe")
+
+
 def _environment() -> ImmutableSandboxedEnvironment:
-    env = ImmutableSandboxedEnvironment(
+    env = _StrictSandbox(
         trim_blocks=True, lstrip_blocks=True, undefined=jinja2.ChainableUndefined
     )
     env.globals["raise_exception"] = _raise

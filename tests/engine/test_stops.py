@@ -1,0 +1,48 @@
+from locallama.engine.stops import StopMatcher, Utf8Stream
+
+
+def run(stops, pieces):
+    matcher = StopMatcher(stops)
+    out, stopped = [], False
+    for piece in pieces:
+        result = matcher.feed(piece)
+        out.append(result.text)
+        if result.stopped:
+            stopped = True
+            break
+    if not stopped:
+        out.append(matcher.flush())
+    return "".join(out), stopped
+
+
+def test_stop_split_across_pieces_does_not_leak():
+    text, stopped = run(["</stop>"], ["Hello </s", "to", "p> more"])
+    assert (text, stopped) == ("Hello ", True)
+
+
+def test_text_that_only_looked_like_a_stop_is_released():
+    text, stopped = run(["</stop>"], ["a </s", "x and more"])
+    assert (text, stopped) == ("a </sx and more", False)
+
+
+def test_held_back_tail_is_flushed_at_the_end():
+    text, stopped = run(["END"], ["the E", "N"])
+    assert (text, stopped) == ("the EN", False)
+
+
+def test_earliest_of_several_stops_wins():
+    text, _ = run(["b", "abc"], ["xxab", "c"])
+    assert text == "xxa"
+
+
+def test_no_stops_passes_through():
+    assert run([], ["a", "b"]) == ("ab", False)
+
+
+def test_utf8_split_across_tokens_waits_for_the_rest():
+    stream = Utf8Stream()
+    data = "é€".encode()
+    assert stream.feed(data[:1]) == ""
+    assert stream.feed(data[1:3]) == "é"
+    assert stream.feed(data[3:]) == "€"
+    assert stream.flush() == ""

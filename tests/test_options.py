@@ -1,0 +1,61 @@
+import pytest
+
+from locallama.errors import InvalidRequest
+from locallama.options import Options, coerce_option, parse_parameters, resolve_options
+
+
+def test_defaults_are_ollamas():
+    o = resolve_options()
+    assert (o.temperature, o.top_k, o.top_p, o.repeat_penalty, o.repeat_last_n) == (
+        0.8, 40, 0.9, 1.1, 64)
+    assert (o.num_predict, o.seed, o.mirostat, o.num_batch) == (-1, -1, 0, 512)
+
+
+def test_precedence_request_over_modelfile_over_defaults():
+    model = parse_parameters([("temperature", "0.2"), ("top_k", "7"), ("stop", "A"),
+                              ("stop", "B")])
+    assert model["stop"] == ["A", "B"]
+    o = resolve_options(model, {"temperature": 0.9})
+    assert o.temperature == 0.9  # request wins
+    assert o.top_k == 7  # Modelfile over the default
+    assert o.stop == ("A", "B")
+    assert o.top_p == Options().top_p  # default
+
+
+def test_request_stop_replaces_the_models():
+    o = resolve_options({"stop": ["A"]}, {"stop": ["Z"]})
+    assert o.stop == ("Z",)
+
+
+@pytest.mark.parametrize(
+    ("name", "raw", "value"),
+    [("num_ctx", "2048", 2048), ("temperature", "0", 0.0), ("use_mmap", "false", False),
+     ("stop", "###", ("###",)), ("num_predict", 5.0, 5), ("seed", "42", 42)],
+)
+def test_values_are_typed(name, raw, value):
+    assert coerce_option(name, raw) == value
+
+
+@pytest.mark.parametrize(
+    ("name", "raw"),
+    [("num_ctx", "big"), ("temperature", "hot"), ("use_mmap", "maybe"), ("top_k", 1.5),
+     ("num_predict", True), ("stop", 5), ("no_such_option", "1")],
+)
+def test_bad_values_are_clear_errors(name, raw):
+    with pytest.raises(InvalidRequest, match=name):
+        coerce_option(name, raw)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"num_predict": -5}, {"num_ctx": 0}, {"temperature": -1}, {"top_p": 2}, {"mirostat": 3}],
+)
+def test_out_of_range_values_are_refused(options):
+    with pytest.raises(InvalidRequest):
+        resolve_options(options)
+
+
+def test_unknown_api_options_are_ignored_but_strict_refuses():
+    assert resolve_options({"penalize_newline": True}) == Options()
+    with pytest.raises(InvalidRequest, match="unknown option"):
+        resolve_options({"penalize_newline": True}, strict=True)
