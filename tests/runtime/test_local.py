@@ -1,0 +1,177 @@
+"""The in-process Runtime on a tiny random-weight model: the plumbing users rely on."""
+
+import math
+from pathlib import Path
+
+import pytest
+
+from locallama.errors import BadModelFile, InvalidRequest, ModelNotFound, TemplateError
+from locallama.runtime.base import ChatRequest, GenerateRequest
+
+
+def complete(runtime, prompt="The cat sat on the", **options):
+    options = {"num_predict": 24, "temperature": 0, **options}
+    chunks = list(runtime.generate(GenerateRequest("tiny", prompt, options=options)))
+    assert chunks[-1].done and all(not c.done for c in chunks[:-1])
+    return "".join(c.text for c in chunks), chunks[-1]
+
+
+def test_greedy_output_is_deterministic(runtime):
+    assert complete(runtime)[0] == complete(runtime)[0]
+    assert complete(runtime)[0]
+
+
+def test_same_seed_same_output_other_seed_other_output(runtime):
+    a = complete(runtime, temperature=1.5, top_k=0, top_p=1.0, seed=7)[0]
+    b = complete(runtime, temperature=1.5, top_k=0, top_p=1.0, seed=7)[0]
+    c = complete(runtime, temperature=1.5, top_k=0, top_p=1.0, seed=8)[0]
+    assert a == b
+    assert a != c
+
+
+def test_num_predict_limits_tokens(runtime):
+    _, final = complete(runtime, num_predict=5)
+    assert final.eval_count == 5
+    assert final.done_reason == "length"
+
+
+def test_stop_sequence_ends_the_answer_and_is_not_shown(runtime):
+    text, _ = complete(runtime, num_predict=40)
+    stop = text[len(text) // 2 : len(text) // 2 + 3]
+    assert stop.strip(), text
+    cut, final = complete(runtime, num_predict=40, stop=[stop])
+    assert cut == text[: text.index(stop)]
+    assert final.done_reason == "stop"
+
+
+def test_counts_and_timings(runtime):
+    _, final = complete(runtime, num_predict=8)
+    assert final.prompt_eval_count > 0 and final.eval_count == 8
+    assert final.eval_duration > 0 and final.prompt_eval_duration > 0
+    assert final.total_duration >= final.eval_duration
+    assert final.context and len(final.context) == final.prompt_eval_count + 8
+
+
+def test_second_chat_turn_evaluates_only_the_new_tokens(runtime):
+    first = [{"role": "user", "content": "Hello there, how are you today?"}]
+    chunks = list(runtime.chat(ChatRequest("tiny", first, {"num_predict": 6, "temperature": 0})))
+    answer = "".join(c.text for c in chunks)
+    turn_one = chunks[-1]
+    second = first + [{"role": "assistant", "content": answer},
+                      {"role": "user", "content": "Tell me more."}]
+    turn_two = list(runtime.chat(ChatRequest("tiny", second, {"num_predict": 6,
+                                                              "temperature": 0})))[-1]
+    whole_prompt = len(turn_two.context) - turn_two.eval_count
+    assert turn_two.prompt_eval_count < whole_prompt
+    assert turn_two.prompt_eval_count < turn_one.prompt_eval_count + 12
+
+
+def test_chat_renders_the_gguf_template_with_system(runtime, tmp_path, tiny_gguf):
+    runtime.create("sys", f"FROM {tiny_gguf}\nSYSTEM Be terse.\n", tmp_path)
+    final = list(runtime.chat(ChatRequest("sys", [{"role": "user", "content": "Hi"}],
+                                          {"num_predict": 1})))[-1]
+    expected = ("<|im_start|>system\nBe terse.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n"
+                "<|im_start|>assistant\n")
+    prompt = runtime.tokenize("sys", expected)
+    assert final.context[: len(prompt)] == prompt
+
+
+def test_modelfile_parameters_apply_and_requests_override(runtime, tmp_path, tiny_gguf):
+    runtime.create("short", f"FROM {tiny_gguf}\nPARAMETER num_predict 3\n", tmp_path)
+    req = GenerateRequest("short", "Once upon")
+    assert list(runtime.generate(req))[-1].eval_count == 3
+    req.options = {"num_predict": 5}
+    assert list(runtime.generate(req))[-1].eval_count == 5
+
+
+def test_create_from_an_existing_model_inherits_and_overrides(runtime, tmp_path):
+    runtime.create("child", "FROM tiny\nPARAMETER temperature 0.1\nSYSTEM hi\n", tmp_path)
+    details = runtime.show("child")
+    assert details.parameters == {"temperature": 0.1}
+    assert details.system == "hi"
+    assert runtime.show("tiny").digest != details.digest
+
+
+def test_context_continues_a_previous_generate(runtime):
+    _, first = complete(runtime, "One two", num_predict=4)
+    req = GenerateRequest("tiny", " three", context=first.context,
+                          options={"num_predict": 2, "temperature": 0})
+    final = list(runtime.generate(req))[-1]
+    assert final.context[: len(first.context)] == first.context
+
+
+def test_prompt_longer_than_the_context_is_truncated_not_fatal(runtime):
+    text, final = complete(runtime, "word " * 600, num_ctx=256, num_predict=4)
+    assert final.eval_count == 4
+    assert len(final.context) <= 256
+
+
+def test_show_reports_the_model(runtime):
+    d = runtime.show("tiny")
+    assert d.architecture == "llama"
+    assert d.quantization == "F32"
+    assert d.context_length == 2048
+    assert d.template and "im_start" in d.template
+    assert d.modelfile.splitlines()[1].startswith("FROM ")
+
+
+def test_embeddings_are_normalised_vectors(runtime):
+    result = runtime.embed("tiny", ["hello world", "the cat"])
+    assert len(result.embeddings) == 2
+    for vector in result.embeddings:
+        assert len(vector) == 64
+        assert math.isclose(sum(x * x for x in vector), 1.0, rel_tol=1e-4)
+    assert result.embeddings[0] != result.embeddings[1]
+    assert result.prompt_eval_count > 0
+
+
+def test_unknown_model_is_model_not_found(runtime):
+    with pytest.raises(ModelNotFound, match="nope:latest"):
+        list(runtime.generate(GenerateRequest("nope", "hi")))
+
+
+def test_bad_options_are_invalid_requests(runtime):
+    with pytest.raises(InvalidRequest, match="num_predict"):
+        list(runtime.generate(GenerateRequest("tiny", "hi", options={"num_predict": -7})))
+    with pytest.raises(InvalidRequest, match="role"):
+        list(runtime.chat(ChatRequest("tiny", [{"role": "wizard", "content": "x"}])))
+
+
+@pytest.mark.parametrize(
+    ("modelfile", "error", "match"),
+    [
+        ("FROM ./missing.gguf\n", InvalidRequest, "no such file"),
+        ("FROM nosuchmodel\n", ModelNotFound, "nosuchmodel"),
+        ("FROM tiny\nPARAMETER warp 9\n", InvalidRequest, "warp"),
+        ("FROM tiny\nPARAMETER temperature hot\n", InvalidRequest, "temperature"),
+        ("FROM tiny\nTEMPLATE {% for %}\n", TemplateError, "compile"),
+        ("FROM tiny\nADAPTER ./lora.gguf\n", Exception, "not supported"),
+    ],
+)
+def test_create_errors_leave_the_store_as_it_was(runtime, tmp_path, modelfile, error, match):
+    before = sorted(p.name for p in (tmp_path / "models" / "blobs").iterdir())
+    with pytest.raises(error, match=match):
+        runtime.create("broken", modelfile, tmp_path)
+    assert not runtime.store.exists("broken")
+    assert sorted(p.name for p in (tmp_path / "models" / "blobs").iterdir()) == before
+
+
+def test_create_from_a_malformed_gguf_is_refused(runtime, tmp_path):
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"GGUF" + b"\x00" * 10)
+    with pytest.raises(BadModelFile):
+        runtime.create("bad", f"FROM {bad}\n", tmp_path)
+    assert not runtime.store.exists("bad")
+
+
+def test_delete_unloads_and_removes(runtime, tmp_path: Path):
+    complete(runtime, num_predict=1)
+    runtime.copy("tiny", "twin")
+    runtime.delete("tiny")
+    assert runtime.loader.loaded() == []
+    assert [e.name.display for e in runtime.list()] == ["twin:latest"]
+    assert complete_name(runtime, "twin")
+
+
+def complete_name(runtime, name):
+    return list(runtime.generate(GenerateRequest(name, "a", options={"num_predict": 2})))
