@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from locallama.engine.model import ContextParams, LoadedModel
+from locallama.engine.params import ContextParams
 from locallama.gguf_info import GGUFInfo, read_gguf_info
 from locallama.options import Options
+
+if TYPE_CHECKING:
+    from locallama.engine.model import LoadedModel
 
 
 class ModelLoader:
@@ -41,6 +45,8 @@ class ModelLoader:
                 with current.lock:  # wait for a generation in flight to finish
                     current.close()
                 del self._loaded[embedding]
+            from locallama.engine.model import LoadedModel  # llama.cpp loads on first use
+
             model = LoadedModel(path, info, params, options.threads)
             self._loaded[embedding] = model
             return model, model.load_duration

@@ -13,11 +13,11 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import llama_cpp
 
+from locallama.engine.params import ContextParams, GenerationStats
 from locallama.engine.sampling import Sampler
 from locallama.engine.stops import StopMatcher, Utf8Stream
 from locallama.errors import BadModelFile, InvalidRequest
@@ -36,38 +36,6 @@ def _llama_log(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
 
 
 llama_cpp.llama_log_set(_llama_log, ctypes.c_void_p(0))
-
-
-@dataclass(frozen=True)
-class ContextParams:
-    """What a loaded context is built with; a request that needs others reloads."""
-
-    num_ctx: int
-    num_batch: int
-    num_gpu: int
-    use_mmap: bool
-    embedding: bool = False
-
-    @classmethod
-    def from_options(cls, options: Options, info: GGUFInfo, embedding: bool = False
-                     ) -> ContextParams:
-        num_ctx = options.num_ctx
-        if info.context_length:
-            num_ctx = min(num_ctx, info.context_length)
-        return cls(num_ctx, min(options.num_batch, num_ctx), options.num_gpu,
-                   options.use_mmap, embedding)
-
-
-@dataclass
-class GenerationStats:
-    prompt_tokens: int = 0  # the whole prompt
-    prompt_eval_count: int = 0  # evaluated now (the rest came from the cache)
-    prompt_eval_duration: int = 0
-    eval_count: int = 0
-    eval_duration: int = 0
-    done_reason: str = "stop"
-    truncated: bool = False
-    tokens: tuple[int, ...] = ()  # prompt + generated, Ollama's ``context``
 
 
 class LoadedModel:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from locallama.engine.loader import ModelLoader
-from locallama.engine.model import GenerationStats, LoadedModel
+from locallama.engine.params import GenerationStats
 from locallama.engine.templates import FallbackTemplate, Template, select_template
 from locallama.errors import InvalidRequest, ModelNotFound, NotSupported
 from locallama.options import Options, parse_parameters, resolve_options
@@ -26,6 +26,9 @@ from locallama.store.create import create_model
 from locallama.store.modelfile import Modelfile, parse_modelfile
 from locallama.store.sources import bundled_names
 from locallama.store.sources import pull as pull_model
+
+if TYPE_CHECKING:
+    from locallama.engine.model import LoadedModel
 
 _ROLES = {"system", "user", "assistant", "tool"}
 

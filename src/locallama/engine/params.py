@@ -1,0 +1,40 @@
+"""Plain data about contexts and generations, importable without loading llama.cpp."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from locallama.gguf_info import GGUFInfo
+from locallama.options import Options
+
+
+@dataclass(frozen=True)
+class ContextParams:
+    """What a loaded context is built with; a request that needs others reloads."""
+
+    num_ctx: int
+    num_batch: int
+    num_gpu: int
+    use_mmap: bool
+    embedding: bool = False
+
+    @classmethod
+    def from_options(cls, options: Options, info: GGUFInfo, embedding: bool = False
+                     ) -> ContextParams:
+        num_ctx = options.num_ctx
+        if info.context_length:
+            num_ctx = min(num_ctx, info.context_length)
+        return cls(num_ctx, min(options.num_batch, num_ctx), options.num_gpu,
+                   options.use_mmap, embedding)
+
+
+@dataclass
+class GenerationStats:
+    prompt_tokens: int = 0  # the whole prompt
+    prompt_eval_count: int = 0  # evaluated now (the rest came from the cache)
+    prompt_eval_duration: int = 0
+    eval_count: int = 0
+    eval_duration: int = 0
+    done_reason: str = "stop"
+    truncated: bool = False
+    tokens: tuple[int, ...] = ()  # prompt + generated, Ollama's ``context``

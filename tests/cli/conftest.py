@@ -1,0 +1,28 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+LOCALLAMA = str(Path(sys.executable).with_name("locallama"))
+
+
+@pytest.fixture
+def cli_env(tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOCALLAMA_")}
+    env.update(LOCALLAMA_MODELS=str(tmp_path / "models"), LOCALLAMA_HOME=str(tmp_path / "home"))
+    return env
+
+
+@pytest.fixture
+def cli(cli_env, tmp_path):
+    """Run the real ``locallama`` command; returns the CompletedProcess."""
+
+    def run(*args: str, input: str | None = None, check: bool = False):
+        return subprocess.run(
+            [LOCALLAMA, *args], env=cli_env, cwd=tmp_path, input=input or "",
+            capture_output=True, text=True, timeout=120, check=check,
+        )
+
+    return run
