@@ -36,6 +36,7 @@ def test_show(runtime):
         "gemma3", "Q4_K_M", 32768, 640)
     assert 260e6 < d.parameter_count < 280e6
     assert d.licenses and "Gemma" in d.licenses[0]
+    assert d.parameters == {"num_predict": 256}
 
 
 def test_greedy_generation_is_deterministic_and_sensible(runtime):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -169,3 +170,36 @@ def _describe(kind: type) -> str:
         bool: "true or false",
         tuple: "a string or a list of strings",
     }[kind]
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0,
+                 "h": 3600.0}
+
+
+def parse_keep_alive(value: str | int | float | None, default: str = "5m") -> float | None:
+    """Seconds to keep a model loaded after a request; None means forever.
+
+    Accepts Go-style durations ("5m", "1h30m", "300ms", "-1m"), plain numbers of
+    seconds (as Ollama does), 0 to unload at once, and any negative to keep it.
+    """
+    if value is None or value == "":
+        value = default
+    if isinstance(value, bool):
+        raise InvalidRequest(f"invalid keep_alive {value!r}")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        text = value.strip()
+        try:
+            seconds = float(text)
+        except ValueError:
+            sign = -1.0 if text.startswith("-") else 1.0
+            body = text.lstrip("+-")
+            parts = _DURATION.findall(body)
+            if not parts or "".join(n + u for n, u in parts) != body:
+                raise InvalidRequest(
+                    f"invalid keep_alive {value!r}: use a duration like 5m, 1h or 30s, "
+                    "a number of seconds, 0 or -1") from None
+            seconds = sign * sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
+    return None if seconds < 0 else seconds

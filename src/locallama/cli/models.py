@@ -20,7 +20,7 @@ def pull(model: str = typer.Argument(..., help="Model name, e.g. gemma3:270m")) 
     """Pull a model into the store."""
     runtime = get_runtime()
     with err_console.status(f"pulling {model}") as status:
-        runtime.pull(model, progress=lambda msg: status.update(msg))
+        runtime.pull(model, progress=lambda event: status.update(event.status))
     err_console.print("success")
 
 
@@ -131,7 +131,8 @@ def create(
         raise InvalidRequest(f"cannot read {file}: {exc}") from None
     runtime = get_runtime()
     with err_console.status("gathering model components") as status:
-        runtime.create(model, text, file.resolve().parent, progress=status.update)
+        runtime.create(model, text, file.resolve().parent,
+                       progress=lambda event: status.update(event.status))
     err_console.print("success")
 
 

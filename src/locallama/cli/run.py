@@ -49,7 +49,7 @@ def ensure_model(runtime: Runtime, model: str) -> None:
         offline = ", ".join(bundled_names()) or "none"
         raise ModelNotFound(name.display, f"models available offline: {offline}")
     with err_console.status(f"pulling {name.display}") as status:
-        runtime.pull(model, progress=status.update)
+        runtime.pull(model, progress=lambda event: status.update(event.status))
 
 
 def answer_once(runtime: Runtime, model: str, prompt: str, verbose: bool) -> None:

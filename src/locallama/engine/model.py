@@ -8,16 +8,19 @@ so a prompt that starts with what was evaluated before only evaluates the rest
 from __future__ import annotations
 
 import ctypes
+import math
 import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import llama_cpp
+import numpy as np
 
-from locallama.engine.params import ContextParams, GenerationStats
+from locallama.engine.params import ContextParams, GenerationStats, TokenLogprob
 from locallama.engine.sampling import Sampler
 from locallama.engine.stops import StopMatcher, Utf8Stream
 from locallama.errors import BadModelFile, InvalidRequest
@@ -36,6 +39,14 @@ def _llama_log(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
 
 
 llama_cpp.llama_log_set(_llama_log, ctypes.c_void_p(0))
+
+
+@dataclass
+class Piece:
+    """Text released by the generation loop, with the logprobs of the tokens behind it."""
+
+    text: str
+    logprobs: list[TokenLogprob] | None = None
 
 
 class LoadedModel:
@@ -101,49 +112,55 @@ class LoadedModel:
         options: Options,
         stops: tuple[str, ...] = (),
         stats: GenerationStats | None = None,
-        cancelled: Callable[[], bool] = lambda: False,
-    ) -> Iterator[str]:
-        """Yield text pieces; fill ``stats`` as it goes.  Hold ``lock`` while iterating."""
+        grammar: str | None = None,
+        top_logprobs: int | None = None,
+    ) -> Iterator[Piece]:
+        """Yield pieces of text; fill ``stats`` as it goes.  Hold ``lock`` while iterating.
+
+        With ``top_logprobs`` set (0 or more), each piece carries the log-probability
+        of the tokens behind it and that many alternatives per token.  Closing the
+        iterator stops generation at once.
+        """
         stats = stats if stats is not None else GenerationStats()
         llm, n_ctx = self.llm, self.params.num_ctx
         if not prompt:
             raise InvalidRequest("the prompt is empty")
         prompt = self._fit(prompt, options, stats)
         stats.prompt_tokens = len(prompt)
-        llama_cpp.llama_set_n_threads(llm.ctx, options.threads, options.threads)
-
-        reuse = self._cached_prefix(prompt)
-        started = time.perf_counter_ns()
-        llm.n_tokens = reuse
-        llm.eval(prompt[reuse:])
-        stats.prompt_eval_count = len(prompt) - reuse
-        stats.prompt_eval_duration = time.perf_counter_ns() - started
-
-        sampler = Sampler(options, self.n_vocab, n_ctx, history=prompt)
-        matcher, utf8 = StopMatcher(stops), Utf8Stream()
-        limit = options.num_predict
+        sampler = Sampler(options, self.n_vocab, n_ctx, history=prompt, grammar=grammar,
+                          vocab=self.vocab)
         generated: list[int] = []
         started = time.perf_counter_ns()
         try:
+            llama_cpp.llama_set_n_threads(llm.ctx, options.threads, options.threads)
+            reuse = self._cached_prefix(prompt)
+            started = time.perf_counter_ns()
+            llm.n_tokens = reuse
+            llm.eval(prompt[reuse:])
+            stats.prompt_eval_count = len(prompt) - reuse
+            stats.prompt_eval_duration = time.perf_counter_ns() - started
+
+            matcher, utf8 = StopMatcher(stops), Utf8Stream()
+            limit = options.num_predict
+            pending: list[TokenLogprob] = []
+            started = time.perf_counter_ns()
             while True:
-                if 0 <= limit <= len(generated):
+                if 0 <= limit <= len(generated) or llm.n_tokens >= n_ctx:
                     stats.done_reason = "length"
-                    break
-                if llm.n_tokens >= n_ctx:
-                    stats.done_reason = "length"
-                    break
-                if cancelled():
-                    stats.done_reason = "cancel"
                     break
                 token = sampler.sample(llm.ctx)
+                if top_logprobs is not None:
+                    pending.append(self._logprob(token, top_logprobs))
                 if self.is_end(token):
                     stats.done_reason = "stop"
                     break
                 generated.append(token)
                 stats.eval_count = len(generated)
+                stats.eval_duration = time.perf_counter_ns() - started
                 result = matcher.feed(utf8.feed(self.piece(token)))
-                if result.text:
-                    yield result.text
+                if result.text or (pending and result.stopped):
+                    yield Piece(result.text, pending or None)
+                    pending = []
                 if result.stopped:
                     stats.done_reason = "stop"
                     return
@@ -151,12 +168,69 @@ class LoadedModel:
             # Ended without a stop sequence: release what was held back.
             tail = matcher.feed(utf8.flush())
             text = tail.text if tail.stopped else tail.text + matcher.flush()
-            if text:
-                yield text
+            if text or pending:
+                yield Piece(text, pending or None)
         finally:
             stats.eval_duration = time.perf_counter_ns() - started
             stats.tokens = (*prompt, *generated)
             sampler.close()
+
+    def score(self, tokens: list[int], top_logprobs: int = 0) -> list[TokenLogprob]:
+        """Log-probability of each token given those before it (the first gets nan).
+
+        Evaluates the whole sequence with logits at every position, in small
+        batches (a row of logits is vocabulary-sized); the KV cache then holds the
+        sequence, so a generation that continues it evaluates nothing again.
+        """
+        llm, ctx = self.llm, self.llm.ctx
+        if len(tokens) > self.params.num_ctx:
+            raise InvalidRequest(
+                f"cannot score {len(tokens)} tokens in a context of {self.params.num_ctx}")
+        step = max(1, min(64, self.params.num_batch))
+        batch = llama_cpp.llama_batch_init(step, 0, 1)
+        first = TokenLogprob(self.token_text(tokens[0]), math.nan,
+                             list(self.piece(tokens[0], special=True)))
+        scores = [first]
+        try:
+            llm.n_tokens = 0
+            memory = llama_cpp.llama_get_memory(ctx)
+            llama_cpp.llama_memory_seq_rm(memory, -1, 0, -1)
+            for start in range(0, len(tokens), step):
+                part = tokens[start:start + step]
+                batch.n_tokens = len(part)
+                for i, token in enumerate(part):
+                    batch.token[i] = token
+                    batch.pos[i] = start + i
+                    batch.n_seq_id[i] = 1
+                    batch.seq_id[i][0] = 0
+                    batch.logits[i] = True
+                if llama_cpp.llama_decode(ctx, batch) != 0:
+                    raise InvalidRequest("llama.cpp could not evaluate the prompt")
+                llm.input_ids[start:start + len(part)] = part
+                llm.n_tokens = start + len(part)
+                for i in range(len(part)):
+                    if start + i + 1 < len(tokens):
+                        scores.append(self._logprob(tokens[start + i + 1], top_logprobs, i))
+        finally:
+            llama_cpp.llama_batch_free(batch)
+        return scores
+
+    def _logprob(self, token: int, top: int, index: int = -1) -> TokenLogprob:
+        """The model's log-probability of ``token`` at output row ``index``."""
+        logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self.llm.ctx, index),
+                                       shape=(self.n_vocab,))
+        peak = float(logits.max())
+        log_norm = peak + math.log(float(np.exp(logits - peak).sum()))
+        alternatives = []
+        if top > 0:
+            best = np.argpartition(-logits, min(top, self.n_vocab - 1))[:top]
+            best = best[np.argsort(-logits[best])]
+            alternatives = [self._record(int(t), float(logits[t]) - log_norm) for t in best]
+        return TokenLogprob(self.token_text(token), float(logits[token]) - log_norm,
+                            list(self.piece(token, special=True)), alternatives)
+
+    def _record(self, token: int, logprob: float) -> TokenLogprob:
+        return TokenLogprob(self.token_text(token), logprob, list(self.piece(token, True)))
 
     def _cached_prefix(self, prompt: list[int]) -> int:
         """How many leading prompt tokens the KV cache already holds (at least one is left)."""

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import llama_cpp
 
+from locallama.errors import InvalidRequest
 from locallama.options import Options
 
 
@@ -20,11 +21,18 @@ class Sampler:
     """Owns one ``llama_sampler`` chain; free it with :meth:`close`."""
 
     def __init__(self, options: Options, n_vocab: int, n_ctx: int,
-                 history: Sequence[int] = ()) -> None:
+                 history: Sequence[int] = (), grammar: str | None = None, vocab=None) -> None:
         self.seed = options.seed if options.seed >= 0 else random.randint(0, 2**31 - 1)
         params = llama_cpp.llama_sampler_chain_default_params()
         self._chain = llama_cpp.llama_sampler_chain_init(params)
         add = self._add
+        if grammar:
+            # First in the chain: later samplers only ever see tokens the grammar allows.
+            constraint = llama_cpp.llama_sampler_init_grammar(vocab, grammar.encode(), b"root")
+            if not constraint:
+                self.close()
+                raise InvalidRequest("the output format could not be compiled to a grammar")
+            add(constraint)
         last_n = n_ctx if options.repeat_last_n == -1 else options.repeat_last_n
         if last_n and (options.repeat_penalty != 1.0 or options.frequency_penalty
                        or options.presence_penalty):

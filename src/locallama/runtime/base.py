@@ -8,14 +8,25 @@ and both runtimes share them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from locallama.engine.params import TokenLogprob
+from locallama.progress import Progress
 from locallama.store import ModelEntry
 
-Progress = Callable[[str], None]
+__all__ = ["Progress", "TokenLogprob"]
+
+
+KeepAlive = str | int | float | None
+"""A duration ("5m", "1h30m", "300ms"), seconds as a number, 0 to unload at once,
+negative to keep forever; None means the server default (LOCALLAMA_KEEP_ALIVE)."""
+
+Format = str | dict[str, Any] | None
+"""Structured output: "json" for any JSON value, or a JSON schema (a dict)."""
 
 
 @dataclass
@@ -30,15 +41,31 @@ class GenerateRequest:
     raw: bool = False
     context: list[int] | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    format: Format = None
+    images: list[str] | None = None  # base64; refused for models without vision
+    keep_alive: KeepAlive = None
+    logprobs: bool = False  # log-probability of each generated token
+    top_logprobs: int = 0  # and of this many alternatives at each step
+    echo: bool = False  # also score the prompt's own tokens (Chunk.prompt_logprobs)
 
 
 @dataclass
 class ChatRequest:
-    """A conversation: messages with roles system/user/assistant/tool."""
+    """A conversation: messages with roles system/user/assistant/tool.
+
+    A message is a dict with ``role`` and ``content`` (a string), and optionally
+    ``images`` (base64 strings), ``tool_calls`` (for assistant messages, Ollama's
+    shape: ``[{"function": {"name": ..., "arguments": {...}}}]``) and ``tool_name``.
+    """
 
     model: str
     messages: list[dict[str, Any]] = field(default_factory=list)
     options: dict[str, Any] = field(default_factory=dict)
+    format: Format = None
+    tools: list[dict[str, Any]] | None = None  # OpenAI/Ollama function-tool schema
+    keep_alive: KeepAlive = None
+    logprobs: bool = False
+    top_logprobs: int = 0
 
 
 @dataclass
@@ -60,6 +87,12 @@ class Chunk:
     load_duration: int = 0
     total_duration: int = 0
     context: list[int] | None = None
+    logprobs: list[TokenLogprob] | None = None  # the tokens behind this chunk's text
+    prompt_logprobs: list[TokenLogprob] | None = None  # with echo, on the first chunk;
+    # the first prompt token has no logprob (nothing precedes it): logprob is nan
+    tool_calls: list[dict[str, Any]] | None = None  # on the final chunk, Ollama's shape
+    prompt_tokens: int = 0  # the whole prompt, cached or not (OpenAI usage)
+    warnings: list[str] = field(default_factory=list)  # e.g. "prompt truncated"
 
     @property
     def eval_rate(self) -> float:
@@ -70,6 +103,18 @@ class Chunk:
         if not self.prompt_eval_duration:
             return 0.0
         return self.prompt_eval_count / (self.prompt_eval_duration / 1e9)
+
+
+@dataclass
+class LoadedModelInfo:
+    """One line of ``ps``."""
+
+    name: str
+    digest: str
+    size: int  # bytes in memory (weights + KV cache + compute), estimated
+    expires_at: datetime | None  # None: kept until stopped
+    context_length: int
+    details: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -109,8 +154,18 @@ class Runtime(Protocol):
 
     def embed(
         self, model: str, inputs: list[str], truncate: bool = True,
-        options: dict[str, Any] | None = None,
+        options: dict[str, Any] | None = None, keep_alive: KeepAlive = None,
     ) -> Embeddings: ...
+
+    def load(self, model: str, keep_alive: KeepAlive = None) -> None:
+        """Load a model without generating (an empty prompt in Ollama's API)."""
+        ...
+
+    def unload(self, model: str) -> None:
+        """Unload now (keep_alive 0; ``locallama stop``)."""
+        ...
+
+    def ps(self) -> list[LoadedModelInfo]: ...
 
     def tokenize(self, model: str, text: str) -> list[int]: ...
 
@@ -128,5 +183,15 @@ class Runtime(Protocol):
     def delete(self, model: str) -> None: ...
 
     def pull(self, model: str, progress: Progress | None = None) -> None: ...
+
+    def has_blob(self, digest: str) -> bool: ...
+
+    def add_blob(self, digest: str, data: Iterable[bytes]) -> None:
+        """Store uploaded bytes under ``digest``; DigestMismatch if they hash otherwise."""
+        ...
+
+    def blob_path(self, digest: str) -> Path:
+        """Where a stored blob lives (for a Modelfile FROM built from uploaded files)."""
+        ...
 
     def close(self) -> None: ...

@@ -3,20 +3,28 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import closing, contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from locallama.engine.grammar import grammar_for
 from locallama.engine.loader import ModelLoader
 from locallama.engine.params import GenerationStats
 from locallama.engine.templates import FallbackTemplate, Template, select_template
+from locallama.engine.tools import parse_tool_calls, template_supports_tools
 from locallama.errors import InvalidRequest, ModelNotFound, NotSupported
-from locallama.options import Options, parse_parameters, resolve_options
+from locallama.gguf_info import format_parameter_count
+from locallama.options import Options, parse_keep_alive, parse_parameters, resolve_options
 from locallama.runtime.base import (
     ChatRequest,
     Chunk,
     Embeddings,
     GenerateRequest,
+    KeepAlive,
+    LoadedModelInfo,
     ModelDetails,
     Progress,
 )
@@ -44,49 +52,93 @@ class LocalRuntime:
     def generate(self, request: GenerateRequest) -> Iterator[Chunk]:
         record = self._record(request.model)
         options = resolve_options(record.params, request.options)
-        model, load_ns = self.loader.get(record.model_path, options)
         if request.suffix:
             raise NotSupported("suffix (fill-in-the-middle) is not supported yet")
-        stops: tuple[str, ...] = ()
-        if request.raw:
-            text = request.prompt
-        else:
-            template = self._template(record, model, request.template)
-            system = request.system if request.system is not None else record.system
-            if isinstance(template, FallbackTemplate):
-                # A base model completes text: the prompt goes in as written.
-                text = f"{system}\n\n{request.prompt}" if system else request.prompt
+        _check_images(record, request.images)
+
+        def build(model: LoadedModel) -> tuple[list[int], tuple[str, ...]]:
+            stops: tuple[str, ...] = ()
+            if request.raw:
+                text = request.prompt
             else:
-                messages = ([{"role": "system", "content": system}] if system else [])
-                messages.append({"role": "user", "content": request.prompt})
-                rendered = template.render(messages)
-                text, stops = rendered.prompt, rendered.stops
-        if request.context:
-            tokens = list(request.context) + model.tokenize(text, add_bos=False)
-        else:
-            tokens = model.tokenize(text)  # raw prompts may spell special tokens too
-        return self._stream(model, tokens, options, stops, load_ns)
+                template = self._template(record, model, request.template)
+                system = request.system if request.system is not None else record.system
+                if isinstance(template, FallbackTemplate):
+                    # A base model completes text: the prompt goes in as written.
+                    text = f"{system}\n\n{request.prompt}" if system else request.prompt
+                else:
+                    messages = [{"role": "system", "content": system}] if system else []
+                    messages.append({"role": "user", "content": request.prompt})
+                    rendered = template.render(messages)
+                    text, stops = rendered.prompt, rendered.stops
+            if request.context:
+                return list(request.context) + model.tokenize(text, add_bos=False), stops
+            return model.tokenize(text), stops  # raw prompts may spell special tokens too
+
+        return self._run(record, options, build, _Shape(
+            keep_alive=self._keep_alive(request.keep_alive),
+            grammar=grammar_for(request.format),
+            top_logprobs=request.top_logprobs if request.logprobs or request.echo else None,
+            echo=request.echo,
+        ))
 
     def chat(self, request: ChatRequest) -> Iterator[Chunk]:
         record = self._record(request.model)
         options = resolve_options(record.params, request.options)
-        model, load_ns = self.loader.get(record.model_path, options)
         messages = [_check_message(m) for m in request.messages]
+        for message in messages:
+            _check_images(record, message.get("images"))
         preamble = list(record.messages)
         if record.system and not any(m["role"] == "system" for m in messages):
             preamble.insert(0, {"role": "system", "content": record.system})
-        rendered = self._template(record, model).render(preamble + messages)
-        tokens = model.tokenize(rendered.prompt)
-        return self._stream(model, tokens, options, rendered.stops, load_ns)
+        tools = request.tools or None
+        tool_names = {t.get("function", {}).get("name") for t in tools or []}
 
-    def _stream(self, model: LoadedModel, tokens: list[int], options: Options,
-                template_stops: tuple[str, ...], load_ns: int) -> Iterator[Chunk]:
-        stops = tuple(dict.fromkeys((*options.stop, *template_stops)))
+        def build(model: LoadedModel) -> tuple[list[int], tuple[str, ...]]:
+            template = self._template(record, model)
+            if tools and not template_supports_tools(template.source):
+                raise InvalidRequest(f"model '{record.name.display}' does not support tools")
+            rendered = template.render(preamble + messages, tools=tools)
+            return model.tokenize(rendered.prompt), rendered.stops
+
+        return self._run(record, options, build, _Shape(
+            keep_alive=self._keep_alive(request.keep_alive),
+            grammar=grammar_for(request.format),
+            top_logprobs=request.top_logprobs if request.logprobs else None,
+            tool_names=tool_names if tools else None,
+        ))
+
+    def _run(self, record: ModelRecord, options: Options,
+             build: Callable[[LoadedModel], tuple[list[int], tuple[str, ...]]],
+             shape: _Shape) -> Iterator[Chunk]:
+        """The one streaming path under generate and chat (and so under both faces)."""
         started = time.perf_counter_ns()
-        stats = GenerationStats()
-        with model.lock:
-            for text in model.generate(tokens, options, stops, stats):
-                yield Chunk(text=text)
+        use = self.loader.use(record.model_path, options, name=record.name.display,
+                              digest=record.digest, keep_alive=shape.keep_alive)
+        with use as (model, load_ns), model.lock:
+            tokens, template_stops = build(model)
+            stops = tuple(dict.fromkeys((*options.stop, *template_stops)))
+            prompt_scores = model.score(tokens, shape.top_logprobs or 0) if shape.echo else None
+            stats = GenerationStats()
+            held: list[str] = []  # with tools the answer is parsed whole before it is sent
+            pieces = model.generate(tokens, options, stops, stats, shape.grammar,
+                                    shape.top_logprobs)
+            with closing(pieces):
+                for piece in pieces:
+                    if shape.tool_names is not None:
+                        held.append(piece.text)
+                        continue
+                    yield Chunk(text=piece.text, logprobs=piece.logprobs,
+                                prompt_logprobs=prompt_scores)
+                    prompt_scores = None
+            tool_calls = None
+            if shape.tool_names is not None:
+                content, tool_calls = parse_tool_calls("".join(held), shape.tool_names)
+                if content:
+                    yield Chunk(text=content)
+        warnings = []
+        if stats.truncated:
+            warnings.append(f"the prompt was truncated to fit num_ctx={model.params.num_ctx}")
         yield Chunk(
             done=True,
             done_reason=stats.done_reason,
@@ -95,25 +147,64 @@ class LocalRuntime:
             eval_count=stats.eval_count,
             eval_duration=stats.eval_duration,
             load_duration=load_ns,
-            total_duration=time.perf_counter_ns() - started + load_ns,
+            total_duration=time.perf_counter_ns() - started,
             context=list(stats.tokens),
+            prompt_logprobs=prompt_scores,
+            tool_calls=tool_calls or None,
+            prompt_tokens=stats.prompt_tokens,
+            warnings=warnings,
         )
 
+    def load(self, model: str, keep_alive: KeepAlive = None) -> None:
+        record = self._record(model)
+        options = resolve_options(record.params)
+        with self.loader.use(record.model_path, options, name=record.name.display,
+                             digest=record.digest, keep_alive=self._keep_alive(keep_alive)):
+            pass
+
+    def unload(self, model: str) -> None:
+        self.loader.unload(self._record(model).model_path)
+
+    def ps(self) -> list[LoadedModelInfo]:
+        infos = []
+        for entry in self.loader.entries():
+            expires = None if entry.expires_at is None and entry.keep_alive is None else (
+                datetime.fromtimestamp(entry.expires_at or time.time() + (entry.keep_alive or 0),
+                                       tz=UTC))
+            info = entry.model.info
+            infos.append(LoadedModelInfo(
+                name=entry.name, digest=entry.digest, size=entry.size, expires_at=expires,
+                context_length=entry.model.params.num_ctx,
+                details={"format": "gguf", "family": info.architecture,
+                         "families": [info.architecture],
+                         "parameter_size": format_parameter_count(info.parameter_count),
+                         "quantization_level": info.file_type},
+            ))
+        return infos
+
+    def _keep_alive(self, value: KeepAlive) -> float | None:
+        return parse_keep_alive(value, self.settings.keep_alive)
+
     def embed(self, model: str, inputs: list[str], truncate: bool = True,
-              options: dict[str, Any] | None = None) -> Embeddings:
+              options: dict[str, Any] | None = None, keep_alive: KeepAlive = None
+              ) -> Embeddings:
         record = self._record(model)
         opts = resolve_options(record.params, options)
         started = time.perf_counter_ns()
-        loaded, load_ns = self.loader.get(record.model_path, opts, embedding=True)
-        with loaded.lock:
+        use = self.loader.use(record.model_path, opts, embedding=True,
+                              name=record.name.display, digest=record.digest,
+                              keep_alive=self._keep_alive(keep_alive))
+        with use as (loaded, load_ns), loaded.lock:
             vectors, count = loaded.embed(inputs, truncate)
         return Embeddings(vectors, count, time.perf_counter_ns() - started, load_ns)
 
     def tokenize(self, model: str, text: str) -> list[int]:
-        return self._loaded(model).tokenize(text)
+        with self._use(model) as loaded:
+            return loaded.tokenize(text)
 
     def detokenize(self, model: str, tokens: list[int]) -> str:
-        return self._loaded(model).detokenize(tokens)
+        with self._use(model) as loaded:
+            return loaded.detokenize(tokens)
 
     # -- the store --------------------------------------------------------------
 
@@ -174,6 +265,18 @@ class LocalRuntime:
     def pull(self, model: str, progress: Progress | None = None) -> None:
         pull_model(self.store, parse_name(model), progress)
 
+    def has_blob(self, digest: str) -> bool:
+        return self.store.blobs.has(digest)
+
+    def add_blob(self, digest: str, data: Iterable[bytes]) -> None:
+        self.store.blobs.add_stream(data, expected=digest)
+
+    def blob_path(self, digest: str) -> Path:
+        path = self.store.blobs.path(digest)
+        if not path.is_file():
+            raise InvalidRequest(f"blob {digest} has not been uploaded")
+        return path
+
     def close(self) -> None:
         self.loader.close()
 
@@ -188,15 +291,38 @@ class LocalRuntime:
             hint = f"try 'locallama pull {offline[0]}'" if offline else ""
             raise ModelNotFound(name.display, hint) from None
 
-    def _loaded(self, model: str) -> LoadedModel:
+    @contextmanager
+    def _use(self, model: str) -> Iterator[LoadedModel]:
         record = self._record(model)
-        return self.loader.get(record.model_path, resolve_options(record.params))[0]
+        with self.loader.use(record.model_path, resolve_options(record.params),
+                             name=record.name.display, digest=record.digest,
+                             keep_alive=self._keep_alive(None)) as (loaded, _):
+            yield loaded
 
     def _template(self, record: ModelRecord, model: LoadedModel,
                   override: str | None = None) -> Template:
         bos = model.token_text(model.llm.token_bos()) if model.llm.token_bos() >= 0 else ""
         eos = model.token_text(model.llm.token_eos()) if model.llm.token_eos() >= 0 else ""
         return select_template(override or record.template, model.info.chat_template, bos, eos)
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """How a request wants its stream: everything beyond prompt and options."""
+
+    keep_alive: float | None
+    grammar: str | None = None
+    top_logprobs: int | None = None  # None: no logprobs
+    echo: bool = False
+    tool_names: set[str] | None = None  # None: no tools
+
+
+def _check_images(record: ModelRecord, images: list[str] | None) -> None:
+    if not images:
+        return
+    if record.projectors:
+        raise NotSupported("vision models are not supported yet")
+    raise InvalidRequest(f"model '{record.name.display}' does not support images")
 
 
 def _check_message(message: dict[str, Any]) -> dict[str, Any]:

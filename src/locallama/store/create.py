@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 from locallama.errors import BadModelFile, InvalidRequest, NotSupported
 from locallama.gguf_info import GGUFInfo, format_parameter_count, read_gguf_info
 from locallama.options import parse_parameters
+from locallama.progress import Progress, ProgressEvent, silent
 from locallama.store import manifests as mf
 from locallama.store.modelfile import Modelfile
 from locallama.store.names import ModelName, parse_name
 from locallama.store.store import ModelRecord, Store
-
-Progress = Callable[[str], None]
 
 
 def create_model(
@@ -24,7 +22,11 @@ def create_model(
     progress: Progress | None = None,
 ) -> ModelRecord:
     """Write the blobs and manifest for ``name``; the store is unchanged on error."""
-    say = progress or (lambda _msg: None)
+    report = progress or silent
+
+    def say(status: str) -> None:
+        report(ProgressEvent(status))
+
     if modelfile.adapter:
         raise NotSupported("ADAPTER is not supported yet: merge the adapter into the GGUF first")
     params = parse_parameters(modelfile.parameters)
