@@ -23,9 +23,22 @@ class LocallamaError(Exception):
 
 
 class InvalidRequest(LocallamaError):
-    """The request (arguments, options, JSON body) is malformed or out of range."""
+    """The request (arguments, options, JSON body) is malformed or out of range.
+
+    ``param`` names the offending field when one is to blame (OpenAI's errors carry it).
+    """
 
     code = "invalid_request"
+
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+class Unauthorized(LocallamaError):
+    """A missing or wrong API key (checked only when LOCALLAMA_API_KEY is set)."""
+
+    code = "invalid_api_key"
 
 
 class InvalidModelName(InvalidRequest):

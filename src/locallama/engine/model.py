@@ -8,6 +8,7 @@ so a prompt that starts with what was evaluated before only evaluates the rest
 from __future__ import annotations
 
 import ctypes
+import functools
 import math
 import os
 import sys
@@ -96,7 +97,27 @@ class LoadedModel:
         return self._buffer.raw[:n]
 
     def detokenize(self, tokens: list[int]) -> str:
-        return b"".join(self.piece(t) for t in tokens).decode("utf-8", errors="replace")
+        """Text of a token sequence as llama.cpp spells it (special tokens left out)."""
+        return self.detokenize_bytes(tokens).decode("utf-8", errors="replace")
+
+    def detokenize_bytes(self, tokens: list[int]) -> bytes:
+        self.check_tokens(tokens)
+        array = (llama_cpp.llama_token * len(tokens))(*tokens)
+        size = max(64, 8 * len(tokens))
+        while True:
+            buffer = ctypes.create_string_buffer(size)
+            n = llama_cpp.llama_detokenize(self.vocab, array, len(tokens), buffer, size,
+                                           True, False)
+            if n >= 0:
+                return buffer.raw[:n]
+            size = -n
+
+    def check_tokens(self, tokens: list[int]) -> None:
+        """Token ids come from strangers too; llama.cpp aborts on one out of range."""
+        bad = next((t for t in tokens if not 0 <= t < self.n_vocab), None)
+        if bad is not None:
+            raise InvalidRequest(
+                f"token id {bad} is outside the vocabulary (0 to {self.n_vocab - 1})")
 
     def token_text(self, token: int) -> str:
         return self.piece(token, special=True).decode("utf-8", errors="replace")
@@ -125,6 +146,7 @@ class LoadedModel:
         llm, n_ctx = self.llm, self.params.num_ctx
         if not prompt:
             raise InvalidRequest("the prompt is empty")
+        self.check_tokens(prompt)
         prompt = self._fit(prompt, options, stats)
         stats.prompt_tokens = len(prompt)
         sampler = Sampler(options, self.n_vocab, n_ctx, history=prompt, grammar=grammar,
@@ -149,11 +171,11 @@ class LoadedModel:
                     stats.done_reason = "length"
                     break
                 token = sampler.sample(llm.ctx)
-                if top_logprobs is not None:
-                    pending.append(self._logprob(token, top_logprobs))
                 if self.is_end(token):
                     stats.done_reason = "stop"
                     break
+                if top_logprobs is not None:
+                    pending.append(self._logprob(token, top_logprobs))
                 generated.append(token)
                 stats.eval_count = len(generated)
                 stats.eval_duration = time.perf_counter_ns() - started
@@ -186,11 +208,11 @@ class LoadedModel:
         if len(tokens) > self.params.num_ctx:
             raise InvalidRequest(
                 f"cannot score {len(tokens)} tokens in a context of {self.params.num_ctx}")
+        self.check_tokens(tokens)
         step = max(1, min(64, self.params.num_batch))
         batch = llama_cpp.llama_batch_init(step, 0, 1)
-        first = TokenLogprob(self.token_text(tokens[0]), math.nan,
-                             list(self.piece(tokens[0], special=True)))
-        scores = [first]
+        texts = self._spelling(tokens)
+        scores = [TokenLogprob(texts[0].decode("utf-8", "replace"), math.nan, list(texts[0]))]
         try:
             llm.n_tokens = 0
             memory = llama_cpp.llama_get_memory(ctx)
@@ -209,11 +231,35 @@ class LoadedModel:
                 llm.input_ids[start:start + len(part)] = part
                 llm.n_tokens = start + len(part)
                 for i in range(len(part)):
-                    if start + i + 1 < len(tokens):
-                        scores.append(self._logprob(tokens[start + i + 1], top_logprobs, i))
+                    k = start + i + 1
+                    if k < len(tokens):
+                        record = self._logprob(tokens[k], top_logprobs, i)
+                        record.token = texts[k].decode("utf-8", "replace")
+                        record.bytes = list(texts[k])
+                        scores.append(record)
         finally:
             llama_cpp.llama_batch_free(batch)
         return scores
+
+    def _spelling(self, tokens: list[int]) -> list[bytes]:
+        """Each token's share of the prompt's text: joined, they spell it exactly.
+
+        Special tokens (BOS) spell nothing, and the space a SentencePiece
+        tokenizer puts before the first word (it tokenizes "a" as "▁a") is
+        dropped, as decoding it in Hugging Face's tokenizers does.
+        """
+        pieces = [self.piece(t) for t in tokens]
+        if self._adds_space_prefix:
+            for i, piece in enumerate(pieces):
+                if piece:
+                    pieces[i] = piece[1:] if piece.startswith(b" ") else piece
+                    break
+        return pieces
+
+    @functools.cached_property
+    def _adds_space_prefix(self) -> bool:
+        first = self.llm.tokenize(b"a", add_bos=False, special=False)
+        return bool(first) and self.piece(first[0]).startswith(b" ")
 
     def _logprob(self, token: int, top: int, index: int = -1) -> TokenLogprob:
         """The model's log-probability of ``token`` at output row ``index``."""
