@@ -62,7 +62,7 @@ def test_chat_uses_the_fallback_format_and_stops_before_the_next_user_turn(runti
 
 def test_run_pulls_the_default_model_and_answers_once(tmp_path):
     env = {"LOCALLAMA_MODELS": str(tmp_path / "m"), "LOCALLAMA_HOME": str(tmp_path),
-           "PATH": "/usr/bin:/bin"}
+           "PATH": "/usr/bin:/bin", "LOCALLAMA_HOST": "127.0.0.1:9"}
     result = subprocess.run([LOCALLAMA, "run", "gemma3:270m", "Water boils at"], env=env,
                             input="", capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr

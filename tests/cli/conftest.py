@@ -11,7 +11,8 @@ LOCALLAMA = str(Path(sys.executable).with_name("locallama"))
 @pytest.fixture
 def cli_env(tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOCALLAMA_")}
-    env.update(LOCALLAMA_MODELS=str(tmp_path / "models"), LOCALLAMA_HOME=str(tmp_path / "home"))
+    env.update(LOCALLAMA_MODELS=str(tmp_path / "models"), LOCALLAMA_HOME=str(tmp_path / "home"),
+               LOCALLAMA_HOST="127.0.0.1:9")  # no server there: commands run in-process
     return env
 
 

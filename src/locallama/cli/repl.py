@@ -76,6 +76,8 @@ class Repl:
                     self.send(line)
             except LocallamaError as exc:
                 err_console.print(f"Error: {exc}", markup=False)
+            except KeyboardInterrupt:  # during a slash command: drop it, keep the session
+                sys.stdout.write("\n")
 
     def _read(self) -> str | None:
         line = self.session.prompt(">>> ", placeholder="Send a message (/? for help)")
@@ -83,7 +85,7 @@ class Repl:
             return line
         parts = [line.lstrip()[3:]]
         while not parts[-1].rstrip().endswith('"""'):
-            parts.append(self.session.prompt("... "))
+            parts.append(self.session.prompt("... ", placeholder='Use """ to end multi-line input'))
         text = "\n".join(parts)
         return text.rstrip()[:-3]
 
