@@ -34,7 +34,7 @@ def _root(
 
 
 def _register() -> None:
-    from locallama.cli import models, run  # noqa: F401  (commands register themselves)
+    from locallama.cli import models, run, serve, server_cmds  # noqa: F401  (commands register themselves)
 
 
 def main() -> None:

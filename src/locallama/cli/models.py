@@ -6,11 +6,10 @@ import dataclasses
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
 from locallama.cli import app
 from locallama.cli.common import get_runtime
-from locallama.cli.output import age, console, err_console, print_json, size
+from locallama.cli.output import age, columns, console, err_console, print_json, size
 from locallama.errors import InvalidRequest
 from locallama.gguf_info import format_parameter_count
 
@@ -35,12 +34,9 @@ def list_models(as_json: bool = typer.Option(False, "--json", help="Print JSON."
             for e in entries
         ])
         return
-    table = Table(box=None, pad_edge=False, show_edge=False, padding=(0, 4, 0, 0))
-    for column in ("NAME", "ID", "SIZE", "MODIFIED"):
-        table.add_column(column, no_wrap=True)
-    for e in entries:
-        table.add_row(e.name.display, e.id, size(e.size), age(e.modified))
-    console.print(table)
+    rows = [("NAME", "ID", "SIZE", "MODIFIED")]
+    rows += [(e.name.display, e.id, size(e.size), age(e.modified)) for e in entries]
+    typer.echo(columns(rows))
 
 
 app.command("ls", hidden=True)(list_models)

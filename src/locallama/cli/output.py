@@ -60,3 +60,11 @@ def timing_block(chunk: Chunk) -> str:
         ("eval rate", f"{chunk.eval_rate:.2f} tokens/s"),
     ]
     return "\n".join(f"{label + ':':<22}{value}" for label, value in rows)
+
+
+def columns(rows: list[tuple[str, ...]], gap: int = 4) -> str:
+    """Left-aligned columns, never cut to the terminal's width (as Go's tabwriter)."""
+    widths = [max(len(cell) for cell in column) for column in zip(*rows, strict=True)]
+    return "\n".join(
+        "".join(cell.ljust(w + gap) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows)

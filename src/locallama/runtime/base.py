@@ -115,6 +115,7 @@ class LoadedModelInfo:
     expires_at: datetime | None  # None: kept until stopped
     context_length: int
     details: dict[str, Any] = field(default_factory=dict)
+    size_vram: int = 0  # bytes on a GPU (0: all in system memory)
 
 
 @dataclass

@@ -1,28 +1,54 @@
-"""Run a Runtime's blocking chunk iterator from async handlers, and stop it on disconnect.
+"""Bridges between the blocking Runtime and async handlers; stop work on disconnect.
 
 The Runtime is synchronous: each ``next()`` may run a llama.cpp decode step, so it
 runs in a worker thread.  When the client goes away, Starlette cancels the task
 that drives the stream; the step in flight finishes, no further step is asked
 for, and the iterator is closed, which ends the generation and frees the model
 for the next request.
+
+A first step may wait for the model (another request holds it), so first steps
+and later steps run under separate thread limiters: otherwise enough waiting
+requests take every worker thread, the request that holds the model can never
+take its next step, and the server deadlocks.  ``progress_events`` turns callback-style work (pull,
+create) into such an iterator; ``blocking`` hands an async request body to a
+blocking consumer (a blob upload) in a worker thread.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from typing import TypeVar
+import queue
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any, TypeVar
 
 import anyio
+import anyio.from_thread
 import anyio.to_thread
+from anyio.lowlevel import RunVar
+from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from locallama.progress import Progress, ProgressEvent
 
 T = TypeVar("T")
 _DONE = object()
+_STEPS: RunVar[anyio.CapacityLimiter] = RunVar("locallama_stream_steps")
+
+
+def _step_limiter() -> anyio.CapacityLimiter:
+    """Threads for the steps of streams already under way (one per event loop)."""
+    try:
+        return _STEPS.get()
+    except LookupError:
+        limiter = anyio.CapacityLimiter(64)
+        _STEPS.set(limiter)
+        return limiter
 
 
 async def iterate_in_thread(items: Iterator[T]) -> AsyncIterator[T]:
     try:
         while True:
-            item = await anyio.to_thread.run_sync(next, items, _DONE)
+            item = await anyio.to_thread.run_sync(next, items, _DONE, limiter=_step_limiter())
             if item is _DONE:
                 return
             yield item  # type: ignore[misc]
@@ -30,7 +56,7 @@ async def iterate_in_thread(items: Iterator[T]) -> AsyncIterator[T]:
         close = getattr(items, "close", None)
         if close is not None:
             with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(close)
+                await anyio.to_thread.run_sync(close, limiter=_step_limiter())
 
 
 async def first_in_thread(items: Iterator[T]) -> tuple[T | None, Iterator[T]]:
@@ -38,3 +64,58 @@ async def first_in_thread(items: Iterator[T]) -> tuple[T | None, Iterator[T]]:
     (unknown model, bad options) become a proper HTTP error instead of a broken stream."""
     item = await anyio.to_thread.run_sync(next, items, None)
     return item, items
+
+
+class ClosingStreamingResponse(StreamingResponse):
+    """A StreamingResponse that always closes its body iterator when it ends.
+
+    Starlette stops iterating when the client leaves but leaves a body generator
+    that was waiting on ``send`` suspended, to be closed whenever it is collected;
+    closing it here runs its cleanup (and so stops the generation) at once.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            aclose: Any = getattr(self.body_iterator, "aclose", None)
+            if aclose is not None:
+                with anyio.CancelScope(shield=True):
+                    await aclose()
+
+
+def progress_events(work: Callable[[Progress], None]) -> Iterator[ProgressEvent]:
+    """Run callback-style work in its own thread and yield its events as they come;
+    its error, if any, is raised after the last one.  Closing this early does not
+    stop the work (a pull or create runs to its end)."""
+    events: queue.Queue[Any] = queue.Queue()
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            work(events.put)
+        except BaseException as exc:  # handed to the reader, who raises it
+            failed.append(exc)
+        finally:
+            events.put(_DONE)
+
+    threading.Thread(target=run, name="locallama-progress", daemon=True).start()
+    while (event := events.get()) is not _DONE:
+        yield event
+    if failed:
+        raise failed[0]
+
+
+def blocking(stream: AsyncIterator[bytes]) -> Iterator[bytes]:
+    """An async byte stream as a blocking iterator, for a worker thread started by
+    ``anyio.to_thread`` (each step runs on the event loop)."""
+
+    async def next_block() -> bytes | None:
+        try:
+            return await stream.__anext__()
+        except StopAsyncIteration:
+            return None
+
+    while (block := anyio.from_thread.run(next_block)) is not None:
+        if block:
+            yield block

@@ -31,7 +31,7 @@ def create_model(
         raise NotSupported("ADAPTER is not supported yet: merge the adapter into the GGUF first")
     params = parse_parameters(modelfile.parameters)
 
-    source = _as_path(modelfile.from_, base_dir)
+    source = source_path(modelfile.from_, base_dir)
     if source is not None:
         say(f"reading model file {source}")
         info = read_gguf_info(source)
@@ -89,7 +89,7 @@ def model_config(info: GGUFInfo, diff_ids: list[str]) -> dict:
     }
 
 
-def _as_path(value: str, base_dir: Path) -> Path | None:
+def source_path(value: str, base_dir: Path) -> Path | None:
     """FROM names a file when it looks like a path or a file of that name exists."""
     looks_like_path = (
         value.startswith((".", "/", "~")) or value.lower().endswith(".gguf") or "\\" in value

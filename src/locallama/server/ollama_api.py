@@ -1,0 +1,465 @@
+"""The Ollama face: /api/* with Ollama's field names, defaults, status codes and NDJSON.
+
+A thin translator (DESIGN.md rule 1): each handler turns the body into a Runtime
+call (``ollama_schemas`` does the translating) and formats the chunks or records
+it gets back, so Ollama's clients work unmodified.  Notes on the choices made:
+
+* Every body is read as JSON whatever its Content-Type: ``curl -d`` sends a form
+  type, and Ollama's documented examples rely on that.
+* A stream starts only after its first chunk (or progress event) exists, so an
+  error before any output is an HTTP status; a later one ends the stream with an
+  ``{"error": ...}`` line, as Ollama does.  Error bodies also carry ``code`` (and
+  ``param`` where one field is to blame) for locallama's own client.
+* An empty prompt (or no messages) loads the model; with keep_alive 0 it unloads.
+* ``think`` is refused: no model here thinks.  ``prompt_logprobs`` (with ``echo``),
+  ``prompt_tokens`` and ``warnings`` are locallama additions, as are /api/tokenize and
+  /api/detokenize.
+* Create and pull run in their own thread; a client that leaves does not stop them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hmac
+import json
+import logging
+import re
+import tempfile
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import aclosing
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio.to_thread
+from fastapi import APIRouter, Depends, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
+
+from locallama import __version__
+from locallama.errors import (
+    DigestMismatch,
+    InvalidRequest,
+    LocallamaError,
+    ModelNotFound,
+    NotSupported,
+    Unauthorized,
+)
+from locallama.options import parse_keep_alive
+from locallama.progress import Progress, silent
+from locallama.runtime.base import Chunk, Runtime
+from locallama.server.ollama_schemas import (
+    UNKNOWN_DETAILS,
+    ChatBody,
+    CopyBody,
+    CreateBody,
+    DetokenizeBody,
+    EmbedBody,
+    EmbeddingsBody,
+    GenerateBody,
+    KeepAlive,
+    ModelBody,
+    PullBody,
+    ShowBody,
+    TokenizeBody,
+    chat_request,
+    chunk_fields,
+    create_modelfile,
+    details_json,
+    generate_request,
+    running_json,
+    show_json,
+    tag_json,
+    timestamp,
+)
+from locallama.server.streaming import (
+    ClosingStreamingResponse,
+    blocking,
+    first_in_thread,
+    iterate_in_thread,
+    progress_events,
+)
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+NDJSON = "application/x-ndjson"
+
+# -- errors -----------------------------------------------------------------------------
+
+
+def _status(exc: LocallamaError) -> int:
+    if isinstance(exc, Unauthorized):
+        return 401
+    if isinstance(exc, ModelNotFound):
+        return 404
+    if isinstance(exc, InvalidRequest | DigestMismatch):
+        return 400
+    if isinstance(exc, NotSupported):
+        return 501
+    return 500  # a bad or too large model file, a failed pull: Ollama answers 500 too
+
+
+def _error_body(exc: LocallamaError) -> dict[str, Any]:
+    body: dict[str, Any] = {"error": exc.message, "code": exc.code}
+    if param := getattr(exc, "param", None):
+        body["param"] = param
+    return body
+
+
+def error_response(exc: LocallamaError) -> JSONResponse:
+    """An error as Ollama sends it: ``{"error": message}`` with the status that fits."""
+    return JSONResponse(_error_body(exc), status_code=_status(exc))
+
+
+def validation_error_response(exc: RequestValidationError) -> JSONResponse:
+    """A body that is not JSON or does not fit: 400 with one line naming the field."""
+    return JSONResponse({"error": _describe(exc.errors()), "code": "invalid_request"},
+                        status_code=400)
+
+
+_UNION_TAG = re.compile(r"^(str|int|float|bool|none|list\[.*\]|dict\[.*\]|[A-Z]\w*)$")
+
+
+def _describe(errors: Any) -> str:
+    errors = list(errors)
+    if not errors:
+        return "invalid request body"
+    first = errors[0]
+    loc = [p for p in first.get("loc", ()) if not (isinstance(p, str) and _UNION_TAG.match(p))]
+    loc = loc[1:] if loc and loc[0] == "body" else loc
+    if first.get("type") == "json_invalid":
+        detail = first.get("ctx", {}).get("error")
+        return "invalid JSON in the request body" + (f": {detail}" if detail else "")
+    if not loc:
+        return ("missing request body" if first.get("type") == "missing"
+                else "the request body must be a JSON object")
+    field = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
+    if first.get("type") == "missing":
+        return f"{field} is required"
+    same = [e.get("msg", "") for e in errors if e.get("loc") and _same(e["loc"], first["loc"])]
+    return f"invalid {field}: " + " or ".join(dict.fromkeys(m[:1].lower() + m[1:] for m in same))
+
+
+def _same(a: Any, b: Any) -> bool:
+    """The same field, whichever member of a union reported it."""
+    return [p for p in a if not (isinstance(p, str) and _UNION_TAG.match(p))] == \
+        [p for p in b if not (isinstance(p, str) and _UNION_TAG.match(p))]
+
+
+def _fault(exc: BaseException) -> LocallamaError:
+    if isinstance(exc, LocallamaError):
+        return exc
+    log.exception("internal error in the Ollama face", exc_info=exc)
+    return LocallamaError(f"internal error: {exc}")
+
+
+# -- plumbing ---------------------------------------------------------------------------
+
+
+class _JSONBodyRoute(APIRoute):
+    """Reads a body as JSON whatever its Content-Type, as Ollama does (curl -d)."""
+
+    def get_route_handler(self) -> Callable[[Request], Any]:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+            if request.method in ("POST", "DELETE") and kind != "application/json":
+                headers = [(k, v) for k, v in request.scope["headers"] if k != b"content-type"]
+                scope = {**request.scope,
+                         "headers": [*headers, (b"content-type", b"application/json")]}
+                request = Request(scope, request.receive)
+            return await handler(request)
+
+        return route
+
+
+async def _check_api_key(request: Request) -> None:
+    """With LOCALLAMA_API_KEY set, this face wants the same Bearer key as the OpenAI one."""
+    key = getattr(getattr(request.app.state, "settings", None), "api_key", None)
+    if not key:
+        return
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(),
+                                                             key.encode()):
+        raise Unauthorized("a valid API key is required: send 'Authorization: Bearer <key>'")
+
+
+router = APIRouter(route_class=_JSONBodyRoute, dependencies=[Depends(_check_api_key)])
+
+
+def _runtime(request: Request) -> Runtime:
+    return request.app.state.runtime
+
+
+async def _call(fn: Callable[..., T], *args: Any) -> T:
+    """A blocking Runtime call in a worker thread; unexpected faults become a 500."""
+    try:
+        return await anyio.to_thread.run_sync(fn, *args)
+    except Exception as exc:
+        raise _fault(exc) from exc
+
+
+async def _open(start: Callable[[], Iterator[T]]) -> AsyncIterator[T]:
+    """Start a stream and take its first step now, so an error before any output is
+    raised here (an HTTP status) rather than inside a 200 stream."""
+    items = await _call(start)
+    try:
+        first, items = await first_in_thread(items)
+    except Exception as exc:
+        raise _fault(exc) from exc
+    return _chain(first, items)
+
+
+async def _chain(first: T | None, items: Iterator[T]) -> AsyncIterator[T]:
+    if first is not None:
+        yield first
+    async with aclosing(iterate_in_thread(items)) as rest:  # closes `items`: generation stops
+        async for item in rest:
+            yield item
+
+
+def _ndjson(lines: AsyncIterator[dict[str, Any]]) -> Response:
+    """One JSON object per line; an error after the status was sent is the last line."""
+
+    async def body() -> AsyncIterator[str]:
+        async with aclosing(lines):
+            try:
+                async for line in lines:
+                    yield _dumps(line) + "\n"
+            except Exception as exc:
+                yield _dumps(_error_body(_fault(exc))) + "\n"
+
+    return ClosingStreamingResponse(body(), media_type=NDJSON)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+# -- generate and chat ----------------------------------------------------------------------
+
+
+@router.post("/api/generate")
+async def generate(body: GenerateBody, request: Request) -> Response:
+    runtime = _runtime(request)
+    if not body.prompt:
+        reason = await _load_or_unload(runtime, body.model, body.keep_alive)
+        return JSONResponse({"model": body.model, "created_at": timestamp(), "response": "",
+                             "done": True, "done_reason": reason})
+    run = generate_request(body)
+
+    def line(chunk: Chunk) -> dict[str, Any]:
+        out = {"model": body.model, "created_at": timestamp(), "response": chunk.text,
+               "done": chunk.done}
+        return chunk_fields(out, chunk, context=not run.raw)
+
+    return await _answer(await _open(lambda: runtime.generate(run)), body.stream, line)
+
+
+@router.post("/api/chat")
+async def chat(body: ChatBody, request: Request) -> Response:
+    runtime = _runtime(request)
+    if not body.messages:
+        reason = await _load_or_unload(runtime, body.model, body.keep_alive)
+        return JSONResponse({"model": body.model, "created_at": timestamp(),
+                             "message": {"role": "assistant", "content": ""},
+                             "done_reason": reason, "done": True})
+    run = chat_request(body)
+
+    def line(chunk: Chunk) -> dict[str, Any]:
+        message: dict[str, Any] = {"role": "assistant", "content": chunk.text}
+        if chunk.tool_calls:
+            message["tool_calls"] = chunk.tool_calls
+        out = {"model": body.model, "created_at": timestamp(), "message": message,
+               "done": chunk.done}
+        return chunk_fields(out, chunk, context=False)
+
+    return await _answer(await _open(lambda: runtime.chat(run)), body.stream, line)
+
+
+async def _load_or_unload(runtime: Runtime, model: str, keep_alive: KeepAlive) -> str:
+    """Ollama's empty request: load the model, or unload it when keep_alive is 0."""
+    if keep_alive is not None and parse_keep_alive(keep_alive) == 0:
+        await _call(runtime.unload, model)
+        return "unload"
+    await _call(runtime.load, model, keep_alive)
+    return "load"
+
+
+async def _answer(chunks: AsyncIterator[Chunk], stream: bool | None,
+                  line: Callable[[Chunk], dict[str, Any]]) -> Response:
+    """A line per chunk, or (stream false) the whole answer as one object."""
+    if stream is not False:
+        async def lines() -> AsyncIterator[dict[str, Any]]:
+            async with aclosing(chunks):
+                async for chunk in chunks:
+                    yield line(chunk)
+
+        return _ndjson(lines())
+    async with aclosing(chunks):
+        collected = [chunk async for chunk in chunks]
+    if not collected or not collected[-1].done:
+        raise LocallamaError("the runtime ended the answer without a final chunk")
+    return JSONResponse(line(_joined(collected)))
+
+
+def _joined(chunks: list[Chunk]) -> Chunk:
+    """The final chunk carrying the whole text and every logprob."""
+    logprobs = [t for c in chunks for t in c.logprobs or ()]
+    prompt = next((c.prompt_logprobs for c in chunks if c.prompt_logprobs), None)
+    return dataclasses.replace(chunks[-1], text="".join(c.text for c in chunks),
+                               logprobs=logprobs or None, prompt_logprobs=prompt)
+
+
+# -- embeddings and tokens --------------------------------------------------------------------
+
+
+@router.post("/api/embed")
+async def embed(body: EmbedBody, request: Request) -> dict[str, Any]:
+    runtime = _runtime(request)
+    inputs = [body.input] if isinstance(body.input, str) and body.input else \
+        list(body.input or []) if isinstance(body.input, list) else []
+    if not inputs:
+        await _call(runtime.load, body.model, body.keep_alive)
+        return {"model": body.model, "embeddings": []}
+    result = await _call(runtime.embed, body.model, inputs, body.truncate is not False,
+                         body.options, body.keep_alive)
+    size = len(result.embeddings[0]) if result.embeddings else 0
+    if body.dimensions is not None and body.dimensions != size:
+        raise InvalidRequest(f"this model gives {size}-dimensional embeddings; other "
+                             "dimensions are not supported", "dimensions")
+    return {"model": body.model, "embeddings": result.embeddings,
+            "total_duration": result.total_duration, "load_duration": result.load_duration,
+            "prompt_eval_count": result.prompt_eval_count}
+
+
+@router.post("/api/embeddings")
+async def embeddings(body: EmbeddingsBody, request: Request) -> dict[str, Any]:
+    """The older endpoint: one prompt, one vector."""
+    runtime = _runtime(request)
+    if not body.prompt:
+        await _call(runtime.load, body.model, body.keep_alive)
+        return {"embedding": []}
+    result = await _call(runtime.embed, body.model, [body.prompt], True, body.options,
+                         body.keep_alive)
+    return {"embedding": result.embeddings[0]}
+
+
+@router.post("/api/tokenize")
+async def tokenize(body: TokenizeBody, request: Request) -> dict[str, Any]:
+    tokens = await _call(_runtime(request).tokenize, body.model, body.content)
+    return {"model": body.model, "tokens": tokens}
+
+
+@router.post("/api/detokenize")
+async def detokenize(body: DetokenizeBody, request: Request) -> dict[str, Any]:
+    content = await _call(_runtime(request).detokenize, body.model, body.tokens)
+    return {"model": body.model, "content": content}
+
+
+# -- models -------------------------------------------------------------------------------------
+
+
+@router.get("/api/tags")
+async def tags(request: Request) -> dict[str, Any]:
+    runtime = _runtime(request)
+
+    def models() -> list[dict[str, Any]]:
+        out = []
+        for entry in runtime.list():
+            try:
+                details = details_json(runtime.show(entry.name.display))
+            except LocallamaError:  # a broken model is still listed; show says what is wrong
+                details = UNKNOWN_DETAILS
+            out.append(tag_json(entry, details))
+        return out
+
+    return {"models": await _call(models)}
+
+
+@router.post("/api/show")
+async def show(body: ShowBody, request: Request) -> dict[str, Any]:
+    return show_json(await _call(_runtime(request).show, body.model))
+
+
+@router.post("/api/create")
+async def create(body: CreateBody, request: Request) -> Response:
+    runtime = _runtime(request)
+    text = (await _call(create_modelfile, body, runtime.blob_path)).render()
+
+    def work(progress: Progress) -> None:
+        with tempfile.TemporaryDirectory() as empty:  # nothing to find by a relative path
+            runtime.create(body.model, text, Path(empty), progress)
+
+    return await _progress_answer(work, body.stream)
+
+
+@router.post("/api/pull")
+async def pull(body: PullBody, request: Request) -> Response:
+    runtime = _runtime(request)
+    return await _progress_answer(lambda progress: runtime.pull(body.model, progress),
+                                  body.stream)
+
+
+@router.post("/api/push")
+async def push(body: PullBody) -> Response:
+    raise NotSupported(f"cannot push '{body.model}': no registry is configured to push to")
+
+
+async def _progress_answer(work: Callable[[Progress], None], stream: bool | None) -> Response:
+    """Status lines, then ``{"status": "success"}``; or (stream false) only the last."""
+    if stream is False:
+        await _call(work, silent)
+        return JSONResponse({"status": "success"})
+    events = await _open(lambda: progress_events(work))
+
+    async def lines() -> AsyncIterator[dict[str, Any]]:
+        async with aclosing(events):
+            async for event in events:
+                if event.status != "success":  # sent once, at the very end
+                    yield event.to_json()
+        yield {"status": "success"}
+
+    return _ndjson(lines())
+
+
+@router.post("/api/copy")
+async def copy(body: CopyBody, request: Request) -> Response:
+    await _call(_runtime(request).copy, body.source, body.destination)
+    return Response(status_code=200)
+
+
+@router.delete("/api/delete")
+async def delete(body: ModelBody, request: Request) -> Response:
+    await _call(_runtime(request).delete, body.model)
+    return Response(status_code=200)
+
+
+@router.get("/api/ps")
+async def ps(request: Request) -> dict[str, Any]:
+    return {"models": [running_json(i) for i in await _call(_runtime(request).ps)]}
+
+
+@router.get("/api/version")
+async def version() -> dict[str, str]:
+    return {"version": __version__}
+
+
+# -- blobs ----------------------------------------------------------------------------------------
+
+
+@router.head("/api/blobs/{digest}")
+async def blob_exists(digest: str, request: Request) -> Response:
+    found = await _call(_runtime(request).has_blob, digest)
+    return Response(status_code=200 if found else 404)
+
+
+@router.post("/api/blobs/{digest}", status_code=201)
+async def blob_upload(digest: str, request: Request) -> Response:
+    """Stream the body into the store; bytes that hash otherwise are not kept (400)."""
+    runtime = _runtime(request)
+    existed = await _call(runtime.has_blob, digest)  # a malformed digest fails before reading
+    await _call(runtime.add_blob, digest, blocking(request.stream()))
+    return Response(status_code=200 if existed else 201)
+

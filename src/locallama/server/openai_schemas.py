@@ -1,0 +1,279 @@
+"""Request bodies of the OpenAI face, as the OpenAI API reference documents them.
+
+Pydantic checks types and the documented ranges (temperature 0..2, n >= 1, ...),
+so a bad field is a 400 that names it.  Fields OpenAI has and locallama does not
+use (user, metadata, logit_bias, ...) are ignored, as Ollama's OpenAI layer does.
+``options`` is not OpenAI's: it carries Ollama options (num_ctx, top_k, ...) and
+sits under the explicit OpenAI fields.
+
+The functions at the end turn a body into the Runtime's request (the face's
+only translation step); they raise InvalidRequest with ``param`` naming the field.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from locallama.errors import InvalidRequest
+from locallama.runtime.base import ChatRequest, GenerateRequest
+
+TokenId = Annotated[int, Field(ge=0)]
+Stop = str | list[str] | None
+#: a prompt or an embedding input: text, texts, token ids, or lists of token ids
+TextOrTokens = str | list[str] | list[TokenId] | list[list[TokenId]]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class StreamOptions(_Body):
+    include_usage: bool | None = False
+
+
+class ToolCallFunction(_Body):
+    name: str
+    arguments: str = "{}"  # a JSON object, as a string
+
+
+class ToolCall(_Body):
+    id: str | None = None
+    type: Literal["function"] = "function"
+    function: ToolCallFunction
+
+
+class ChatMessage(_Body):
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[dict[str, Any]] | None = None  # a string or content parts
+    name: str | None = None
+    tool_calls: list[ToolCall] | None = None  # assistant messages
+    tool_call_id: str | None = None  # tool messages
+
+
+class FunctionDefinition(_Body):
+    name: str = Field(min_length=1)
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class Tool(_Body):
+    type: Literal["function"] = "function"
+    function: FunctionDefinition
+
+
+class NamedFunction(_Body):
+    name: str
+
+
+class NamedToolChoice(_Body):
+    type: Literal["function"] = "function"
+    function: NamedFunction
+
+
+class JSONSchemaFormat(_Body):
+    name: str = "response"
+    description: str | None = None
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+    strict: bool | None = None
+
+
+class ResponseFormat(_Body):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JSONSchemaFormat | None = None
+
+
+class _Sampling(_Body):
+    """The fields chat and completions share."""
+
+    model: str = Field(min_length=1)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    stop: Stop = None
+    seed: int | None = None
+    frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
+    presence_penalty: float | None = Field(default=None, ge=-2, le=2)
+    n: int | None = Field(default=1, ge=1, le=128)
+    stream: bool | None = False
+    stream_options: StreamOptions | None = None
+    options: dict[str, Any] | None = None  # Ollama options, under the fields above
+
+
+class ChatCompletionRequest(_Sampling):
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_tokens: int | None = Field(default=None, ge=0)
+    max_completion_tokens: int | None = Field(default=None, ge=0)
+    logprobs: bool | None = False
+    top_logprobs: int | None = Field(default=None, ge=0, le=20)
+    response_format: ResponseFormat | None = None
+    tools: list[Tool] | None = None
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
+
+
+class CompletionRequest(_Sampling):
+    prompt: TextOrTokens = ""
+    suffix: str | None = None
+    echo: bool | None = False
+    logprobs: int | None = Field(default=None, ge=0, le=20)
+    max_tokens: int | None = Field(default=None, ge=0)  # None: 16, as in OpenAI
+
+
+class EmbeddingRequest(_Body):
+    model: str = Field(min_length=1)
+    input: TextOrTokens
+    encoding_format: Literal["float", "base64"] | None = "float"
+    dimensions: int | None = Field(default=None, ge=1)
+    options: dict[str, Any] | None = None
+
+
+def sampling_options(body: _Sampling, num_predict: int | None) -> dict[str, Any]:
+    """Ollama options for a request: ``options`` first, the explicit OpenAI fields over it."""
+    explicit = {
+        "temperature": body.temperature,
+        "top_p": body.top_p,
+        "num_predict": num_predict,
+        "stop": [body.stop] if isinstance(body.stop, str) else body.stop,
+        "seed": body.seed,
+        "frequency_penalty": body.frequency_penalty,
+        "presence_penalty": body.presence_penalty,
+    }
+    return {**(body.options or {}), **{k: v for k, v in explicit.items() if v is not None}}
+
+
+def seeded(options: dict[str, Any], index: int) -> dict[str, Any]:
+    """The options of choice ``index`` of n: a given seed becomes seed + index, so the
+    choices differ and the whole answer stays reproducible."""
+    seed = options.get("seed")
+    if index == 0 or not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        return options
+    return {**options, "seed": seed + index}
+
+
+def token_lists(value: TextOrTokens) -> list[str] | list[list[int]]:
+    """A prompt or input as a list of texts or a list of token-id lists (one per item)."""
+    if isinstance(value, str):
+        return [value]
+    if value and all(isinstance(v, int) for v in value):
+        return [list(value)]  # type: ignore[arg-type]
+    return list(value)  # type: ignore[arg-type]
+
+
+def invalid(message: str, param: str | None = None) -> InvalidRequest:
+    """An InvalidRequest that names the field (``param`` in OpenAI's error body)."""
+    return InvalidRequest(message, param)
+
+
+Run = tuple[int, str | list[int], GenerateRequest]  # prompt index, prompt, request
+
+
+def completion_requests(body: CompletionRequest) -> list[Run]:
+    """One raw GenerateRequest per prompt and choice, with the prompt's index and itself."""
+    prompts = token_lists(body.prompt)
+    if not prompts:
+        raise invalid("prompt must not be empty", "prompt")
+    limit = body.max_tokens
+    if limit is None and "num_predict" not in (body.options or {}):
+        limit = 16  # OpenAI's default for completions
+    options = sampling_options(body, limit)
+    runs = []
+    for p, prompt in enumerate(prompts):
+        if not isinstance(prompt, str) and not prompt:
+            raise invalid("a prompt of token ids must not be empty", f"prompt[{p}]")
+        for j in range(body.n or 1):
+            runs.append((p, prompt, GenerateRequest(
+                model=body.model, raw=True, suffix=body.suffix or "",
+                prompt=prompt if isinstance(prompt, str) else "",
+                context=None if isinstance(prompt, str) else prompt,  # the ids, as they are
+                options=seeded(options, j), logprobs=body.logprobs is not None,
+                top_logprobs=body.logprobs or 0, echo=bool(body.echo),
+            )))
+    return runs
+
+
+def chat_requests(body: ChatCompletionRequest) -> list[ChatRequest]:
+    """One ChatRequest per choice (n)."""
+    if body.top_logprobs is not None and not body.logprobs:
+        raise invalid("top_logprobs needs logprobs set to true", "top_logprobs")
+    tools = None
+    if body.tools and body.tool_choice != "none":
+        tools = [t.model_dump(exclude_none=True) for t in body.tools]
+        if isinstance(body.tool_choice, NamedToolChoice):
+            name = body.tool_choice.function.name
+            tools = [t for t in tools if t["function"]["name"] == name]
+            if not tools:
+                raise invalid(f"tool_choice names {name!r}, which is not in tools",
+                              "tool_choice")
+    limit = body.max_completion_tokens if body.max_completion_tokens is not None \
+        else body.max_tokens
+    messages, options = messages_for_runtime(body.messages), sampling_options(body, limit)
+    return [ChatRequest(
+        model=body.model, messages=messages, options=seeded(options, i),
+        format=_format(body.response_format), tools=tools, logprobs=bool(body.logprobs),
+        top_logprobs=body.top_logprobs or 0,
+    ) for i in range(body.n or 1)]
+
+
+def messages_for_runtime(messages: list[ChatMessage]) -> list[dict[str, Any]]:
+    """OpenAI messages -> the Runtime's: developer is system, text parts are joined,
+    image data URLs become images, tool-call arguments become objects, and a tool
+    result gets the name of the call it answers."""
+    names: dict[str, str] = {}  # tool_call_id -> function name
+    result = []
+    for i, m in enumerate(messages):
+        message: dict[str, Any] = {"role": "system" if m.role == "developer" else m.role}
+        message["content"], images = _content(m.content, f"messages[{i}].content")
+        if images:
+            message["images"] = images
+        if m.tool_calls:
+            message["tool_calls"] = []
+            for j, call in enumerate(m.tool_calls):
+                where = f"messages[{i}].tool_calls[{j}].function.arguments"
+                try:
+                    arguments = json.loads(call.function.arguments or "{}")
+                except json.JSONDecodeError:
+                    raise invalid("tool call arguments must be a JSON object", where) from None
+                if not isinstance(arguments, dict):
+                    raise invalid("tool call arguments must be a JSON object", where)
+                message["tool_calls"].append(
+                    {"function": {"name": call.function.name, "arguments": arguments}})
+                if call.id:
+                    names[call.id] = call.function.name
+        if m.role == "tool" and (name := names.get(m.tool_call_id or "") or m.name):
+            message["tool_name"] = name
+        result.append(message)
+    return result
+
+
+def _content(content: str | list[dict[str, Any]] | None, where: str) -> tuple[str, list[str]]:
+    if content is None or isinstance(content, str):
+        return content or "", []
+    texts, images = [], []
+    for k, part in enumerate(content):
+        kind = part.get("type")
+        if kind == "text" and isinstance(part.get("text"), str):
+            texts.append(part["text"])
+        elif kind == "image_url":
+            image = part.get("image_url")
+            url = image.get("url") if isinstance(image, dict) else image
+            if not isinstance(url, str) or not url.startswith("data:") or "," not in url:
+                raise invalid("images must be base64 data: URLs", f"{where}[{k}].image_url")
+            images.append(url.partition(",")[2])
+        else:
+            raise invalid(f"content part type {kind!r} is not supported: use text or "
+                          "image_url", f"{where}[{k}].type")
+    return "\n".join(texts), images
+
+
+def _format(response_format: ResponseFormat | None) -> str | dict[str, Any] | None:
+    if response_format is None or response_format.type == "text":
+        return None
+    if response_format.type == "json_object":
+        return "json"
+    spec = response_format.json_schema
+    if spec is None or spec.schema_ is None:
+        raise invalid("a json_schema response_format needs json_schema.schema",
+                      "response_format.json_schema")
+    return spec.schema_
