@@ -14,13 +14,15 @@ it gets back, so Ollama's clients work unmodified.  Notes on the choices made:
 * ``think`` is refused: no model here thinks.  ``prompt_logprobs`` (with ``echo``),
   ``prompt_tokens`` and ``warnings`` are locallama additions, as are /api/tokenize and
   /api/detokenize.
-* Create and pull run in their own thread; a client that leaves does not stop them.
+* Create and pull run in their own thread and report progress as status lines; a
+  client that leaves a stream stops them at their next report (stream false: not).
+* Files for create are reached only by the digests of uploaded blobs, never by a
+  path on the server's disk.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hmac
 import json
 import logging
 import re
@@ -48,6 +50,7 @@ from locallama.errors import (
 from locallama.options import parse_keep_alive
 from locallama.progress import Progress, silent
 from locallama.runtime.base import Chunk, Runtime
+from locallama.server.auth import check_api_key
 from locallama.server.ollama_schemas import (
     UNKNOWN_DETAILS,
     ChatBody,
@@ -174,18 +177,7 @@ class _JSONBodyRoute(APIRoute):
         return route
 
 
-async def _check_api_key(request: Request) -> None:
-    """With LOCALLAMA_API_KEY set, this face wants the same Bearer key as the OpenAI one."""
-    key = getattr(getattr(request.app.state, "settings", None), "api_key", None)
-    if not key:
-        return
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(),
-                                                             key.encode()):
-        raise Unauthorized("a valid API key is required: send 'Authorization: Bearer <key>'")
-
-
-router = APIRouter(route_class=_JSONBodyRoute, dependencies=[Depends(_check_api_key)])
+router = APIRouter(route_class=_JSONBodyRoute, dependencies=[Depends(check_api_key)])
 
 
 def _runtime(request: Request) -> Runtime:

@@ -20,7 +20,6 @@ official SDKs work unmodified.  Notes on the choices made here:
 from __future__ import annotations
 
 import base64
-import hmac
 import json
 import logging
 import math
@@ -43,8 +42,10 @@ from locallama.errors import (
     ModelNotFound,
     NotSupported,
     PullError,
+    Unauthorized,
 )
 from locallama.runtime.base import ChatRequest, Chunk, GenerateRequest, Runtime, TokenLogprob
+from locallama.server.auth import check_api_key
 from locallama.server.openai_schemas import (
     ChatCompletionRequest,
     CompletionRequest,
@@ -60,12 +61,6 @@ from locallama.store import ModelEntry, parse_name
 
 log = logging.getLogger(__name__)
 FINGERPRINT = "fp_locallama"
-
-
-class Unauthorized(LocallamaError):
-    """A missing or wrong API key (only checked when LOCALLAMA_API_KEY is set)."""
-
-    code = "invalid_api_key"
 
 
 # -- errors -----------------------------------------------------------------------
@@ -134,18 +129,7 @@ def _param(loc: tuple[Any, ...] | list[Any]) -> str | None:
 # -- plumbing -----------------------------------------------------------------------
 
 
-async def _check_api_key(request: Request) -> None:
-    settings = getattr(request.app.state, "settings", None)
-    key = getattr(settings, "api_key", None)
-    if not key:
-        return
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(),
-                                                             key.encode()):
-        raise Unauthorized("Incorrect API key provided; send 'Authorization: Bearer <key>'")
-
-
-router = APIRouter(prefix="/v1", dependencies=[Depends(_check_api_key)])
+router = APIRouter(prefix="/v1", dependencies=[Depends(check_api_key)])
 
 
 def _runtime(request: Request) -> Runtime:

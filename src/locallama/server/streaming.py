@@ -28,6 +28,7 @@ from anyio.lowlevel import RunVar
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from locallama.errors import Cancelled
 from locallama.progress import Progress, ProgressEvent
 
 T = TypeVar("T")
@@ -86,22 +87,31 @@ class ClosingStreamingResponse(StreamingResponse):
 
 def progress_events(work: Callable[[Progress], None]) -> Iterator[ProgressEvent]:
     """Run callback-style work in its own thread and yield its events as they come;
-    its error, if any, is raised after the last one.  Closing this early does not
-    stop the work (a pull or create runs to its end)."""
+    its error, if any, is raised after the last one.  Closing this early (the client
+    left) makes the work's next progress report raise Cancelled, which stops it."""
     events: queue.Queue[Any] = queue.Queue()
     failed: list[BaseException] = []
+    stop = threading.Event()
+
+    def report(event: ProgressEvent) -> None:
+        if stop.is_set():
+            raise Cancelled("the client went away")
+        events.put(event)
 
     def run() -> None:
         try:
-            work(events.put)
+            work(report)
         except BaseException as exc:  # handed to the reader, who raises it
             failed.append(exc)
         finally:
             events.put(_DONE)
 
     threading.Thread(target=run, name="locallama-progress", daemon=True).start()
-    while (event := events.get()) is not _DONE:
-        yield event
+    try:
+        while (event := events.get()) is not _DONE:
+            yield event
+    finally:
+        stop.set()
     if failed:
         raise failed[0]
 
