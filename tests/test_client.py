@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,8 +18,8 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
+from liveserver import free_port, serve
 from locallama.client import RemoteRuntime
 from locallama.errors import (
     DigestMismatch,
@@ -43,48 +42,12 @@ LONG_CTX = 8192  # the "long" model fills this in ~10 s on a CPU: long enough to
 # -- fixtures: one store in this process, an identical one behind a live server ----------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _fill_store(home: Path, tiny: Path, long: Path) -> LocalRuntime:
-    runtime = LocalRuntime(Settings(host="127.0.0.1", port=_free_port(),
+    runtime = LocalRuntime(Settings(host="127.0.0.1", port=free_port(),
                                     models_dir=home / "models", history_file=home / "history"))
     runtime.create("tiny", f"FROM {tiny}\n", home)
     runtime.create("long", f"FROM {long}\n", home)
     return runtime
-
-
-class LiveServer:
-    """The app on a free loopback port, in a thread (the idea of tests/server/conftest.py)."""
-
-    def __init__(self, runtime: LocalRuntime) -> None:
-        from locallama.server.app import create_app
-
-        self.runtime = runtime
-        self.settings = runtime.settings
-        config = uvicorn.Config(create_app(runtime, self.settings), host=self.settings.host,
-                                port=self.settings.port, log_level="warning")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def start(self) -> LiveServer:
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(self.settings.base_url, timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                time.sleep(0.05)
-        raise RuntimeError("server did not start")
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-        self.runtime.close()
 
 
 @pytest.fixture(scope="module")
@@ -103,12 +66,12 @@ def local(tmp_path_factory, tiny_gguf, long_gguf) -> Iterator[LocalRuntime]:
 
 @pytest.fixture(scope="module")
 def remote(tmp_path_factory, tiny_gguf, long_gguf) -> Iterator[RemoteRuntime]:
-    live = LiveServer(_fill_store(tmp_path_factory.mktemp("served"), tiny_gguf, long_gguf))
-    live.start()
-    client = RemoteRuntime(live.settings)
-    yield client
-    client.close()
-    live.stop()
+    served = _fill_store(tmp_path_factory.mktemp("served"), tiny_gguf, long_gguf)
+    with serve(served, served.settings):
+        client = RemoteRuntime(served.settings)
+        yield client
+        client.close()
+    served.close()
 
 
 @pytest.fixture(params=["local", "remote"])
@@ -359,7 +322,7 @@ def test_http_errors_map_to_typed_errors(status, body, error, message):
 
 
 def test_no_server_is_one_clear_error():
-    rt = RemoteRuntime(Settings(host="127.0.0.1", port=_free_port()))
+    rt = RemoteRuntime(Settings(host="127.0.0.1", port=free_port()))
     with pytest.raises(LocallamaError, match="no locallama server answers at http://127"):
         rt.list()
     with pytest.raises(LocallamaError, match="no locallama server answers"):

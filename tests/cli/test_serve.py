@@ -6,7 +6,6 @@ import http.server
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -17,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from liveserver import free_port
 from locallama.cli.common import get_runtime, server_answers
 from locallama.client import RemoteRuntime
 from locallama.runtime.local import LocalRuntime
@@ -24,12 +24,6 @@ from locallama.runtime.local import LocalRuntime
 LOCALLAMA = str(Path(sys.executable).with_name("locallama"))
 START_TIMEOUT_S = 30
 STOP_TIMEOUT_S = 15
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _env(tmp_path: Path, port: int, models: Path) -> dict[str, str]:
@@ -48,7 +42,7 @@ class Served:
     """A ``locallama serve`` subprocess with a store holding ``tiny``."""
 
     def __init__(self, tmp_path: Path, tiny_gguf: Path) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.server_env = _env(tmp_path, self.port, tmp_path / "models")
         # The clients' own store is empty: whatever they see came from the server.
@@ -170,7 +164,7 @@ def test_get_runtime_uses_a_server_that_greets(greeter, monkeypatch, tmp_path):
 
 def test_get_runtime_runs_in_process_otherwise(greeter, monkeypatch, tmp_path):
     monkeypatch.setenv("LOCALLAMA_MODELS", str(tmp_path))
-    monkeypatch.setenv("LOCALLAMA_HOST", f"127.0.0.1:{_free_port()}")
+    monkeypatch.setenv("LOCALLAMA_HOST", f"127.0.0.1:{free_port()}")
     assert isinstance(get_runtime(), LocalRuntime)
     monkeypatch.setattr(_Greeter, "greeting", b"some other web server")
     monkeypatch.setenv("LOCALLAMA_HOST", f"127.0.0.1:{greeter.server_address[1]}")

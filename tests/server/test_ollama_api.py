@@ -9,28 +9,23 @@ stream, and exactly what reaches the Runtime.
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import json
-import socket
 import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from pathlib import Path
 
 import httpx
 import ollama
 import pytest
-import uvicorn
 
+from liveserver import serve
 from locallama import __version__
 from locallama.errors import Cancelled, InvalidRequest, PullError
 from locallama.progress import ProgressEvent
 from locallama.runtime.base import ChatRequest, Chunk, GenerateRequest
-from locallama.server.app import create_app
-from locallama.settings import Settings
 from tinymodel import write_tiny_gguf
 
 FEW = {"num_predict": 4, "temperature": 0}
@@ -510,30 +505,6 @@ class FakeRuntime:
                 yield chunk
         finally:
             self.closed.set()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def serve(runtime, api_key: str | None = None, tmp: Path = Path("/nonexistent")):
-    settings = Settings(host="127.0.0.1", port=_free_port(), models_dir=tmp / "models",
-                        history_file=tmp / "history", api_key=api_key)
-    server = uvicorn.Server(uvicorn.Config(create_app(runtime, settings), host=settings.host,
-                                           port=settings.port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    try:
-        yield settings.base_url
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 @pytest.fixture

@@ -9,27 +9,22 @@ middle of a stream, a client that leaves, and exactly what reaches the Runtime.
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import math
-import socket
 import struct
 import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import httpx
 import openai
 import pytest
-import uvicorn
 from openai import OpenAI
 
+from liveserver import serve
 from locallama.errors import InvalidRequest
 from locallama.runtime.base import ChatRequest, Chunk, Embeddings, GenerateRequest
-from locallama.server.app import create_app
-from locallama.settings import Settings
 from locallama.store import ModelEntry, parse_name
 
 HELLO = [{"role": "user", "content": "Hello there"}]
@@ -494,30 +489,6 @@ class FakeRuntime:
 
     def list(self):
         return [ModelEntry(parse_name("fake"), "sha256:0", 1, datetime.now(UTC))]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def serve(runtime, api_key: str | None = None, tmp: Path = Path("/nonexistent")):
-    settings = Settings(host="127.0.0.1", port=_free_port(), models_dir=tmp / "models",
-                        history_file=tmp / "history", api_key=api_key)
-    server = uvicorn.Server(uvicorn.Config(create_app(runtime, settings), host=settings.host,
-                                           port=settings.port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    try:
-        yield settings.base_url
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 @pytest.fixture
