@@ -363,6 +363,7 @@ def _details(data: dict[str, Any], name: str, digest: str, size: int) -> ModelDe
         licenses=[license_] if isinstance(license_, str) else list(license_),
         modelfile=data.get("modelfile", ""), model_info=info,
         modified_at=data.get("modified_at", ""),
+        capabilities=list(data.get("capabilities") or ["completion"]),
     )
 
 

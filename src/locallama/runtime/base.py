@@ -146,6 +146,7 @@ class ModelDetails:
     modelfile: str
     model_info: dict[str, Any] = field(default_factory=dict)
     modified_at: str = ""
+    capabilities: list[str] = field(default_factory=lambda: ["completion"])
 
 
 class Runtime(Protocol):

@@ -323,7 +323,7 @@ def show_json(d: ModelDetails) -> dict[str, Any]:
     if d.messages:
         out["messages"] = d.messages
     out |= {"details": details_json(d), "model_info": _model_info(d),
-            "capabilities": _capabilities(d)}
+            "capabilities": d.capabilities}
     if d.modified_at:
         out["modified_at"] = timestamp(datetime.fromisoformat(d.modified_at))
     return out
@@ -350,18 +350,12 @@ def _model_info(d: ModelDetails) -> dict[str, Any]:
     return info
 
 
-def _capabilities(d: ModelDetails) -> list[str]:
-    if f"{d.architecture}.pooling_type" in d.model_info:
-        return ["embedding"]  # an embedding model (BERT-like) does not complete text
-    return ["completion", "tools"] if "tools" in (d.template or "") else ["completion"]
-
-
 def running_json(info: LoadedModelInfo) -> dict[str, Any]:
     # Kept until stopped: Ollama shows a date centuries away, which its clients expect.
     expires = info.expires_at or datetime.now(UTC) + timedelta(days=365 * 292)
     return {"name": info.name, "model": info.name, "size": info.size,
             "digest": _hex(info.digest), "details": {"parent_model": "", **info.details},
-            "expires_at": timestamp(expires), "size_vram": 0,
+            "expires_at": timestamp(expires), "size_vram": info.size_vram,
             "context_length": info.context_length}
 
 
