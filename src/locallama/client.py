@@ -143,6 +143,7 @@ class RemoteRuntime:
                 name=m.get("name") or m.get("model", ""), digest=_digest(m.get("digest", "")),
                 size=m.get("size", 0), expires_at=_expiry(m.get("expires_at")),
                 context_length=m.get("context_length", 0), details=m.get("details") or {},
+                size_vram=m.get("size_vram", 0),
             )
             for m in self._call("GET", "/api/ps").get("models") or []
         ]
