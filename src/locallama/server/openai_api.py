@@ -33,7 +33,7 @@ import anyio
 import anyio.to_thread
 from fastapi import APIRouter, Depends, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse
 
 from locallama.errors import (
     DigestMismatch,
@@ -56,7 +56,7 @@ from locallama.server.openai_schemas import (
     invalid,
     token_lists,
 )
-from locallama.server.streaming import first_in_thread, iterate_in_thread
+from locallama.server.streaming import ClosingStreamingResponse, first_in_thread, iterate_in_thread
 from locallama.store import ModelEntry, parse_name
 
 log = logging.getLogger(__name__)
@@ -182,7 +182,7 @@ async def _collect(start: Callable[[], Iterator[Chunk]]) -> list[Chunk]:
     return chunks
 
 
-def _sse(events: AsyncIterator[dict[str, Any]]) -> StreamingResponse:
+def _sse(events: AsyncIterator[dict[str, Any]]) -> ClosingStreamingResponse:
     async def body() -> AsyncIterator[str]:
         try:
             async for event in events:
@@ -192,7 +192,7 @@ def _sse(events: AsyncIterator[dict[str, Any]]) -> StreamingResponse:
             return
         yield "data: [DONE]\n\n"
 
-    return StreamingResponse(body(), media_type="text/event-stream",
+    return ClosingStreamingResponse(body(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
