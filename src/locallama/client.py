@@ -342,9 +342,15 @@ def _logprobs(items: list[dict[str, Any]] | None) -> list[TokenLogprob] | None:
 
 
 def _entry(m: dict[str, Any]) -> ModelEntry:
+    details = m.get("details") or {}
+    config = {"model_format": details.get("format", "gguf"),
+              "model_family": details.get("family", ""),
+              "model_families": details.get("families") or [],
+              "model_type": details.get("parameter_size", ""),
+              "file_type": details.get("quantization_level", "")}
     return ModelEntry(name=parse_name(m.get("model") or m["name"]),
                       digest=_digest(m.get("digest", "")), size=m.get("size", 0),
-                      modified=datetime.fromisoformat(m["modified_at"]))
+                      modified=datetime.fromisoformat(m["modified_at"]), config=config)
 
 
 def _details(data: dict[str, Any], name: str, digest: str, size: int) -> ModelDetails:

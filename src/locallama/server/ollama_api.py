@@ -52,7 +52,6 @@ from locallama.progress import Progress, silent
 from locallama.runtime.base import Chunk, Runtime
 from locallama.server.auth import check_api_key
 from locallama.server.ollama_schemas import (
-    UNKNOWN_DETAILS,
     ChatBody,
     CopyBody,
     CreateBody,
@@ -67,8 +66,8 @@ from locallama.server.ollama_schemas import (
     TokenizeBody,
     chat_request,
     chunk_fields,
+    config_details,
     create_modelfile,
-    details_json,
     generate_request,
     running_json,
     show_json,
@@ -358,14 +357,7 @@ async def tags(request: Request) -> dict[str, Any]:
     runtime = _runtime(request)
 
     def models() -> list[dict[str, Any]]:
-        out = []
-        for entry in runtime.list():
-            try:
-                details = details_json(runtime.show(entry.name.display))
-            except LocallamaError:  # a broken model is still listed; show says what is wrong
-                details = UNKNOWN_DETAILS
-            out.append(tag_json(entry, details))
-        return out
+        return [tag_json(entry, config_details(entry.config)) for entry in runtime.list()]
 
     return {"models": await _call(models)}
 

@@ -308,6 +308,17 @@ def tag_json(entry: ModelEntry, details: dict[str, Any]) -> dict[str, Any]:
             "size": entry.size, "digest": _hex(entry.digest), "details": details}
 
 
+def config_details(config: dict[str, Any]) -> dict[str, Any]:
+    """Details from a model's config blob, as Ollama's /api/tags reads them."""
+    if not config:
+        return UNKNOWN_DETAILS  # a broken model is still listed; show says what is wrong
+    family = config.get("model_family", "")
+    return {"parent_model": "", "format": config.get("model_format", "gguf"), "family": family,
+            "families": config.get("model_families") or ([family] if family else None),
+            "parameter_size": config.get("model_type", ""),
+            "quantization_level": config.get("file_type", "")}
+
+
 def details_json(d: ModelDetails) -> dict[str, Any]:
     return {"parent_model": "", "format": "gguf", "family": d.architecture,
             "families": [d.architecture] if d.architecture else None,

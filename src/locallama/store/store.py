@@ -55,6 +55,7 @@ class ModelEntry:
     digest: str
     size: int
     modified: datetime
+    config: dict[str, Any] = field(default_factory=dict)  # family, type, file type
 
     @property
     def id(self) -> str:
@@ -126,6 +127,8 @@ class Store:
                     digest=digest_bytes(data),
                     size=manifest.size,
                     modified=datetime.fromtimestamp(path.stat().st_mtime, tz=UTC),
+                    config=self._blob_json(manifest.config.digest, {}) if self.blobs.has(
+                        manifest.config.digest) else {},
                 )
             )
         entries.sort(key=lambda e: e.modified, reverse=True)
