@@ -128,10 +128,11 @@ class RemoteRuntime:
         return Embeddings(data.get("embeddings", []), data.get("prompt_eval_count", 0),
                           data.get("total_duration", 0), data.get("load_duration", 0))
 
-    def load(self, model: str, keep_alive: KeepAlive = None) -> None:
+    def load(self, model: str, keep_alive: KeepAlive = None,
+             options: dict[str, Any] | None = None) -> None:
         """An empty generate loads the model, as Ollama documents."""
         self._call("POST", "/api/generate", {"model": model, "keep_alive": keep_alive,
-                                             "stream": False})
+                                             "options": options or {}, "stream": False})
 
     def unload(self, model: str) -> None:
         """An empty generate with keep_alive 0 unloads it (what ``ollama stop`` sends)."""

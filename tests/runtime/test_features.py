@@ -178,3 +178,10 @@ def test_truncation_is_reported(runtime):
     _, chunks = run(runtime, GenerateRequest("tiny", "word " * 400,
                                              options={"num_ctx": 128, "num_predict": 2}))
     assert chunks[-1].warnings and "truncated" in chunks[-1].warnings[0]
+
+
+def test_load_honours_options(runtime):
+    runtime.load("tiny", keep_alive=-1, options={"num_ctx": 512})
+    [info] = runtime.ps()
+    assert info.context_length == 512
+    runtime.unload("tiny")

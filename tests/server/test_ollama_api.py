@@ -614,3 +614,13 @@ def test_api_key_is_checked_when_set(tmp_path):
         assert httpx.get(url + "/").status_code == 200  # the health check stays open
         right = ollama.Client(host=url, headers={"Authorization": "Bearer sekret"})
         assert right.generate(model="fake", prompt="Hi").response == "ok"
+
+
+def test_an_empty_generate_loads_with_its_options(server):
+    body = {"model": "tiny", "options": {"num_ctx": 256}, "keep_alive": -1, "stream": False}
+    loaded = httpx.post(f"{server.url}/api/generate", json=body, timeout=60).json()
+    assert loaded["done_reason"] == "load"
+    running = httpx.get(f"{server.url}/api/ps", timeout=10).json()["models"]
+    # (an embedding context of the same model, from an earlier test, may be listed too)
+    assert 256 in [m["context_length"] for m in running if m["name"] == "tiny:latest"]
+    httpx.post(f"{server.url}/api/generate", json={"model": "tiny", "keep_alive": 0}, timeout=60)

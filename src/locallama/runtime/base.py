@@ -159,7 +159,8 @@ class Runtime(Protocol):
         options: dict[str, Any] | None = None, keep_alive: KeepAlive = None,
     ) -> Embeddings: ...
 
-    def load(self, model: str, keep_alive: KeepAlive = None) -> None:
+    def load(self, model: str, keep_alive: KeepAlive = None,
+             options: dict[str, Any] | None = None) -> None:
         """Load a model without generating (an empty prompt in Ollama's API)."""
         ...
 

@@ -155,9 +155,10 @@ class LocalRuntime:
             warnings=warnings,
         )
 
-    def load(self, model: str, keep_alive: KeepAlive = None) -> None:
+    def load(self, model: str, keep_alive: KeepAlive = None,
+             options: dict[str, Any] | None = None) -> None:
         record = self._record(model)
-        options = resolve_options(record.params)
+        options = resolve_options(record.params, options)
         with self.loader.use(record.model_path, options, name=record.name.display,
                              digest=record.digest, keep_alive=self._keep_alive(keep_alive)):
             pass

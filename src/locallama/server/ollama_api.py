@@ -235,7 +235,7 @@ def _dumps(value: Any) -> str:
 async def generate(body: GenerateBody, request: Request) -> Response:
     runtime = _runtime(request)
     if not body.prompt:
-        reason = await _load_or_unload(runtime, body.model, body.keep_alive)
+        reason = await _load_or_unload(runtime, body.model, body.keep_alive, body.options)
         return JSONResponse({"model": body.model, "created_at": timestamp(), "response": "",
                              "done": True, "done_reason": reason})
     run = generate_request(body)
@@ -252,7 +252,7 @@ async def generate(body: GenerateBody, request: Request) -> Response:
 async def chat(body: ChatBody, request: Request) -> Response:
     runtime = _runtime(request)
     if not body.messages:
-        reason = await _load_or_unload(runtime, body.model, body.keep_alive)
+        reason = await _load_or_unload(runtime, body.model, body.keep_alive, body.options)
         return JSONResponse({"model": body.model, "created_at": timestamp(),
                              "message": {"role": "assistant", "content": ""},
                              "done_reason": reason, "done": True})
@@ -269,12 +269,14 @@ async def chat(body: ChatBody, request: Request) -> Response:
     return await _answer(await _open(lambda: runtime.chat(run)), body.stream, line)
 
 
-async def _load_or_unload(runtime: Runtime, model: str, keep_alive: KeepAlive) -> str:
-    """Ollama's empty request: load the model, or unload it when keep_alive is 0."""
+async def _load_or_unload(runtime: Runtime, model: str, keep_alive: KeepAlive,
+                          options: dict[str, Any] | None) -> str:
+    """Ollama's empty request: load the model (with its options, num_ctx above all),
+    or unload it when keep_alive is 0."""
     if keep_alive is not None and parse_keep_alive(keep_alive) == 0:
         await _call(runtime.unload, model)
         return "unload"
-    await _call(runtime.load, model, keep_alive)
+    await _call(runtime.load, model, keep_alive, options)
     return "load"
 
 
