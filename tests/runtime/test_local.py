@@ -175,3 +175,12 @@ def test_delete_unloads_and_removes(runtime, tmp_path: Path):
 
 def complete_name(runtime, name):
     return list(runtime.generate(GenerateRequest(name, "a", options={"num_predict": 2})))
+
+
+def test_create_from_a_stored_blob_does_not_copy_it_again(runtime, tmp_path, monkeypatch):
+    blob = runtime.store.get("tiny").model_path
+    copies = []
+    monkeypatch.setattr(runtime.store.blobs, "add_file", lambda p: copies.append(p))
+    runtime.create("again", f"FROM {blob}\n", tmp_path)
+    assert copies == []
+    assert runtime.store.get("again").model_path == blob

@@ -9,6 +9,7 @@ from locallama.gguf_info import GGUFInfo, format_parameter_count, read_gguf_info
 from locallama.options import parse_parameters
 from locallama.progress import Progress, ProgressEvent, silent
 from locallama.store import manifests as mf
+from locallama.store.blobs import normalize_digest
 from locallama.store.modelfile import Modelfile
 from locallama.store.names import ModelName, parse_name
 from locallama.store.store import ModelRecord, Store
@@ -35,8 +36,12 @@ def create_model(
     if source is not None:
         say(f"reading model file {source}")
         info = read_gguf_info(source)
-        say("copying model data")
-        digest, size = store.blobs.add_file(source)
+        digest = _stored_digest(store, source)
+        if digest:  # an uploaded blob: already in the store, verified when it came in
+            size = source.stat().st_size
+        else:
+            say("copying model data")
+            digest, size = store.blobs.add_file(source)
         model_layers = [mf.Layer(mf.MEDIA_MODEL, digest, size)]
         base = None
     else:
@@ -105,6 +110,16 @@ def source_path(value: str, base_dir: Path) -> Path | None:
     if looks_like_path:
         raise InvalidRequest(f"FROM {value}: no such file")
     return None
+
+
+def _stored_digest(store: Store, path: Path) -> str | None:
+    """The digest of ``path`` when it is one of the store's own blobs."""
+    if path.parent != store.blobs.root.resolve() or not path.name.startswith("sha256-"):
+        return None
+    try:
+        return normalize_digest(path.name)
+    except InvalidRequest:
+        return None
 
 
 def _text_layer(store: Store, media_type: str, text: str) -> mf.Layer:
