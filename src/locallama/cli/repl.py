@@ -99,6 +99,12 @@ class Repl:
 
         def collect():
             for chunk in chunks:
+                if not answer and not chunk.done:
+                    # A chat answer starts on its own line: drop the space or newline a
+                    # model often writes after "Assistant:" before its first word.
+                    chunk.text = chunk.text.lstrip()
+                    if not chunk.text:
+                        continue
                 answer.append(chunk.text)
                 yield chunk
 
