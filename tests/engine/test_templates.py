@@ -72,3 +72,10 @@ def test_fallback_format_for_models_without_a_template():
 def test_modelfile_template_wins_over_gguf():
     template = select_template("{{ messages[-1].content }}!", CHATML)
     assert template.render(MESSAGES).prompt == "Hi!"
+
+
+@pytest.mark.parametrize("source", ["{{ if }}x{{ end }}", "{{ .Prompt }}{{ end }}",
+                                    "{{ if .System }}x", "{{ .Prompt | printf }}"])
+def test_broken_go_templates_are_refused(source):
+    with pytest.raises(TemplateError):
+        select_template(source, None)

@@ -189,6 +189,8 @@ def go_to_jinja(source: str) -> str:
     def action(match: re.Match[str]) -> str:
         left, body, right = match.group(1), match.group(2), match.group(3)
         lt, rt = ("-" if left else ""), ("-" if right else "")
+        if body in ("if", "else if", "with", "range", ""):
+            raise TemplateError(f"Go template action {{{{ {body} }}}} is incomplete")
         if body.startswith("if "):
             stack.append("if")
             return f"{{%{lt} if {expr(body[3:])} %{rt}}}"
