@@ -24,15 +24,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import re
 import tempfile
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import aclosing
 from pathlib import Path
 from typing import Any, TypeVar
 
-import anyio.to_thread
 from fastapi import APIRouter, Depends, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -76,13 +74,13 @@ from locallama.server.ollama_schemas import (
 )
 from locallama.server.streaming import (
     ClosingStreamingResponse,
+    as_error,
     blocking,
-    first_in_thread,
-    iterate_in_thread,
+    call,
+    open_stream,
     progress_events,
 )
 
-log = logging.getLogger(__name__)
 T = TypeVar("T")
 NDJSON = "application/x-ndjson"
 
@@ -148,13 +146,6 @@ def _same(a: Any, b: Any) -> bool:
         [p for p in b if not (isinstance(p, str) and _UNION_TAG.match(p))]
 
 
-def _fault(exc: BaseException) -> LocallamaError:
-    if isinstance(exc, LocallamaError):
-        return exc
-    log.exception("internal error in the Ollama face", exc_info=exc)
-    return LocallamaError(f"internal error: {exc}")
-
-
 # -- plumbing ---------------------------------------------------------------------------
 
 
@@ -183,31 +174,12 @@ def _runtime(request: Request) -> Runtime:
     return request.app.state.runtime
 
 
-async def _call(fn: Callable[..., T], *args: Any) -> T:
-    """A blocking Runtime call in a worker thread; unexpected faults become a 500."""
-    try:
-        return await anyio.to_thread.run_sync(fn, *args)
-    except Exception as exc:
-        raise _fault(exc) from exc
+def _call(fn: Callable[..., T], *args: Any) -> Awaitable[T]:
+    return call(fn, *args, face="Ollama")
 
 
-async def _open(start: Callable[[], Iterator[T]]) -> AsyncIterator[T]:
-    """Start a stream and take its first step now, so an error before any output is
-    raised here (an HTTP status) rather than inside a 200 stream."""
-    items = await _call(start)
-    try:
-        first, items = await first_in_thread(items)
-    except Exception as exc:
-        raise _fault(exc) from exc
-    return _chain(first, items)
-
-
-async def _chain(first: T | None, items: Iterator[T]) -> AsyncIterator[T]:
-    if first is not None:
-        yield first
-    async with aclosing(iterate_in_thread(items)) as rest:  # closes `items`: generation stops
-        async for item in rest:
-            yield item
+def _open(start: Callable[[], Iterator[T]]) -> Awaitable[AsyncIterator[T]]:
+    return open_stream(start, face="Ollama")
 
 
 def _ndjson(lines: AsyncIterator[dict[str, Any]]) -> Response:
@@ -219,7 +191,7 @@ def _ndjson(lines: AsyncIterator[dict[str, Any]]) -> Response:
                 async for line in lines:
                     yield _dumps(line) + "\n"
             except Exception as exc:
-                yield _dumps(_error_body(_fault(exc))) + "\n"
+                yield _dumps(_error_body(as_error(exc, "Ollama"))) + "\n"
 
     return ClosingStreamingResponse(body(), media_type=NDJSON)
 

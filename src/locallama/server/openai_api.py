@@ -21,16 +21,13 @@ from __future__ import annotations
 
 import base64
 import json
-import logging
 import math
 import secrets
 import struct
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any, TypeVar
 
-import anyio
-import anyio.to_thread
 from fastapi import APIRouter, Depends, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -56,10 +53,14 @@ from locallama.server.openai_schemas import (
     invalid,
     token_lists,
 )
-from locallama.server.streaming import ClosingStreamingResponse, first_in_thread, iterate_in_thread
+from locallama.server.streaming import (
+    ClosingStreamingResponse,
+    as_error,
+    call,
+    open_stream,
+)
 from locallama.store import ModelEntry, parse_name
 
-log = logging.getLogger(__name__)
 FINGERPRINT = "fp_locallama"
 
 
@@ -129,6 +130,8 @@ def _param(loc: tuple[Any, ...] | list[Any]) -> str | None:
 # -- plumbing -----------------------------------------------------------------------
 
 
+T = TypeVar("T")
+
 router = APIRouter(prefix="/v1", dependencies=[Depends(check_api_key)])
 
 
@@ -136,43 +139,12 @@ def _runtime(request: Request) -> Runtime:
     return request.app.state.runtime
 
 
-def _fault(exc: Exception) -> LocallamaError:
-    if isinstance(exc, LocallamaError):
-        return exc
-    log.exception("internal error in the OpenAI face", exc_info=exc)
-    return LocallamaError(f"internal error: {exc}")
+def _call(fn: Callable[..., T], *args: Any) -> Awaitable[T]:
+    return call(fn, *args, face="OpenAI")
 
 
-async def _call(fn: Callable[..., Any], *args: Any) -> Any:
-    """Run a blocking Runtime call in a worker thread; unexpected faults become a 500."""
-    try:
-        return await anyio.to_thread.run_sync(fn, *args)
-    except Exception as exc:
-        raise _fault(exc) from exc
-
-
-async def _open(start: Callable[[], Iterator[Chunk]]) -> AsyncIterator[Chunk]:
-    """Start a stream: the call and its first step run now, so that an error before any
-    output is raised here (an HTTP error), not in the middle of an event stream."""
-    items: Iterator[Chunk] = await _call(start)
-    try:
-        first, items = await first_in_thread(items)
-    except Exception as exc:
-        raise _fault(exc) from exc
-
-    async def chunks() -> AsyncIterator[Chunk]:
-        try:
-            if first is not None:
-                yield first
-            async for chunk in iterate_in_thread(items):
-                yield chunk
-        finally:  # also when the client leaves before the rest was asked for
-            close = getattr(items, "close", None)
-            if close is not None:
-                with anyio.CancelScope(shield=True):
-                    await anyio.to_thread.run_sync(close)
-
-    return chunks()
+def _open(start: Callable[[], Iterator[T]]) -> Awaitable[AsyncIterator[T]]:
+    return open_stream(start, face="OpenAI")
 
 
 async def _collect(start: Callable[[], Iterator[Chunk]]) -> list[Chunk]:
@@ -188,7 +160,7 @@ def _sse(events: AsyncIterator[dict[str, Any]]) -> ClosingStreamingResponse:
             async for event in events:
                 yield f"data: {json.dumps(event, allow_nan=False)}\n\n"
         except Exception as exc:  # after the first byte the status is sent: report in-band
-            yield f"data: {json.dumps(_error_body(_fault(exc)))}\n\n"
+            yield f"data: {json.dumps(_error_body(as_error(exc, 'OpenAI')))}\n\n"
             return
         yield "data: [DONE]\n\n"
 

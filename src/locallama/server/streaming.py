@@ -16,9 +16,11 @@ blocking consumer (a blob upload) in a worker thread.
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import aclosing
 from typing import Any, TypeVar
 
 import anyio
@@ -28,10 +30,11 @@ from anyio.lowlevel import RunVar
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from locallama.errors import Cancelled
+from locallama.errors import Cancelled, LocallamaError
 from locallama.progress import Progress, ProgressEvent
 
 T = TypeVar("T")
+log = logging.getLogger("locallama.server")
 _DONE = object()
 _STEPS: RunVar[anyio.CapacityLimiter] = RunVar("locallama_stream_steps")
 
@@ -129,3 +132,41 @@ def blocking(stream: AsyncIterator[bytes]) -> Iterator[bytes]:
     while (block := anyio.from_thread.run(next_block)) is not None:
         if block:
             yield block
+
+
+def as_error(exc: BaseException, face: str) -> LocallamaError:
+    """A typed error for any failure: ours as they are, anything else a logged 500."""
+    if isinstance(exc, LocallamaError):
+        return exc
+    log.exception("internal error in the %s face", face, exc_info=exc)
+    return LocallamaError(f"internal error: {exc}")
+
+
+async def call(fn: Callable[..., T], *args: Any, face: str = "server") -> T:
+    """A blocking Runtime call in a worker thread; unexpected faults become a 500."""
+    try:
+        return await anyio.to_thread.run_sync(fn, *args)
+    except Exception as exc:
+        raise as_error(exc, face) from exc
+
+
+async def open_stream(start: Callable[[], Iterator[T]], face: str = "server"
+                      ) -> AsyncIterator[T]:
+    """Start a stream and take its first step now, so that an error before any output
+    is raised here (an HTTP status) rather than inside a 200 stream.  The rest runs
+    in worker threads; closing the result (the client left) closes the Runtime's
+    iterator, which stops the generation."""
+    items = await call(start, face=face)
+    try:
+        first, items = await first_in_thread(items)
+    except Exception as exc:
+        raise as_error(exc, face) from exc
+    return _chain(first, items)
+
+
+async def _chain(first: T | None, items: Iterator[T]) -> AsyncIterator[T]:
+    if first is not None:
+        yield first
+    async with aclosing(iterate_in_thread(items)) as rest:  # closes `items`
+        async for item in rest:
+            yield item
