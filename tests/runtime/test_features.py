@@ -185,3 +185,26 @@ def test_load_honours_options(runtime):
     [info] = runtime.ps()
     assert info.context_length == 512
     runtime.unload("tiny")
+
+
+def test_a_model_too_large_for_memory_is_refused_with_both_numbers(runtime, monkeypatch):
+    from locallama.errors import ModelTooLarge
+
+    monkeypatch.setattr(runtime.loader, "_memory", lambda: 1_000_000)  # 1 MB free
+    with pytest.raises(ModelTooLarge, match=r"requires [\d.]+ MB .* only 1 MB is available"):
+        list(runtime.generate(GenerateRequest("tiny", "hi", options={"num_predict": 1})))
+    assert runtime.ps() == []
+    monkeypatch.setattr(runtime.loader, "_memory", lambda: 64_000_000_000)
+    assert list(runtime.generate(GenerateRequest("tiny", "hi", options={"num_predict": 1})))
+
+
+def test_the_memory_freed_by_the_model_being_replaced_counts(runtime, monkeypatch):
+    runtime.load("tiny", options={"num_ctx": 256})
+    [loaded] = runtime.ps()
+    # just enough for the new context once the old one is gone, not beside it
+    from locallama.gguf_info import estimate_memory
+
+    need = estimate_memory(runtime.loader.entries()[0].model.info, 512).total
+    monkeypatch.setattr(runtime.loader, "_memory", lambda: need - loaded.size + 1)
+    runtime.load("tiny", options={"num_ctx": 512})
+    assert [i.context_length for i in runtime.ps()] == [512]

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from locallama.engine.params import ContextParams
-from locallama.gguf_info import GGUFInfo, estimate_memory, read_gguf_info
+from locallama.errors import ModelTooLarge
+from locallama.gguf_info import GGUFInfo, estimate_memory, format_bytes, read_gguf_info
 from locallama.options import Options
 
 if TYPE_CHECKING:
@@ -39,8 +40,16 @@ class Entry:
         return estimate_memory(self.model.info, params.num_ctx).total
 
 
+def available_memory() -> int:
+    """Memory the system can give without swapping (MemAvailable on Linux)."""
+    import psutil
+
+    return int(psutil.virtual_memory().available)
+
+
 class ModelLoader:
-    def __init__(self) -> None:
+    def __init__(self, memory: Callable[[], int] = available_memory) -> None:
+        self._memory = memory
         self._lock = threading.Condition()
         self._loaded: dict[bool, Entry] = {}  # keyed by embedding mode
         self._info: dict[Path, GGUFInfo] = {}
@@ -75,6 +84,8 @@ class ModelLoader:
                 current.active += 1
                 current.keep_alive, current.expires_at = keep_alive, None
                 return current, 0
+            freed = current.size if current is not None else 0
+            self._check_fits(info, params, freed)
             if current is not None:
                 self._drop(embedding)
             from locallama.engine.model import LoadedModel  # llama.cpp loads on first use
@@ -83,6 +94,16 @@ class ModelLoader:
             entry = Entry(model, name, digest, keep_alive, active=1)
             self._loaded[embedding] = entry
             return entry, model.load_duration
+
+    def _check_fits(self, info: GGUFInfo, params: ContextParams, freed: int) -> None:
+        """Refuse a model that would push the machine into swap, naming both numbers."""
+        need = estimate_memory(info, params.num_ctx).total
+        have = self._memory() + freed
+        if need > have:
+            raise ModelTooLarge(
+                f"model requires {format_bytes(need)} of memory (weights and a KV cache for "
+                f"num_ctx {params.num_ctx}) but only {format_bytes(have)} is available; "
+                "try a smaller num_ctx or a smaller quantization")
 
     def _release(self, entry: Entry, embedding: bool) -> None:
         with self._lock:
