@@ -11,9 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
@@ -21,10 +19,9 @@ import httpx
 import ollama
 import pytest
 
+from fakeruntime import FakeRuntime
 from liveserver import serve
 from locallama import __version__
-from locallama.errors import Cancelled, InvalidRequest, PullError
-from locallama.progress import ProgressEvent
 from locallama.runtime.base import ChatRequest, Chunk, GenerateRequest
 from tinymodel import write_tiny_gguf
 
@@ -460,51 +457,6 @@ def test_more_waiting_requests_than_worker_threads_do_not_deadlock(client, serve
 
 
 # -- a scripted Runtime: tool calls, errors mid-stream, what reaches the Runtime -----------
-
-
-class FakeRuntime:
-    """Answers chat and generate from a script; records the requests it was given."""
-
-    def __init__(self) -> None:
-        self.requests: list[ChatRequest | GenerateRequest] = []
-        self.script: list[Chunk] = [Chunk(text="ok"), Chunk(done=True, done_reason="stop")]
-        self.fail_after: int | None = None
-        self.endless = False
-        self.closed = threading.Event()
-
-    def chat(self, request: ChatRequest) -> Iterator[Chunk]:
-        self.requests.append(request)
-        return self._stream()
-
-    def generate(self, request: GenerateRequest) -> Iterator[Chunk]:
-        self.requests.append(request)
-        return self._stream()
-
-    def pull(self, model: str, progress=None) -> None:
-        try:
-            while self.endless:
-                time.sleep(0.01)
-                progress(ProgressEvent("pulling forever"))
-        except Cancelled:
-            self.closed.set()
-            raise
-        for done in (0, 50, 100):
-            progress(ProgressEvent(f"pulling {model}", "sha256:ab", 100, done))
-            if done == 50 and self.fail_after is not None:
-                raise PullError("the network went away")
-        progress(ProgressEvent("success"))
-
-    def _stream(self) -> Iterator[Chunk]:
-        try:
-            while self.endless:
-                time.sleep(0.01)
-                yield Chunk(text="x")
-            for i, chunk in enumerate(self.script):
-                if self.fail_after is not None and i == self.fail_after:
-                    raise InvalidRequest("the model broke down")
-                yield chunk
-        finally:
-            self.closed.set()
 
 
 @pytest.fixture

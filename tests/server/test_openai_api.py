@@ -12,20 +12,15 @@ import base64
 import json
 import math
 import struct
-import threading
-import time
-from collections.abc import Iterator
-from datetime import UTC, datetime
 
 import httpx
 import openai
 import pytest
 from openai import OpenAI
 
+from fakeruntime import FakeRuntime
 from liveserver import serve
-from locallama.errors import InvalidRequest
-from locallama.runtime.base import ChatRequest, Chunk, Embeddings, GenerateRequest
-from locallama.store import ModelEntry, parse_name
+from locallama.runtime.base import Chunk
 
 HELLO = [{"role": "user", "content": "Hello there"}]
 GREEDY = {"temperature": 0, "extra_body": {"options": {"repeat_penalty": 1.0}}}
@@ -453,47 +448,9 @@ def test_malformed_json_is_a_400_in_openai_shape(client, server, body):
 # -- a scripted Runtime: tool calls, errors mid-stream, disconnects ---------------------------
 
 
-class FakeRuntime:
-    """Answers chat and generate from a script; records the requests it was given."""
-
-    def __init__(self) -> None:
-        self.requests: list[ChatRequest | GenerateRequest] = []
-        self.script: list[Chunk] = []
-        self.fail_after: int | None = None  # raise after this many chunks
-        self.endless = False
-        self.closed = threading.Event()
-
-    def chat(self, request: ChatRequest) -> Iterator[Chunk]:
-        self.requests.append(request)
-        return self._stream()
-
-    def generate(self, request: GenerateRequest) -> Iterator[Chunk]:
-        self.requests.append(request)
-        return self._stream()
-
-    def _stream(self) -> Iterator[Chunk]:
-        try:
-            if self.endless:
-                while True:
-                    time.sleep(0.01)
-                    yield Chunk(text="x")
-            for i, chunk in enumerate(self.script):
-                if self.fail_after is not None and i == self.fail_after:
-                    raise InvalidRequest("the model broke down")
-                yield chunk
-        finally:
-            self.closed.set()
-
-    def embed(self, model, inputs, truncate=True, options=None, keep_alive=None):
-        return Embeddings([[1.0, 0.0]] * len(inputs), len(inputs))
-
-    def list(self):
-        return [ModelEntry(parse_name("fake"), "sha256:0", 1, datetime.now(UTC))]
-
-
 @pytest.fixture
 def fake():
-    runtime = FakeRuntime()
+    runtime = FakeRuntime(script=[])
     with serve(runtime) as url:
         runtime.client = OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0,
                                 timeout=30)
@@ -582,7 +539,7 @@ def test_a_client_that_leaves_stops_the_generation(fake):
 
 
 def test_api_key_is_checked_when_set(tmp_path):
-    with serve(FakeRuntime(), api_key="sekret", tmp=tmp_path) as url:
+    with serve(FakeRuntime(script=[]), api_key="sekret", tmp=tmp_path) as url:
         wrong = OpenAI(base_url=url + "/v1", api_key="wrong", max_retries=0)
         with pytest.raises(openai.AuthenticationError) as info:
             wrong.models.list()
