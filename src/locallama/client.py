@@ -84,6 +84,8 @@ class RemoteRuntime:
             "images": request.images, "keep_alive": request.keep_alive,
             "logprobs": request.logprobs or None, "top_logprobs": request.top_logprobs or None,
             "echo": request.echo or None,
+            "truncate": None if request.truncate else False,
+            "shift": None if request.shift else False,
         }
         return self._chunks("/api/generate", body, chat=False)
 
@@ -93,6 +95,8 @@ class RemoteRuntime:
             "options": request.options or None, "format": request.format,
             "tools": request.tools or None, "keep_alive": request.keep_alive,
             "logprobs": request.logprobs or None, "top_logprobs": request.top_logprobs or None,
+            "truncate": None if request.truncate else False,
+            "shift": None if request.shift else False,
         }
         return self._chunks("/api/chat", body, chat=True)
 

@@ -1,18 +1,26 @@
-"""Keeps loaded models for keep_alive after their last request, then unloads them.
+"""Which models are loaded: a memory budget, least-recently-used unloading, keep_alive.
+
+Several models stay loaded side by side while they fit.  Before a load the
+loader estimates what the model needs (weights + KV cache for num_ctx x
+num_parallel + compute buffers) and compares it with the memory the machine
+can give: a model that cannot fit even alone is refused with both numbers; one
+that fits only without others first unloads idle models, least recently used
+first, as does a load beyond LOCALLAMA_MAX_LOADED_MODELS.  A busy model is
+never unloaded under its requests: the load waits for it to go idle.
 
 A model is reloaded when a request needs different context parameters
-(num_ctx, num_batch, num_gpu, use_mmap), as Ollama does.  For now one
-generation model and one embedding model stay loaded at a time; several models
-under a memory budget, and batching, belong to the scheduler (a later step).
+(num_ctx, num_batch, num_gpu, use_mmap, num_thread), as Ollama does.  Two
+requests that need the same model at once load it once.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,22 +30,28 @@ from locallama.gguf_info import GGUFInfo, estimate_memory, format_bytes, read_gg
 from locallama.options import Options
 
 if TYPE_CHECKING:
+    from locallama.engine.embedding import EmbeddingModel
     from locallama.engine.model import LoadedModel
 
+DEFAULT_MAX_LOADED = 3  # Ollama's default on a machine without a GPU
+AUTO_PARALLEL = 4  # Ollama's choice when memory allows, else 1
 
-@dataclass
+
+@dataclass(eq=False)
 class Entry:
-    model: LoadedModel
+    key: tuple[Path, bool]  # blob path, embedding mode
+    params: ContextParams
+    size: int  # the memory estimate it was admitted with
     name: str
     digest: str
     keep_alive: float | None  # seconds after the last request; None: forever
     expires_at: float | None = None  # wall clock; None while in use or kept forever
     active: int = 0
-
-    @property
-    def size(self) -> int:
-        params = self.model.params
-        return estimate_memory(self.model.info, params.num_ctx).total
+    last_used: float = field(default_factory=time.monotonic)
+    model: LoadedModel | EmbeddingModel | None = None  # None while loading
+    error: BaseException | None = None
+    ready: threading.Event = field(default_factory=threading.Event)
+    unload_when_idle: bool = False
 
 
 def available_memory() -> int:
@@ -48,10 +62,13 @@ def available_memory() -> int:
 
 
 class ModelLoader:
-    def __init__(self, memory: Callable[[], int] = available_memory) -> None:
+    def __init__(self, memory: Callable[[], int] = available_memory, num_parallel: int = 0,
+                 max_loaded: int = 0) -> None:
         self._memory = memory
+        self.num_parallel = num_parallel  # 0: choose from memory
+        self.max_loaded = max_loaded or DEFAULT_MAX_LOADED
         self._lock = threading.Condition()
-        self._loaded: dict[bool, Entry] = {}  # keyed by embedding mode
+        self._loaded: dict[tuple[Path, bool], Entry] = {}
         self._info: dict[Path, GGUFInfo] = {}
         self._reaper: threading.Thread | None = None
         self._closed = False
@@ -65,98 +82,186 @@ class ModelLoader:
     @contextmanager
     def use(self, path: Path, options: Options, *, embedding: bool = False, name: str = "",
             digest: str = "", keep_alive: float | None = 300.0
-            ) -> Iterator[tuple[LoadedModel, int]]:
+            ) -> Iterator[tuple[LoadedModel | EmbeddingModel, int]]:
         """Hold a loaded model for one request; yields it and the ns spent loading it."""
         entry, load_ns = self._acquire(path, options, embedding, name, digest, keep_alive)
         try:
             yield entry.model, load_ns
         finally:
-            self._release(entry, embedding)
+            self._release(entry)
+
+    # -- acquiring ---------------------------------------------------------------
 
     def _acquire(self, path: Path, options: Options, embedding: bool, name: str, digest: str,
                  keep_alive: float | None) -> tuple[Entry, int]:
         info = self.info(path)
-        params = ContextParams.from_options(options, info, embedding)
+        key = (path, embedding)
+        wanted = ContextParams.from_options(options, info, embedding)
+        freed = 0  # what unloading the same model with other parameters gave back
         with self._lock:
-            current = self._loaded.get(embedding)
-            if current is not None and current.model.path == path and \
-                    current.model.params == params:
-                current.active += 1
-                current.keep_alive, current.expires_at = keep_alive, None
-                return current, 0
-            freed = current.size if current is not None else 0
-            self._check_fits(info, params, freed)
-            if current is not None:
-                self._drop(embedding)
-            from locallama.engine.model import LoadedModel  # llama.cpp loads on first use
+            while True:
+                entry = self._loaded.get(key)
+                if entry is None:
+                    entry = self._reserve(key, info, wanted, name, digest, keep_alive, freed)
+                    break
+                if _same(entry.params, wanted) and not entry.unload_when_idle:
+                    entry.active += 1
+                    entry.keep_alive, entry.expires_at = keep_alive, None
+                    entry.last_used = time.monotonic()
+                    if entry.model is None:
+                        self._lock.wait_for(entry.ready.is_set)
+                    if entry.error is not None:
+                        entry.active -= 1
+                        raise entry.error
+                    return entry, 0
+                # The same model with other context parameters: reload once it is idle.
+                if entry.active == 0 and entry.model is not None:
+                    freed += entry.size
+                    self._drop(entry)
+                else:
+                    entry.unload_when_idle = True
+                    self._lock.wait(timeout=1.0)
+        return entry, self._load(entry, info)
 
-            model = LoadedModel(path, info, params, options.threads)
-            entry = Entry(model, name, digest, keep_alive, active=1)
-            self._loaded[embedding] = entry
-            return entry, model.load_duration
+    def _reserve(self, key: tuple[Path, bool], info: GGUFInfo, wanted: ContextParams,
+                 name: str, digest: str, keep_alive: float | None, freed: int) -> Entry:
+        """Make room for a new model (caller holds ``_lock``) and enter it as loading."""
+        parallel = wanted.num_parallel if wanted.embedding else self.num_parallel
+        if not wanted.embedding and not parallel:
+            # Ollama's choice: 4 parallel sequences when they fit beside the rest, else 1.
+            room = self._memory() + freed + self._idle_size()
+            fits = estimate_memory(info, wanted.num_ctx, AUTO_PARALLEL).total <= room
+            parallel = AUTO_PARALLEL if fits else 1
+        params = dataclasses.replace(wanted, num_parallel=parallel)
+        need = estimate_memory(info, params.num_ctx, params.num_parallel).total
+        while True:
+            others = [e for e in self._loaded.values()]
+            have = self._memory() + freed
+            if need <= have and len(others) < self.max_loaded:
+                break
+            if need > have + sum(e.size for e in others):
+                raise ModelTooLarge(
+                    f"model requires {format_bytes(need)} of memory (weights and a KV cache "
+                    f"for num_ctx {params.num_ctx} x {params.num_parallel} parallel) but only "
+                    f"{format_bytes(have + sum(e.size for e in others))} is available; "
+                    "try a smaller num_ctx, fewer parallel requests or a smaller quantization")
+            idle = [e for e in others if e.active == 0 and e.model is not None]
+            if idle:
+                victim = min(idle, key=lambda e: e.last_used)
+                freed += victim.size
+                self._drop(victim)
+            else:
+                self._lock.wait(timeout=1.0)  # busy models: wait until one goes idle
+        entry = Entry(key, params, need, name, digest, keep_alive, active=1)
+        self._loaded[key] = entry
+        return entry
 
-    def _check_fits(self, info: GGUFInfo, params: ContextParams, freed: int) -> None:
-        """Refuse a model that would push the machine into swap, naming both numbers."""
-        need = estimate_memory(info, params.num_ctx).total
-        have = self._memory() + freed
-        if need > have:
-            raise ModelTooLarge(
-                f"model requires {format_bytes(need)} of memory (weights and a KV cache for "
-                f"num_ctx {params.num_ctx}) but only {format_bytes(have)} is available; "
-                "try a smaller num_ctx or a smaller quantization")
+    def _idle_size(self) -> int:
+        return sum(e.size for e in self._loaded.values() if e.active == 0 and e.model)
 
-    def _release(self, entry: Entry, embedding: bool) -> None:
+    def _load(self, entry: Entry, info: GGUFInfo) -> int:
+        """Load outside the lock, so other models keep serving meanwhile."""
+        path, embedding = entry.key
+        try:
+            if embedding:
+                from locallama.engine.embedding import EmbeddingModel
+
+                model = EmbeddingModel(path, info, entry.params)
+            else:
+                from locallama.engine.model import LoadedModel
+                from locallama.engine.scheduler import Scheduler
+
+                model = LoadedModel(path, info, entry.params)
+                try:
+                    model.scheduler = Scheduler(model)
+                except BaseException:
+                    model.close()
+                    raise
+        except BaseException as exc:
+            with self._lock:
+                entry.error = exc
+                self._loaded.pop(entry.key, None)
+                entry.ready.set()
+                self._lock.notify_all()
+            raise
+        with self._lock:
+            entry.model = model
+            entry.ready.set()
+            self._lock.notify_all()
+        return model.load_duration
+
+    # -- releasing ---------------------------------------------------------------
+
+    def _release(self, entry: Entry) -> None:
         with self._lock:
             entry.active -= 1
-            if entry.active or self._loaded.get(embedding) is not entry:
+            entry.last_used = time.monotonic()
+            self._lock.notify_all()
+            if entry.active or self._loaded.get(entry.key) is not entry:
                 return
-            if entry.keep_alive == 0:
-                self._drop(embedding)
+            if entry.keep_alive == 0 or entry.unload_when_idle:
+                self._drop(entry)
             elif entry.keep_alive is not None:
                 entry.expires_at = time.time() + entry.keep_alive
                 self._start_reaper()
-                self._lock.notify_all()
 
-    def _drop(self, embedding: bool) -> None:
-        """Unload one entry (caller holds ``_lock``); waits for a stream in flight."""
-        entry = self._loaded.pop(embedding)
-        with entry.model.lock:
+    def _drop(self, entry: Entry) -> None:
+        """Unload one idle entry (caller holds ``_lock``)."""
+        if self._loaded.get(entry.key) is entry:
+            del self._loaded[entry.key]
+        if entry.model is not None:
             entry.model.close()
+        self._lock.notify_all()
 
     def _start_reaper(self) -> None:
         if self._reaper is None or not self._reaper.is_alive():
             self._reaper = threading.Thread(target=self._reap, name="keep-alive", daemon=True)
             self._reaper.start()
+        self._lock.notify_all()
 
     def _reap(self) -> None:
         with self._lock:
             while not self._closed:
                 now = time.time()
-                for key, entry in list(self._loaded.items()):
+                for entry in list(self._loaded.values()):
                     if entry.active == 0 and entry.expires_at is not None \
                             and entry.expires_at <= now:
-                        self._drop(key)
+                        self._drop(entry)
                 waits = [e.expires_at - now for e in self._loaded.values()
                          if e.expires_at is not None]
                 if not waits:
                     return
                 self._lock.wait(timeout=max(0.05, min(waits)))
 
+    # -- looking and unloading ---------------------------------------------------
+
     def entries(self) -> list[Entry]:
         with self._lock:
-            return list(self._loaded.values())
+            return [e for e in self._loaded.values() if e.model is not None]
 
-    def loaded(self) -> list[LoadedModel]:
+    def loaded(self) -> list[LoadedModel | EmbeddingModel]:
         return [e.model for e in self.entries()]
 
     def unload(self, path: Path | None = None) -> None:
+        """Unload now what is idle; what is busy unloads when its last request ends."""
         with self._lock:
-            for key, entry in list(self._loaded.items()):
-                if path is None or entry.model.path == path:
-                    self._drop(key)
+            for entry in list(self._loaded.values()):
+                if path is None or entry.key[0] == path:
+                    if entry.active == 0 and entry.model is not None:
+                        self._drop(entry)
+                    else:
+                        entry.unload_when_idle = True
 
     def close(self) -> None:
         with self._lock:
             self._closed = True
+            for entry in list(self._loaded.values()):
+                if entry.model is not None:
+                    self._drop(entry)
             self._lock.notify_all()
-        self.unload()
+
+
+def _same(loaded: ContextParams, wanted: ContextParams) -> bool:
+    """Whether a loaded context serves a request (num_parallel is the loader's choice)."""
+    return dataclasses.replace(loaded, num_parallel=0) == dataclasses.replace(wanted,
+                                                                              num_parallel=0)

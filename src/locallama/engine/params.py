@@ -17,15 +17,18 @@ class ContextParams:
     num_gpu: int
     use_mmap: bool
     embedding: bool = False
+    threads: int = 1
+    num_parallel: int = 1  # sequences decoded together, each with num_ctx tokens
 
     @classmethod
-    def from_options(cls, options: Options, info: GGUFInfo, embedding: bool = False
-                     ) -> ContextParams:
+    def from_options(cls, options: Options, info: GGUFInfo, embedding: bool = False,
+                     num_parallel: int = 1) -> ContextParams:
         num_ctx = options.num_ctx
         if info.context_length:
             num_ctx = min(num_ctx, info.context_length)
         return cls(num_ctx, min(options.num_batch, num_ctx), options.num_gpu,
-                   options.use_mmap, embedding)
+                   options.use_mmap, embedding, options.threads,
+                   1 if embedding else num_parallel)
 
 
 @dataclass

@@ -47,6 +47,8 @@ class GenerateRequest:
     logprobs: bool = False  # log-probability of each generated token
     top_logprobs: int = 0  # and of this many alternatives at each step
     echo: bool = False  # also score the prompt's own tokens (Chunk.prompt_logprobs)
+    truncate: bool = True  # False: a prompt longer than the context is an error
+    shift: bool = True  # False: stop at the context's end instead of shifting it
 
 
 @dataclass
@@ -66,6 +68,8 @@ class ChatRequest:
     keep_alive: KeepAlive = None
     logprobs: bool = False
     top_logprobs: int = 0
+    truncate: bool = True  # False: a conversation longer than the context is an error
+    shift: bool = True  # False: stop at the context's end instead of shifting it
 
 
 @dataclass

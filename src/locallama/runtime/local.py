@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 
 from locallama.engine.grammar import grammar_for
 from locallama.engine.loader import ModelLoader
-from locallama.engine.params import GenerationStats
 from locallama.engine.templates import FallbackTemplate, Template, select_template
 from locallama.engine.tools import parse_tool_calls, template_supports_tools
 from locallama.errors import InvalidRequest, ModelNotFound, NotSupported
@@ -45,7 +44,8 @@ class LocalRuntime:
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or Settings.from_env()
         self.store = Store(self.settings.models_dir)
-        self.loader = ModelLoader()
+        self.loader = ModelLoader(num_parallel=self.settings.num_parallel,
+                                  max_loaded=self.settings.max_loaded_models)
 
     # -- inference ----------------------------------------------------------------
 
@@ -79,7 +79,7 @@ class LocalRuntime:
             keep_alive=self._keep_alive(request.keep_alive),
             grammar=grammar_for(request.format),
             top_logprobs=request.top_logprobs if request.logprobs or request.echo else None,
-            echo=request.echo,
+            echo=request.echo, truncate=request.truncate, shift=request.shift,
         ))
 
     def chat(self, request: ChatRequest) -> Iterator[Chunk]:
@@ -106,36 +106,40 @@ class LocalRuntime:
             grammar=grammar_for(request.format),
             top_logprobs=request.top_logprobs if request.logprobs else None,
             tool_names=tool_names if tools else None,
+            truncate=request.truncate, shift=request.shift,
         ))
 
     def _run(self, record: ModelRecord, options: Options,
              build: Callable[[LoadedModel], tuple[list[int], tuple[str, ...]]],
              shape: _Shape) -> Iterator[Chunk]:
         """The one streaming path under generate and chat (and so under both faces)."""
+        from locallama.engine.scheduler import Job  # llama.cpp loads on first use
+
         started = time.perf_counter_ns()
         use = self.loader.use(record.model_path, options, name=record.name.display,
                               digest=record.digest, keep_alive=shape.keep_alive)
-        with use as (model, load_ns), model.lock:
+        with use as (model, load_ns):
             tokens, template_stops = build(model)
-            stops = tuple(dict.fromkeys((*options.stop, *template_stops)))
-            prompt_scores = model.score(tokens, shape.top_logprobs or 0) if shape.echo else None
-            stats = GenerationStats()
+            job = Job(tokens, options, tuple(dict.fromkeys((*options.stop, *template_stops))),
+                      grammar=shape.grammar, top_logprobs=shape.top_logprobs,
+                      score_top=(shape.top_logprobs or 0) if shape.echo else None,
+                      truncate=shape.truncate, shift=shape.shift)
             held: list[str] = []  # with tools the answer is parsed whole before it is sent
-            pieces = model.generate(tokens, options, stops, stats, shape.grammar,
-                                    shape.top_logprobs)
-            with closing(pieces):
+            first = True
+            with closing(model.scheduler.submit(job)) as pieces:
                 for piece in pieces:
                     if shape.tool_names is not None:
                         held.append(piece.text)
                         continue
                     yield Chunk(text=piece.text, logprobs=piece.logprobs,
-                                prompt_logprobs=prompt_scores)
-                    prompt_scores = None
+                                prompt_logprobs=job.prompt_scores if first else None)
+                    first = False
             tool_calls = None
             if shape.tool_names is not None:
                 content, tool_calls = parse_tool_calls("".join(held), shape.tool_names)
                 if content:
                     yield Chunk(text=content)
+        stats = job.stats
         warnings = []
         if stats.truncated:
             warnings.append(f"the prompt was truncated to fit num_ctx={model.params.num_ctx}")
@@ -149,7 +153,7 @@ class LocalRuntime:
             load_duration=load_ns,
             total_duration=time.perf_counter_ns() - started,
             context=list(stats.tokens),
-            prompt_logprobs=prompt_scores,
+            prompt_logprobs=job.prompt_scores if first else None,
             tool_calls=tool_calls or None,
             prompt_tokens=stats.prompt_tokens,
             warnings=warnings,
@@ -195,7 +199,7 @@ class LocalRuntime:
         use = self.loader.use(record.model_path, opts, embedding=True,
                               name=record.name.display, digest=record.digest,
                               keep_alive=self._keep_alive(keep_alive))
-        with use as (loaded, load_ns), loaded.lock:
+        with use as (loaded, load_ns):
             vectors, count = loaded.embed(inputs, truncate)
         return Embeddings(vectors, count, time.perf_counter_ns() - started, load_ns)
 
@@ -303,9 +307,8 @@ class LocalRuntime:
 
     def _template(self, record: ModelRecord, model: LoadedModel,
                   override: str | None = None) -> Template:
-        bos = model.token_text(model.llm.token_bos()) if model.llm.token_bos() >= 0 else ""
-        eos = model.token_text(model.llm.token_eos()) if model.llm.token_eos() >= 0 else ""
-        return select_template(override or record.template, model.info.chat_template, bos, eos)
+        return select_template(override or record.template, model.info.chat_template,
+                               model.bos_text, model.eos_text)
 
 
 @dataclass(frozen=True)
@@ -317,6 +320,8 @@ class _Shape:
     top_logprobs: int | None = None  # None: no logprobs
     echo: bool = False
     tool_names: set[str] | None = None  # None: no tools
+    truncate: bool = True
+    shift: bool = True
 
 
 def _capabilities(info: GGUFInfo, template: str | None) -> list[str]:

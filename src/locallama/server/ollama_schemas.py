@@ -66,6 +66,8 @@ class _Inference(_Named):
     logprobs: bool | None = None
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
     think: bool | str | None = None
+    truncate: bool | None = None  # None: true, Ollama's default
+    shift: bool | None = None  # None: true
 
 
 class GenerateBody(_Inference):
@@ -166,7 +168,8 @@ def generate_request(body: GenerateBody) -> GenerateRequest:
         context=body.context or None, options=body.options or {}, format=body.format or None,
         images=body.images or None, keep_alive=body.keep_alive,
         logprobs=bool(body.logprobs), top_logprobs=body.top_logprobs or 0,
-        echo=bool(body.echo),
+        echo=bool(body.echo), truncate=body.truncate is not False,
+        shift=body.shift is not False,
     )
 
 
@@ -176,7 +179,8 @@ def chat_request(body: ChatBody) -> ChatRequest:
         model=body.model, messages=[_message(m) for m in body.messages or ()],
         options=body.options or {}, format=body.format or None, tools=body.tools or None,
         keep_alive=body.keep_alive, logprobs=bool(body.logprobs),
-        top_logprobs=body.top_logprobs or 0,
+        top_logprobs=body.top_logprobs or 0, truncate=body.truncate is not False,
+        shift=body.shift is not False,
     )
 
 

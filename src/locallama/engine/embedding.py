@@ -1,0 +1,67 @@
+"""An embedding model: llama.cpp's pooled sequence embeddings, normalized."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import llama_cpp
+
+from locallama.engine.params import ContextParams
+from locallama.errors import BadModelFile, InvalidRequest
+from locallama.gguf_info import GGUFInfo
+
+
+class EmbeddingModel:
+    """One model and context in embedding mode; requests take turns on ``lock``."""
+
+    def __init__(self, path: Path, info: GGUFInfo, params: ContextParams) -> None:
+        self.path = path
+        self.info = info
+        self.params = params
+        self.lock = threading.Lock()
+        self.scheduler = None
+        started = time.perf_counter_ns()
+        try:
+            self.llm = llama_cpp.Llama(
+                model_path=str(path),
+                n_ctx=params.num_ctx,
+                n_batch=params.num_batch,
+                n_ubatch=params.num_batch,
+                n_threads=params.threads,
+                n_threads_batch=params.threads,
+                n_gpu_layers=params.num_gpu,
+                use_mmap=params.use_mmap,
+                embedding=True,
+                pooling_type=_pooling(info),
+                verbose=False,
+            )
+        except (ValueError, RuntimeError, OSError) as exc:
+            raise BadModelFile(f"llama.cpp could not load {path.name}: {exc}") from None
+        self.load_duration = time.perf_counter_ns() - started
+
+    def embed(self, texts: list[str], truncate: bool = True) -> tuple[list[list[float]], int]:
+        """Normalized vectors for ``texts`` and the number of tokens they took."""
+        counts = [len(self.llm.tokenize(t.encode("utf-8"))) for t in texts]
+        if not truncate and max(counts, default=0) > self.params.num_ctx:
+            raise InvalidRequest(
+                f"input of {max(counts)} tokens exceeds the context length "
+                f"{self.params.num_ctx} and truncate is false"
+            )
+        with self.lock:
+            vectors = self.llm.embed(texts, normalize=True, truncate=True)
+        return [list(map(float, v)) for v in vectors], sum(min(c, self.params.num_ctx)
+                                                             for c in counts)
+
+    def close(self) -> None:
+        with self.lock:
+            self.llm.close()
+
+
+def _pooling(info: GGUFInfo) -> int:
+    """The GGUF's pooling type, or mean pooling for models that set none."""
+    value = info.metadata.get(f"{info.architecture}.pooling_type")
+    if isinstance(value, int) and value > 0:
+        return value
+    return llama_cpp.LLAMA_POOLING_TYPE_MEAN

@@ -1,0 +1,404 @@
+"""The scheduler: the one place that evaluates tokens on a llama.cpp context.
+
+Every request to a loaded model becomes a :class:`Job`.  One thread per model
+runs the decode loop: each step is a single ``llama_decode`` of one batch that
+holds the next token of every generating sequence plus chunks of the prompts
+still being evaluated, so concurrent requests advance together and a long
+prompt cannot freeze the other streams.  Each job has its own sequence id (a
+slot with its own KV stream), its own sampler chain, seed and stop sequences.
+
+A slot keeps its KV cache after its job ends; a new job goes to the free slot
+whose cached tokens share the longest prefix with its prompt and evaluates
+only the rest.  A cancelled job (closed stream, dropped connection) leaves its
+slot before the next step.
+"""
+
+from __future__ import annotations
+
+import collections
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import llama_cpp
+
+from locallama.engine.model import LoadedModel, Piece
+from locallama.engine.params import GenerationStats, TokenLogprob
+from locallama.engine.sampling import Sampler
+from locallama.engine.stops import StopMatcher, Utf8Stream
+from locallama.errors import Cancelled, InvalidRequest, LocallamaError
+from locallama.options import Options
+
+_SCORE_ROWS = 64  # logits rows per step when scoring a prompt (a row is vocabulary-sized)
+
+
+@dataclass
+class Job:
+    """One request's tokens and wishes; the loop thread fills in the rest."""
+
+    prompt: list[int]
+    options: Options
+    stops: tuple[str, ...] = ()
+    grammar: str | None = None
+    top_logprobs: int | None = None  # None: no logprobs for generated tokens
+    score_top: int | None = None  # not None: logprobs of the prompt's tokens too
+    truncate: bool = True
+    shift: bool = True  # at the context's end, drop the older half and go on (Ollama)
+    stats: GenerationStats = field(default_factory=GenerationStats)
+    prompt_scores: list[TokenLogprob] | None = None
+
+    def __post_init__(self) -> None:
+        self.events: queue.SimpleQueue = queue.SimpleQueue()
+        self.cancelled = False
+        self.finished = False
+        # Loop-owned state.
+        self.slot: _Slot | None = None
+        self.sampler: Sampler | None = None
+        self.done_prompt = 0  # prompt tokens in the KV cache
+        self.next_token: int | None = None  # sampled, not yet evaluated
+        self.generated: list[int] = []
+        self.matcher = StopMatcher(self.stops)
+        self.utf8 = Utf8Stream()
+        self.pending_logprobs: list[TokenLogprob] = []
+        self.spelled: list[bytes] = []
+        self.started = 0
+        self.prompt_started = 0
+        self.eval_started = 0
+
+    @property
+    def logits_from(self) -> int:
+        """The first prompt position whose logits this job needs."""
+        return 0 if self.score_top is not None else len(self.prompt) - 1
+
+
+@dataclass
+class _Slot:
+    id: int
+    cached: list[int] = field(default_factory=list)  # the tokens whose KV this sequence holds
+    job: Job | None = None
+    last_used: float = 0.0
+
+
+class Scheduler:
+    """Owns one llama.cpp context with ``num_parallel`` sequences of ``num_ctx`` tokens."""
+
+    def __init__(self, model: LoadedModel) -> None:
+        params = model.params
+        self.model = model
+        self.num_ctx = params.num_ctx
+        self.num_batch = max(params.num_batch, params.num_parallel)
+        self.ctx = model.new_context(params.num_ctx * params.num_parallel, params.num_parallel,
+                                     self.num_batch, params.threads)
+        self.memory = llama_cpp.llama_get_memory(self.ctx)
+        self.batch = llama_cpp.llama_batch_init(self.num_batch, 0, 1)
+        self.slots = [_Slot(i) for i in range(params.num_parallel)]
+        self._waiting: collections.deque[Job] = collections.deque()
+        self._cond = threading.Condition()
+        self._closed = False
+        self._thread = threading.Thread(target=self._loop, name=f"scheduler-{model.path.name}",
+                                        daemon=True)
+        self._thread.start()
+
+    # -- the request side --------------------------------------------------------
+
+    def submit(self, job: Job) -> Iterator[Piece]:
+        """Queue ``job`` and yield its pieces; closing the iterator cancels it.
+
+        Bad prompts fail here, before anything is queued.  The job's ``stats`` and
+        ``prompt_scores`` are complete when the iterator ends.
+        """
+        if not job.prompt:
+            raise InvalidRequest("the prompt is empty")
+        self.model.check_tokens(job.prompt)
+        job.prompt = self._fit(job)
+        job.stats.prompt_tokens = len(job.prompt)
+        if job.score_top is not None:
+            job.spelled = self.model.spelling(job.prompt)
+            first = job.spelled[0]
+            job.prompt_scores = [TokenLogprob(first.decode("utf-8", "replace"),
+                                              float("nan"), list(first))]
+        # The sampler is built here so a grammar that does not compile fails the request.
+        job.sampler = Sampler(job.options, self.model.n_vocab, self.num_ctx,
+                              history=job.prompt, grammar=job.grammar, vocab=self.model.vocab)
+        job.started = time.perf_counter_ns()
+        with self._cond:
+            if self._closed:
+                job.sampler.close()
+                raise Cancelled("the model was unloaded")
+            self._waiting.append(job)
+            self._cond.notify_all()
+        return self._stream(job)
+
+    def _stream(self, job: Job) -> Iterator[Piece]:
+        try:
+            while True:
+                kind, value = job.events.get()
+                if kind == "piece":
+                    yield value
+                elif kind == "error":
+                    raise value
+                else:
+                    return
+        finally:
+            if not job.finished:
+                self.cancel(job)
+
+    def cancel(self, job: Job) -> None:
+        with self._cond:
+            job.cancelled = True
+            if job in self._waiting:
+                self._waiting.remove(job)
+                self._finish(job, None)
+            self._cond.notify_all()
+
+    def active(self) -> int:
+        """Sequences generating or evaluating their prompt now."""
+        with self._cond:
+            return sum(1 for s in self.slots if s.job is not None)
+
+    def waiting(self) -> int:
+        with self._cond:
+            return len(self._waiting)
+
+    def _fit(self, job: Job) -> list[int]:
+        """Ollama's truncation: keep the first num_keep tokens and the newest rest."""
+        prompt, options, n_ctx = job.prompt, job.options, self.num_ctx
+        reserve = 1 if options.num_predict < 0 else min(max(options.num_predict, 1), n_ctx // 2)
+        room = n_ctx - reserve
+        if len(prompt) <= room:
+            return prompt
+        if not job.truncate or job.score_top is not None:
+            raise InvalidRequest(
+                f"the prompt is {len(prompt)} tokens, longer than the context allows "
+                f"({room} of num_ctx={n_ctx} with room for the answer)")
+        keep = min(max(options.num_keep, 0), room // 2)
+        job.stats.truncated = True
+        return prompt[:keep] + prompt[len(prompt) - (room - keep):]
+
+    # -- the loop ------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                self._drop_cancelled()
+                while not self._closed and not self._waiting and not self._running():
+                    self._cond.wait()
+                    self._drop_cancelled()
+                if self._closed:
+                    break
+                self._admit()
+            try:
+                self._step()
+            except Exception as exc:  # noqa: BLE001 - the jobs hear of it, the loop goes on
+                with self._cond:
+                    for slot in self.slots:
+                        if slot.job is not None:
+                            self._clear(slot)
+                            self._finish(slot.job, exc if isinstance(exc, LocallamaError)
+                                         else InvalidRequest(f"generation failed: {exc}"))
+                            slot.job = None
+        with self._cond:
+            for job in list(self._waiting) + [s.job for s in self.slots if s.job]:
+                self._finish(job, Cancelled("the model was unloaded"))
+            self._waiting.clear()
+        llama_cpp.llama_batch_free(self.batch)
+        llama_cpp.llama_free(self.ctx)
+
+    def _running(self) -> list[Job]:
+        return [s.job for s in self.slots if s.job is not None]
+
+    def _drop_cancelled(self) -> None:
+        for slot in self.slots:
+            if slot.job is not None and slot.job.cancelled:
+                self._release(slot)
+
+    def _admit(self) -> None:
+        """Give waiting jobs, oldest first, the free slot that already holds most of
+        their prompt."""
+        while self._waiting:
+            free = [s for s in self.slots if s.job is None]
+            if not free:
+                return
+            job = self._waiting.popleft()
+            slot = max(free, key=lambda s: (_common(s.cached, job.prompt), -s.last_used))
+            reuse = min(_common(slot.cached, job.prompt), job.logits_from)
+            if reuse and not self._can_reuse(slot, reuse):
+                reuse = 0
+            llama_cpp.llama_memory_seq_rm(self.memory, slot.id, reuse, -1)
+            del slot.cached[reuse:]
+            job.slot, job.done_prompt, slot.job = slot, reuse, job
+            job.stats.prompt_eval_count = len(job.prompt) - reuse
+
+    def _can_reuse(self, slot: _Slot, reuse: int) -> bool:
+        """A sliding-window model needs the window before ``reuse`` still cached."""
+        if self.model.n_swa <= 0:
+            return True
+        lowest = llama_cpp.llama_memory_seq_pos_min(self.memory, slot.id)
+        return 0 <= lowest <= max(0, reuse - self.model.n_swa)
+
+    def _step(self) -> None:
+        """One llama_decode over every running sequence, then sample where due."""
+        batch = self.batch
+        rows: list[tuple[Job, int, int | None]] = []  # job, batch row, prompt position
+        n = 0
+
+        def add(job: Job, token: int, logits: bool, position: int | None) -> None:
+            nonlocal n
+            slot = job.slot
+            batch.token[n] = token
+            batch.pos[n] = len(slot.cached)
+            batch.n_seq_id[n] = 1
+            batch.seq_id[n][0] = slot.id
+            batch.logits[n] = logits
+            slot.cached.append(token)
+            if logits:
+                rows.append((job, n, position))
+            n += 1
+
+        running = self._running()
+        for job in running:
+            if job.next_token is not None:
+                add(job, job.next_token, True, None)
+                job.next_token = None
+        budget = self.num_batch - n
+        now = time.perf_counter_ns()
+        for job in sorted((j for j in running if j.done_prompt < len(j.prompt)),
+                          key=lambda j: j.started):
+            if budget <= 0:
+                break
+            start = job.done_prompt
+            take = min(len(job.prompt) - start, budget)
+            if job.score_top is not None:
+                take = min(take, _SCORE_ROWS)
+            if not job.prompt_started:
+                job.prompt_started = now
+            for p in range(start, start + take):
+                add(job, job.prompt[p], p >= job.logits_from, p)
+            job.done_prompt += take
+            budget -= take
+        if n == 0:
+            return
+        batch.n_tokens = n
+        code = llama_cpp.llama_decode(self.ctx, batch)
+        if code != 0:
+            raise InvalidRequest(f"llama.cpp could not evaluate the batch (code {code})")
+        now = time.perf_counter_ns()
+        with self._cond:
+            for job, row, position in rows:
+                if job.slot is not None and not job.cancelled and not job.finished:
+                    self._after_row(job, row, position, now)
+
+    def _after_row(self, job: Job, row: int, position: int | None, now: int) -> None:
+        """Use the logits of one output row: score a prompt token, or sample."""
+        if position is not None:
+            last = len(job.prompt) - 1
+            if job.score_top is not None and position < last:
+                self._score(job, row, position)
+            if position < last:
+                return  # more of the prompt to come
+            job.stats.prompt_eval_duration = now - job.prompt_started
+            job.eval_started = now
+            if job.options.num_predict == 0:
+                self._complete(job, "length")
+                return
+        self._sampled(job, job.sampler.sample(self.ctx, row), row, now)
+
+    def _score(self, job: Job, row: int, position: int) -> None:
+        model, token = self.model, job.prompt[position + 1]
+        record = model.logprob(self.ctx, row, token, job.score_top or 0)
+        text = job.spelled[position + 1]
+        record.token, record.bytes = text.decode("utf-8", "replace"), list(text)
+        job.prompt_scores.append(record)
+
+    def _sampled(self, job: Job, token: int, row: int, now: int) -> None:
+        stats, options = job.stats, job.options
+        if self.model.is_end(token):
+            self._complete(job, "stop")
+            return
+        if job.top_logprobs is not None:
+            job.pending_logprobs.append(self.model.logprob(self.ctx, row, token,
+                                                           job.top_logprobs))
+        job.generated.append(token)
+        stats.eval_count = len(job.generated)
+        stats.eval_duration = now - job.eval_started
+        result = job.matcher.feed(job.utf8.feed(self.model.piece(token)))
+        if result.text or (job.pending_logprobs and result.stopped):
+            job.events.put(("piece", Piece(result.text, job.pending_logprobs or None)))
+            job.pending_logprobs = []
+        if result.stopped:
+            self._complete(job, "stop", flush=False)
+            return
+        limit = options.num_predict
+        full = len(job.slot.cached) + 1 >= self.num_ctx
+        if 0 <= limit <= len(job.generated) or (full and not (job.shift and self._shift(job))):
+            self._complete(job, "length")
+            return
+        job.next_token = token
+
+    def _shift(self, job: Job) -> bool:
+        """Ollama's context shift: keep num_keep tokens, drop half of the rest, go on."""
+        slot = job.slot
+        if not llama_cpp.llama_memory_can_shift(self.memory):
+            return False
+        n_past = len(slot.cached)
+        keep = min(max(job.options.num_keep, 0), n_past // 2)
+        discard = (n_past - keep) // 2
+        if discard <= 0:
+            return False
+        llama_cpp.llama_memory_seq_rm(self.memory, slot.id, keep, keep + discard)
+        llama_cpp.llama_memory_seq_add(self.memory, slot.id, keep + discard, -1, -discard)
+        del slot.cached[keep:keep + discard]
+        return True
+
+    def _complete(self, job: Job, reason: str, flush: bool = True) -> None:
+        """End ``job`` normally: release held-back text and the final stats."""
+        if flush:
+            tail = job.matcher.feed(job.utf8.flush())
+            text = tail.text if tail.stopped else tail.text + job.matcher.flush()
+            if text or job.pending_logprobs:
+                job.events.put(("piece", Piece(text, job.pending_logprobs or None)))
+        job.stats.done_reason = reason
+        self._release(job.slot)
+
+    def _release(self, slot: _Slot) -> None:
+        """Free ``slot``; its KV cache stays for the next job that shares the prefix."""
+        job = slot.job
+        slot.job, slot.last_used = None, time.monotonic()
+        if job is None:
+            return
+        self._finish(job, None)
+
+    def _clear(self, slot: _Slot) -> None:
+        llama_cpp.llama_memory_seq_rm(self.memory, slot.id, -1, -1)
+        slot.cached.clear()
+
+    def _finish(self, job: Job, error: Exception | None) -> None:
+        if job.finished:
+            return
+        job.finished = True
+        stats = job.stats
+        stats.tokens = (*job.prompt, *job.generated)
+        if job.eval_started:
+            stats.eval_duration = time.perf_counter_ns() - job.eval_started
+        if job.sampler is not None:
+            job.sampler.close()
+        job.events.put(("error", error) if error is not None else ("done", None))
+
+    def close(self) -> None:
+        """Stop the loop (jobs still running end with Cancelled) and free the context."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        if threading.current_thread() is not self._thread:
+            self._thread.join()
+
+
+def _common(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
