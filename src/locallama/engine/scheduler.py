@@ -239,47 +239,56 @@ class Scheduler:
         return 0 <= lowest <= max(0, reuse - self.model.n_swa)
 
     def _step(self) -> None:
-        """One llama_decode over every running sequence, then sample where due."""
-        batch = self.batch
-        rows: list[tuple[Job, int, int | None]] = []  # job, batch row, prompt position
-        n = 0
+        """One step: the next token of every generating sequence in one batch, then
+        prompt chunks, each in a batch of its own, up to num_batch prompt tokens.
 
-        def add(job: Job, token: int, logits: bool, position: int | None) -> None:
-            nonlocal n
-            slot = job.slot
-            batch.token[n] = token
-            batch.pos[n] = len(slot.cached)
-            batch.n_seq_id[n] = 1
-            batch.seq_id[n][0] = slot.id
-            batch.logits[n] = logits
-            slot.cached.append(token)
-            if logits:
-                rows.append((job, n, position))
-            n += 1
-
+        Keeping a prompt chunk out of the generating sequences' batch is what makes
+        batching invisible in the output: llama.cpp splits a mixed batch into
+        micro-batches by sequence, which would evaluate a prompt in pieces that
+        depend on who else is running, and a prompt evaluated in other pieces gives
+        (slightly) other logits.  Each sequence's own tokens in a batch of
+        single-token steps give the same logits as the sequence alone.
+        """
         running = self._running()
-        for job in running:
-            if job.next_token is not None:
-                add(job, job.next_token, True, None)
+        generating = [j for j in running if j.next_token is not None]
+        if generating:
+            entries = []
+            for job in generating:
+                entries.append((job, [job.next_token], None))
                 job.next_token = None
-        budget = self.num_batch - n
-        now = time.perf_counter_ns()
-        for job in sorted((j for j in running if j.done_prompt < len(j.prompt)),
-                          key=lambda j: j.started):
+            self._decode(entries)
+        budget = self.num_batch
+        for job in sorted((j for j in running if j.done_prompt < len(j.prompt)
+                           and not j.cancelled), key=lambda j: j.started):
             if budget <= 0:
                 break
             start = job.done_prompt
-            take = min(len(job.prompt) - start, budget)
-            if job.score_top is not None:
-                take = min(take, _SCORE_ROWS)
+            size = _SCORE_ROWS if job.score_top is not None else self.num_batch
+            chunk = job.prompt[start:start + size]
             if not job.prompt_started:
-                job.prompt_started = now
-            for p in range(start, start + take):
-                add(job, job.prompt[p], p >= job.logits_from, p)
-            job.done_prompt += take
-            budget -= take
-        if n == 0:
-            return
+                job.prompt_started = time.perf_counter_ns()
+            job.done_prompt += len(chunk)
+            budget -= len(chunk)
+            self._decode([(job, chunk, start)])
+
+    def _decode(self, entries: list[tuple[Job, list[int], int | None]]) -> None:
+        """Evaluate ``entries`` (job, tokens, prompt position of the first or None for a
+        generated token) in one llama_decode, then use the logits they asked for."""
+        batch, rows, n = self.batch, [], 0
+        for job, tokens, start in entries:
+            slot = job.slot
+            for k, token in enumerate(tokens):
+                position = None if start is None else start + k
+                logits = position is None or position >= job.logits_from
+                batch.token[n] = token
+                batch.pos[n] = len(slot.cached)
+                batch.n_seq_id[n] = 1
+                batch.seq_id[n][0] = slot.id
+                batch.logits[n] = logits
+                slot.cached.append(token)
+                if logits:
+                    rows.append((job, n, position))
+                n += 1
         batch.n_tokens = n
         code = llama_cpp.llama_decode(self.ctx, batch)
         if code != 0:
