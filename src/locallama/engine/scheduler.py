@@ -43,7 +43,8 @@ class Job:
     stops: tuple[str, ...] = ()
     grammar: str | None = None
     top_logprobs: int | None = None  # None: no logprobs for generated tokens
-    score_top: int | None = None  # not None: logprobs of the prompt's tokens too
+    score_top: int | None = None  # not None: logprobs of the prompt's tokens too ...
+    score_from: int = 1  # ... from this one on (a continuation after a shared context)
     truncate: bool = True
     shift: bool = True  # at the context's end, drop the older half and go on (Ollama)
     stats: GenerationStats = field(default_factory=GenerationStats)
@@ -70,7 +71,9 @@ class Job:
     @property
     def logits_from(self) -> int:
         """The first prompt position whose logits this job needs."""
-        return 0 if self.score_top is not None else len(self.prompt) - 1
+        if self.score_top is not None:
+            return max(0, min(self.score_from, len(self.prompt)) - 1)
+        return len(self.prompt) - 1
 
 
 @dataclass
@@ -116,9 +119,11 @@ class Scheduler:
         job.stats.prompt_tokens = len(job.prompt)
         if job.score_top is not None:
             job.spelled = self.model.spelling(job.prompt)
-            first = job.spelled[0]
-            job.prompt_scores = [TokenLogprob(first.decode("utf-8", "replace"),
-                                              float("nan"), list(first))]
+            job.prompt_scores = []
+            if job.score_from <= 0:
+                first = job.spelled[0]  # nothing comes before it: no logprob
+                job.prompt_scores.append(TokenLogprob(first.decode("utf-8", "replace"),
+                                                      float("nan"), list(first)))
         # The sampler is built here so a grammar that does not compile fails the request.
         job.sampler = Sampler(job.options, self.model.n_vocab, self.num_ctx,
                               history=job.prompt, grammar=job.grammar, vocab=self.model.vocab)
@@ -222,7 +227,7 @@ class Scheduler:
             if not free:
                 return
             job = self._waiting.popleft()
-            slot = max(free, key=lambda s: (_common(s.cached, job.prompt), -s.last_used))
+            slot = _choose(free, job.prompt)
             reuse = min(_common(slot.cached, job.prompt), job.logits_from)
             if reuse and not self._can_reuse(slot, reuse):
                 reuse = 0
@@ -263,7 +268,10 @@ class Scheduler:
             if budget <= 0:
                 break
             start = job.done_prompt
-            size = _SCORE_ROWS if job.score_top is not None else self.num_batch
+            size = self.num_batch
+            if job.score_top is not None and start + size > job.logits_from:
+                # Rows of logits are vocabulary-sized: a few at a time where they are kept.
+                size = max(job.logits_from - start, _SCORE_ROWS)
             chunk = job.prompt[start:start + size]
             if not job.prompt_started:
                 job.prompt_started = time.perf_counter_ns()
@@ -402,6 +410,17 @@ class Scheduler:
             self._cond.notify_all()
         if threading.current_thread() is not self._thread:
             self._thread.join()
+
+
+def _choose(free: list[_Slot], prompt: list[int]) -> _Slot:
+    """The free slot whose cache holds most of ``prompt``; a slot is only worth taking
+    for its cache if the prompt keeps at least half of it (so a new conversation
+    that shares a few opening tokens does not evict another one's history).
+    Otherwise an empty slot, or the least recently used."""
+    worth = [(n, s) for s in free if (n := _common(s.cached, prompt)) * 2 >= len(s.cached) > 0]
+    if worth:
+        return max(worth, key=lambda pair: pair[0])[1]
+    return min(free, key=lambda s: (len(s.cached) > 0, s.last_used))
 
 
 def _common(a: list[int], b: list[int]) -> int:

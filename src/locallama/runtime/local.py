@@ -122,7 +122,7 @@ class LocalRuntime:
             tokens, template_stops = build(model)
             job = Job(tokens, options, tuple(dict.fromkeys((*options.stop, *template_stops))),
                       grammar=shape.grammar, top_logprobs=shape.top_logprobs,
-                      score_top=(shape.top_logprobs or 0) if shape.echo else None,
+                      score_top=(shape.top_logprobs or 0) if shape.echo else None, score_from=0,
                       truncate=shape.truncate, shift=shape.shift)
             held: list[str] = []  # with tools the answer is parsed whole before it is sent
             first = True

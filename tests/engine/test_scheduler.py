@@ -1,0 +1,208 @@
+"""The scheduler: batching, queueing, prefix reuse, chunked prompts, cancellation."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import gguf
+import pytest
+
+from locallama.engine.model import LoadedModel
+from locallama.engine.params import ContextParams
+from locallama.engine.scheduler import Job, Scheduler
+from locallama.errors import InvalidRequest
+from locallama.gguf_info import read_gguf_info
+from locallama.options import resolve_options
+
+PROMPTS = [f"story {i} " * (1 + 3 * i) for i in range(8)]
+
+
+def open_model(path: Path, num_parallel: int = 4, num_ctx: int = 256,
+               num_batch: int = 32) -> LoadedModel:
+    params = ContextParams(num_ctx=num_ctx, num_batch=num_batch, num_gpu=0, use_mmap=True,
+                           threads=2, num_parallel=num_parallel)
+    model = LoadedModel(path, read_gguf_info(path), params)
+    model.scheduler = Scheduler(model)
+    return model
+
+
+@pytest.fixture
+def model(tiny_gguf: Path) -> Iterator[LoadedModel]:
+    loaded = open_model(tiny_gguf)
+    yield loaded
+    loaded.close()
+
+
+def job(model: LoadedModel, text: str, **options) -> Job:
+    return Job(model.tokenize(text), resolve_options({"num_predict": 16, **options}))
+
+
+def endless(model: LoadedModel, text: str) -> Job:
+    """A request that never ends by itself: its grammar has no end, so no EOS either."""
+    return Job(model.tokenize(text), resolve_options({"num_predict": 100_000}),
+               grammar="root ::= [a-z ] root")
+
+
+def text_of(model: LoadedModel, one: Job) -> str:
+    return "".join(piece.text for piece in model.scheduler.submit(one))
+
+
+def wait_until(condition, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.005)
+    return condition()
+
+
+@pytest.mark.parametrize("file_type", [gguf.LlamaFileType.ALL_F32,
+                                       gguf.LlamaFileType.MOSTLY_Q8_0])
+@pytest.mark.parametrize("options", [{"temperature": 0}, {"seed": 7, "temperature": 0.9}],
+                         ids=["greedy", "seeded"])
+def test_eight_concurrent_requests_return_what_each_returns_alone(make_gguf, file_type,
+                                                                  options):
+    path = make_gguf(file_type=file_type)
+    alone = []
+    for prompt in PROMPTS:  # each on a fresh context: no cache, no company
+        model = open_model(path, num_parallel=8)
+        alone.append(text_of(model, job(model, prompt, num_predict=40, **options)))
+        model.close()
+    assert len(set(alone)) > 1  # the prompts lead to different answers
+
+    model = open_model(path, num_parallel=8)
+    together: list[str | None] = [None] * 8
+    jobs = [job(model, p, num_predict=40, **options) for p in PROMPTS]
+    threads = [threading.Thread(target=lambda i=i: together.__setitem__(i, text_of(model, jobs[i])))
+               for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    model.close()
+    assert together == alone
+
+
+def test_sequences_advance_together_in_one_batch(model):
+    """Four requests run at once: the loop holds all four, none waits."""
+    jobs = [endless(model, p) for p in PROMPTS[:4]]
+    streams = [model.scheduler.submit(j) for j in jobs]
+    for stream in streams:
+        next(stream)
+    assert model.scheduler.active() == 4 and model.scheduler.waiting() == 0
+    before = [j.stats.eval_count for j in jobs]
+    assert wait_until(lambda: all(j.stats.eval_count > b + 5
+                                  for j, b in zip(jobs, before, strict=True)))
+    for stream in streams:
+        stream.close()
+
+
+def test_requests_beyond_num_parallel_queue_until_a_slot_frees(tiny_gguf):
+    model = open_model(tiny_gguf, num_parallel=2)
+    try:
+        first, second = (model.scheduler.submit(endless(model, p)) for p in PROMPTS[:2])
+        next(first), next(second)
+        third_job = job(model, PROMPTS[2], num_predict=5)
+        third = model.scheduler.submit(third_job)
+        time.sleep(0.2)
+        assert model.scheduler.waiting() == 1 and third_job.stats.eval_count == 0
+        first.close()  # a client goes away: its slot is the third's
+        assert "".join(p.text for p in third) and third_job.stats.eval_count == 5
+        second.close()
+        assert wait_until(lambda: model.scheduler.active() == 0)
+    finally:
+        model.close()
+
+
+def test_a_closed_stream_frees_its_sequence_within_a_step(model):
+    running = endless(model, PROMPTS[1])
+    stream = model.scheduler.submit(running)
+    next(stream), next(stream)
+    stream.close()
+    assert wait_until(lambda: model.scheduler.active() == 0, timeout=1.0)
+    stopped_at = running.stats.eval_count
+    time.sleep(0.1)
+    assert running.stats.eval_count == stopped_at
+
+
+def test_a_long_prompt_does_not_freeze_the_other_streams(model):
+    """num_batch is 32: a 300-token prompt takes ten steps, and the running stream
+    gets a token in each of them."""
+    running = endless(model, PROMPTS[0])
+    stream = model.scheduler.submit(running)
+    next(stream)
+    long = job(model, "the cat sat on the mat " * 50, num_predict=1)
+    assert len(long.prompt) > 300
+    before = running.stats.eval_count
+    assert text_of(model, long) is not None
+    assert running.stats.eval_count - before >= 9
+    stream.close()
+
+
+def test_each_conversation_keeps_its_cache_in_its_own_slot(model):
+    """Two conversations interleaved: each second turn evaluates only its new tokens."""
+    first_a, first_b = job(model, PROMPTS[3]), job(model, PROMPTS[5])
+    text_of(model, first_a), text_of(model, first_b)
+    for first in (first_a, first_b):
+        extra = model.tokenize(" and then what happened", add_bos=False)
+        second = Job([*first.stats.tokens, *extra], resolve_options({"num_predict": 4}))
+        text_of(model, second)
+        # the last generated token was never evaluated, so it comes with the new ones
+        assert second.stats.prompt_eval_count == len(extra) + 1
+        assert second.stats.prompt_tokens == len(first.stats.tokens) + len(extra)
+
+
+def test_scored_continuations_share_the_context(model, tiny_gguf):
+    context = model.tokenize("Question: what sat on the mat? Answer:")
+    choices = [model.tokenize(c, add_bos=False) for c in (" the cat", " a very small dog")]
+
+    def score(on: LoadedModel, choice: list[int]) -> Job:
+        scored = Job([*context, *choice], resolve_options({"num_predict": 0}), score_top=0,
+                     score_from=len(context))
+        text_of(on, scored)
+        return scored
+
+    first, second = (score(model, c) for c in choices)
+    assert first.stats.prompt_eval_count == len(context) + len(choices[0])
+    assert second.stats.prompt_eval_count == len(choices[1]) + 1  # the context is reused
+    assert [len(j.prompt_scores) for j in (first, second)] == [len(c) for c in choices]
+
+    fresh = open_model(tiny_gguf)
+    try:
+        alone = score(fresh, choices[1])
+    finally:
+        fresh.close()
+    assert [s.logprob for s in second.prompt_scores] == pytest.approx(
+        [s.logprob for s in alone.prompt_scores], abs=1e-4)
+
+
+def test_the_context_shifts_when_full_unless_told_not_to(tiny_gguf):
+    model = open_model(tiny_gguf, num_ctx=64)
+    try:
+        shifted = job(model, PROMPTS[1], num_predict=150, temperature=0.8, seed=1)
+        text_of(model, shifted)
+        assert shifted.stats.eval_count == 150 and shifted.stats.done_reason == "length"
+        stopped = job(model, PROMPTS[1], num_predict=150, temperature=0.8, seed=1)
+        stopped.shift = False
+        text_of(model, stopped)
+        assert stopped.stats.eval_count < 64 and stopped.stats.done_reason == "length"
+    finally:
+        model.close()
+
+
+def test_a_prompt_longer_than_the_context(tiny_gguf):
+    model = open_model(tiny_gguf, num_ctx=64)
+    try:
+        strict = job(model, "word " * 200)
+        strict.truncate = False
+        with pytest.raises(InvalidRequest, match="longer than the context"):
+            model.scheduler.submit(strict)
+        assert model.scheduler.waiting() == 0 and model.scheduler.active() == 0
+        lenient = job(model, "word " * 200, num_predict=4)
+        text_of(model, lenient)
+        assert lenient.stats.truncated and lenient.stats.prompt_tokens <= 64
+    finally:
+        model.close()
