@@ -26,7 +26,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import httpx
@@ -235,9 +234,9 @@ def main() -> None:
                 per_round = [a[0] / b[0] for a, b in zip(runs, rows[("llama-server", clients)],
                                                           strict=True)]
                 ratio = f"{statistics.median(per_round):.2f}x"
+            p50, p95 = percentile(ttfts, 0.5) * 1000, percentile(ttfts, 0.95) * 1000
             print(f"{clients:>7}  {server.name:<12} {statistics.median(r[0] for r in runs):>9.1f}"
-                  f" {percentile(ttfts, 0.5) * 1000:>7.0f}ms {percentile(ttfts, 0.95) * 1000:>7.0f}ms"
-                  f"  {ratio:>9}")
+                  f" {p50:>7.0f}ms {p95:>7.0f}ms  {ratio:>9}")
     print(f"\nSecond chat turn after a ~1,500-token history (TTFT, median of {args.rounds})")
     print(f"{'server':<12} {'turn 1':>9} {'turn 2':>9} {'turn2/turn1':>12}")
     for server in servers:

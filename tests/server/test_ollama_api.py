@@ -413,7 +413,7 @@ def test_root_and_openapi(server):
 
 def test_a_client_that_drops_a_stream_stops_the_generation(client, server, tmp_path):
     """Left alone, the dropped answer runs on for over 11k tokens (15 s or more here);
-    the next request on the same model must not wait for it."""
+    its sequence must be freed at once, and the next request must not wait for it."""
     digest = client.create_blob(write_tiny_gguf(tmp_path / "long.gguf", n_ctx_train=16384))
     client.create(model="long", files={"long.gguf": digest}, parameters={"num_ctx": 16384})
     try:
@@ -422,11 +422,28 @@ def test_a_client_that_drops_a_stream_stops_the_generation(client, server, tmp_p
                 "options": {"num_predict": 100_000, "temperature": 0}}) as response:
             lines = response.iter_lines()
             assert not json.loads(next(lines))["done"] and not json.loads(next(lines))["done"]
+            [entry] = [e for e in server.runtime.loader.entries() if e.name == "long:latest"]
+            assert entry.model.scheduler.active() == 1
         dropped = time.monotonic()
+        while entry.model.scheduler.active() and time.monotonic() - dropped < 3:
+            time.sleep(0.01)
+        assert entry.model.scheduler.active() == 0, "the dropped generation kept going"
         assert client.generate(model="long", prompt="Hi", options=FEW).done
-        assert time.monotonic() - dropped < 3, "the dropped generation kept going"
+        assert time.monotonic() - dropped < 3
     finally:
         client.delete("long")
+
+
+def test_truncate_false_refuses_a_prompt_longer_than_the_context(client, server):
+    long, options = "word " * 400, {"num_ctx": 128, "num_predict": 2}
+    for path, body in (("generate", {"prompt": long}),
+                       ("chat", {"messages": [{"role": "user", "content": long}]})):
+        refused = httpx.post(f"{server.url}/api/{path}", json={
+            "model": "tiny", **body, "truncate": False, "options": options, "stream": False})
+        assert refused.status_code == 400
+        assert "longer than the context" in refused.json()["error"]
+    kept = client.generate(model="tiny", prompt=long, options={"num_ctx": 128, "num_predict": 2})
+    assert kept.done and kept.prompt_eval_count <= 128
 
 
 def test_concurrent_requests_all_complete(client):

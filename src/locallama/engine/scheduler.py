@@ -202,7 +202,7 @@ class Scheduler:
                         if slot.job is not None:
                             self._clear(slot)
                             self._finish(slot.job, exc if isinstance(exc, LocallamaError)
-                                         else InvalidRequest(f"generation failed: {exc}"))
+                                         else LocallamaError(f"generation failed: {exc}"))
                             slot.job = None
         with self._cond:
             for job in list(self._waiting) + [s.job for s in self.slots if s.job]:
@@ -300,7 +300,7 @@ class Scheduler:
         batch.n_tokens = n
         code = llama_cpp.llama_decode(self.ctx, batch)
         if code != 0:
-            raise InvalidRequest(f"llama.cpp could not evaluate the batch (code {code})")
+            raise LocallamaError(f"llama.cpp could not evaluate the batch (code {code})")
         now = time.perf_counter_ns()
         with self._cond:
             for job, row, position in rows:
