@@ -26,8 +26,13 @@ def get_runtime() -> Runtime:
         from locallama.client import RemoteRuntime
 
         return RemoteRuntime(settings)
+    import dataclasses
+
     from locallama.runtime.local import LocalRuntime
 
+    if not settings.num_parallel:
+        # One user in one process: one sequence, not the server's KV cache for four.
+        settings = dataclasses.replace(settings, num_parallel=1)
     return LocalRuntime(settings)
 
 
