@@ -208,3 +208,21 @@ def test_the_memory_freed_by_the_model_being_replaced_counts(runtime, monkeypatc
     monkeypatch.setattr(runtime.loader, "_memory", lambda: need - loaded.size + 1)
     runtime.load("tiny", options={"num_ctx": 512})
     assert [i.context_length for i in runtime.ps()] == [512]
+
+
+def test_several_models_stay_loaded_up_to_the_configured_cap(tmp_path, make_gguf):
+    from locallama.runtime.local import LocalRuntime
+    from locallama.settings import Settings
+
+    runtime = LocalRuntime(Settings(models_dir=tmp_path / "store", history_file=tmp_path / "h",
+                                    max_loaded_models=2, num_parallel=2))
+    try:
+        for seed, name in enumerate(("one", "two", "three")):
+            runtime.create(name, f"FROM {make_gguf(seed=seed)}\n", tmp_path)
+        for name in ("one", "two"):
+            list(runtime.generate(GenerateRequest(name, "hi", options={"num_predict": 1})))
+        assert sorted(i.name for i in runtime.ps()) == ["one:latest", "two:latest"]
+        list(runtime.generate(GenerateRequest("three", "hi", options={"num_predict": 1})))
+        assert sorted(i.name for i in runtime.ps()) == ["three:latest", "two:latest"]
+    finally:
+        runtime.close()
