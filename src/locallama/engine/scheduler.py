@@ -20,6 +20,7 @@ import queue
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import llama_cpp
@@ -100,6 +101,7 @@ class Scheduler:
         self._waiting: collections.deque[Job] = collections.deque()
         self._cond = threading.Condition()
         self._closed = False
+        self._pool = ThreadPoolExecutor(max(1, params.threads), thread_name_prefix="sampler")
         self._thread = threading.Thread(target=self._loop, name=f"scheduler-{model.path.name}",
                                         daemon=True)
         self._thread.start()
@@ -208,6 +210,7 @@ class Scheduler:
             for job in list(self._waiting) + [s.job for s in self.slots if s.job]:
                 self._finish(job, Cancelled("the model was unloaded"))
             self._waiting.clear()
+        self._pool.shutdown()
         llama_cpp.llama_batch_free(self.batch)
         llama_cpp.llama_free(self.ctx)
 
@@ -303,24 +306,46 @@ class Scheduler:
             raise LocallamaError(f"llama.cpp could not evaluate the batch (code {code})")
         now = time.perf_counter_ns()
         with self._cond:
+            rows = [r for r in rows if r[0].slot is not None and not r[0].cancelled]
+        tokens = self._sample_all([(job, row) for job, row, position in rows
+                                   if self._samples(job, position)])
+        with self._cond:
             for job, row, position in rows:
-                if job.slot is not None and not job.cancelled and not job.finished:
-                    self._after_row(job, row, position, now)
+                if job.slot is None or job.cancelled or job.finished:
+                    continue
+                if position is not None:
+                    self._prompt_row(job, row, position, now)
+                if row in tokens:
+                    self._sampled(job, tokens[row], row, now)
 
-    def _after_row(self, job: Job, row: int, position: int | None, now: int) -> None:
-        """Use the logits of one output row: score a prompt token, or sample."""
-        if position is not None:
-            last = len(job.prompt) - 1
-            if job.score_top is not None and position < last:
-                self._score(job, row, position)
-            if position < last:
-                return  # more of the prompt to come
-            job.stats.prompt_eval_duration = now - job.prompt_started
-            job.eval_started = now
-            if job.options.num_predict == 0:
-                self._complete(job, "length")
-                return
-        self._sampled(job, job.sampler.sample(self.ctx, row), row, now)
+    @staticmethod
+    def _samples(job: Job, position: int | None) -> bool:
+        """Whether this output row is sampled: a generated token's, or the prompt's last."""
+        if position is None:
+            return True
+        return position == len(job.prompt) - 1 and job.options.num_predict != 0
+
+    def _sample_all(self, due: list[tuple[Job, int]]) -> dict[int, int]:
+        """Sample every due row; the chains run side by side on the worker threads (a
+        chain over a large vocabulary costs about a millisecond, and the cores would
+        otherwise idle between decodes)."""
+        if len(due) > 1:
+            drawn = list(self._pool.map(lambda d: d[0].sampler.sample(self.ctx, d[1]), due))
+        else:
+            drawn = [job.sampler.sample(self.ctx, row) for job, row in due]
+        return {row: token for (_, row), token in zip(due, drawn, strict=True)}
+
+    def _prompt_row(self, job: Job, row: int, position: int, now: int) -> None:
+        """Logits of a prompt token: score the next one; at the prompt's end, start."""
+        last = len(job.prompt) - 1
+        if job.score_top is not None and position < last:
+            self._score(job, row, position)
+        if position < last:
+            return
+        job.stats.prompt_eval_duration = now - job.prompt_started
+        job.eval_started = now
+        if job.options.num_predict == 0:
+            self._complete(job, "length")
 
     def _score(self, job: Job, row: int, position: int) -> None:
         model, token = self.model, job.prompt[position + 1]
