@@ -23,6 +23,7 @@ class Settings:
     keep_alive: str = "5m"
     num_parallel: int = 0  # 0: choose from memory
     max_loaded_models: int = 0  # 0: choose from memory
+    flash_attention: bool = False  # faster on a CPU, but batching then changes logits
     allowed_origins: tuple[str, ...] = ()
     api_key: str | None = None
     history_file: Path = field(default_factory=lambda: Path.home() / ".locallama" / "history")
@@ -46,6 +47,8 @@ class Settings:
             keep_alive=env.get("LOCALLAMA_KEEP_ALIVE", "") or "5m",
             num_parallel=_int(env, "LOCALLAMA_NUM_PARALLEL", 0),
             max_loaded_models=_int(env, "LOCALLAMA_MAX_LOADED_MODELS", 0),
+            flash_attention=env.get("LOCALLAMA_FLASH_ATTENTION", "").strip().lower()
+            in ("1", "true", "yes", "on"),
             allowed_origins=origins,
             api_key=env.get("LOCALLAMA_API_KEY") or None,
             history_file=home / "history",

@@ -21,9 +21,10 @@ PROMPTS = [f"story {i} " * (1 + 3 * i) for i in range(8)]
 
 
 def open_model(path: Path, num_parallel: int = 4, num_ctx: int = 256,
-               num_batch: int = 32) -> LoadedModel:
+               num_batch: int = 32, flash_attention: bool = False) -> LoadedModel:
     params = ContextParams(num_ctx=num_ctx, num_batch=num_batch, num_gpu=0, use_mmap=True,
-                           threads=2, num_parallel=num_parallel)
+                           threads=2, num_parallel=num_parallel,
+                           flash_attention=flash_attention)
     model = LoadedModel(path, read_gguf_info(path), params)
     model.scheduler = Scheduler(model)
     return model
@@ -204,5 +205,18 @@ def test_a_prompt_longer_than_the_context(tiny_gguf):
         lenient = job(model, "word " * 200, num_predict=4)
         text_of(model, lenient)
         assert lenient.stats.truncated and lenient.stats.prompt_tokens <= 64
+    finally:
+        model.close()
+
+
+def test_flash_attention_is_a_setting_and_generates(tiny_gguf):
+    from locallama.settings import Settings
+
+    assert Settings.from_env({"LOCALLAMA_FLASH_ATTENTION": "1"}).flash_attention
+    assert not Settings.from_env({}).flash_attention
+    model = open_model(tiny_gguf, flash_attention=True)
+    try:
+        greedy = job(model, PROMPTS[2], temperature=0)
+        assert text_of(model, greedy) and greedy.stats.eval_count > 0
     finally:
         model.close()

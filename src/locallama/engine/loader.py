@@ -63,8 +63,9 @@ def available_memory() -> int:
 
 class ModelLoader:
     def __init__(self, memory: Callable[[], int] = available_memory, num_parallel: int = 0,
-                 max_loaded: int = 0) -> None:
+                 max_loaded: int = 0, flash_attention: bool = False) -> None:
         self._memory = memory
+        self.flash_attention = flash_attention
         self.num_parallel = num_parallel  # 0: choose from memory
         self.max_loaded = max_loaded or DEFAULT_MAX_LOADED
         self._lock = threading.Condition()
@@ -132,7 +133,8 @@ class ModelLoader:
             room = self._memory() + freed + self._idle_size()
             fits = estimate_memory(info, wanted.num_ctx, AUTO_PARALLEL).total <= room
             parallel = AUTO_PARALLEL if fits else 1
-        params = dataclasses.replace(wanted, num_parallel=parallel)
+        params = dataclasses.replace(wanted, num_parallel=parallel,
+                                     flash_attention=self.flash_attention)
         need = estimate_memory(info, params.num_ctx, params.num_parallel).total
         while True:
             others = [e for e in self._loaded.values()]
@@ -262,6 +264,7 @@ class ModelLoader:
 
 
 def _same(loaded: ContextParams, wanted: ContextParams) -> bool:
-    """Whether a loaded context serves a request (num_parallel is the loader's choice)."""
-    return dataclasses.replace(loaded, num_parallel=0) == dataclasses.replace(wanted,
-                                                                              num_parallel=0)
+    """Whether a loaded context serves a request (the loader chooses num_parallel and
+    flash attention, not the request)."""
+    chosen = {"num_parallel": 0, "flash_attention": False}
+    return dataclasses.replace(loaded, **chosen) == dataclasses.replace(wanted, **chosen)

@@ -71,7 +71,8 @@ class LoadedModel:
         self.n_swa = llama_cpp.llama_model_n_swa(self.model)
         self.scheduler = None  # set by the loader: engine.scheduler.Scheduler
 
-    def new_context(self, n_ctx: int, n_seq: int, n_batch: int, threads: int):
+    def new_context(self, n_ctx: int, n_seq: int, n_batch: int, threads: int,
+                    flash_attention: bool = False):
         """A llama.cpp context with one KV stream of ``n_ctx / n_seq`` cells per sequence.
 
         Separate streams (not one unified cache) keep each sequence's attention
@@ -84,7 +85,7 @@ class LoadedModel:
         params.n_seq_max = n_seq
         params.n_threads = params.n_threads_batch = threads
         params.kv_unified = False
-        params.flash_attn_type = 0  # LLAMA_FLASH_ATTN_TYPE_DISABLED
+        params.flash_attn_type = 1 if flash_attention else 0  # enabled / disabled
         params.swa_full = True  # a reused prefix needs its sliding-window cells too
         ctx = llama_cpp.llama_init_from_model(self.model, params)
         if not ctx:

@@ -19,6 +19,7 @@ class ContextParams:
     embedding: bool = False
     threads: int = 1
     num_parallel: int = 1  # sequences decoded together, each with num_ctx tokens
+    flash_attention: bool = False
 
     @classmethod
     def from_options(cls, options: Options, info: GGUFInfo, embedding: bool = False,

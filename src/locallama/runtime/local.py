@@ -45,7 +45,8 @@ class LocalRuntime:
         self.settings = settings or Settings.from_env()
         self.store = Store(self.settings.models_dir)
         self.loader = ModelLoader(num_parallel=self.settings.num_parallel,
-                                  max_loaded=self.settings.max_loaded_models)
+                                  max_loaded=self.settings.max_loaded_models,
+                                  flash_attention=self.settings.flash_attention)
 
     # -- inference ----------------------------------------------------------------
 
