@@ -160,13 +160,70 @@ def wave(server, clients: int, tokens: int, round_: int) -> tuple[float, list[fl
 
 
 def second_turn(server, history: str, round_: int) -> tuple[float, float]:
-    """TTFT of a chat's first turn (a long history) and of its second turn."""
+    """TTFT of a chat's first turn (a long history, new to both servers: llama-server
+    keeps old prompts in RAM) and of its second turn."""
     with httpx.Client(timeout=600) as http:
-        first_prompt = f"{history}\n\nRound {round_}. Question: who wrote this?\nAnswer:"
+        first_prompt = f"Minutes, book {round_}.\n{history}\n\nQuestion: who wrote this?\nAnswer:"
         first = server.complete(http, first_prompt, 16)
         second_prompt = f"{first_prompt}{first.text}\nQuestion: and when?\nAnswer:"
         second = server.complete(http, second_prompt, 16)
     return first.ttft, second.ttft
+
+
+def engine_ceiling(model_path: str, threads: int, streams: int, steps: int = 64) -> float:
+    """Tokens/s of bare batched decoding with locallama's engine library (one token per
+    sequence per step, no sampling, no HTTP): the most any server on it could do."""
+    import llama_cpp
+
+    from locallama.engine.model import LoadedModel
+    from locallama.engine.params import ContextParams
+    from locallama.gguf_info import read_gguf_info
+
+    params = ContextParams(NUM_CTX, 512, 0, True, threads=threads, num_parallel=streams)
+    model = LoadedModel(__import__("pathlib").Path(model_path), read_gguf_info(model_path),
+                        params)
+    ctx = model.new_context(NUM_CTX * streams, streams, 512, threads)
+    batch = llama_cpp.llama_batch_init(512, 0, 1)
+    prompt = model.tokenize("A short history of the printing press:")
+    try:
+        def decode(entries: list[tuple[int, list[int], int]]) -> None:
+            n = 0
+            for seq, tokens, start in entries:
+                for k, token in enumerate(tokens):
+                    batch.token[n], batch.pos[n], batch.n_seq_id[n] = token, start + k, 1
+                    batch.seq_id[n][0], batch.logits[n] = seq, k == len(tokens) - 1
+                    n += 1
+            batch.n_tokens = n
+            assert llama_cpp.llama_decode(ctx, batch) == 0
+
+        for seq in range(streams):
+            decode([(seq, prompt, 0)])
+        started = time.perf_counter()
+        for step in range(steps):
+            decode([(seq, [prompt[-1]], len(prompt) + step) for seq in range(streams)])
+        return streams * steps / (time.perf_counter() - started)
+    finally:
+        llama_cpp.llama_batch_free(batch)
+        llama_cpp.llama_free(ctx)
+        model.close()
+
+
+def batched_bench(binary: str, model_path: str, threads: int, streams: list[int]
+                  ) -> dict[int, float]:
+    """The same ceiling for llama-server's engine: llama-batched-bench's S_TG t/s."""
+    tool = os.path.join(os.path.dirname(binary), "llama-batched-bench")
+    if not os.path.exists(tool):
+        return {}
+    out = subprocess.run([tool, "-m", model_path, "-t", str(threads), "-c",
+                          str(NUM_CTX * max(streams)), "-b", "512", "-npp", "16", "-ntg", "64",
+                          "-npl", ",".join(map(str, streams))],
+                         capture_output=True, text=True).stdout
+    speeds = {}
+    for line in out.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 8 and cells[2].isdigit():
+            speeds[int(cells[2])] = float(cells[7])
+    return speeds
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -206,6 +263,9 @@ def main() -> None:
     history = long_history(runtime)
     runtime.close()
 
+    ceilings = [(engine_ceiling(model_path, args.threads, n), n) for n in waves]
+    theirs_ceiling = batched_bench(binary, model_path, args.threads, waves)
+
     ours = Locallama(args.threads, max(waves))
     theirs = LlamaServer(args.threads, max(waves), model_path, binary)
     servers: list = [ours, theirs]
@@ -243,6 +303,10 @@ def main() -> None:
             p50, p95 = percentile(ttfts, 0.5) * 1000, percentile(ttfts, 0.95) * 1000
             print(f"{clients:>7}  {server.name:<12} {statistics.median(r[0] for r in runs):>9.1f}"
                   f" {p50:>7.0f}ms {p95:>7.0f}ms  {ratio:>9}")
+    print("\nBare batched decoding, no sampling or HTTP (the engines' ceilings), tok/s")
+    print(f"{'streams':>7}  {'locallama engine':>16} {'llama-batched-bench':>20}")
+    for speed, n in ceilings:
+        print(f"{n:>7}  {speed:>16.1f} {theirs_ceiling.get(n, float('nan')):>20.1f}")
     print(f"\nSecond chat turn after a ~1,500-token history (TTFT, median of {args.rounds})")
     print(f"{'server':<12} {'turn 1':>9} {'turn 2':>9} {'turn2/turn1':>12}")
     for server in servers:
