@@ -25,6 +25,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -109,8 +110,9 @@ class LlamaServer:
                    "127.0.0.1", "--port", str(self.port), "--threads", str(threads),
                    "--threads-batch", str(threads), "--parallel", str(parallel),
                    "--ctx-size", str(NUM_CTX * parallel), "--n-gpu-layers", "0"]
-        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.DEVNULL)
+        self.log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - open as long as the server
+            "w+", prefix="llama-server-", suffix=".log", delete=False)
+        self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT)
         self.url = f"http://127.0.0.1:{self.port}"
         wait_ready(self.url + "/health", self.process)
 
@@ -134,6 +136,13 @@ class LlamaServer:
     def close(self) -> None:
         self.process.terminate()
         self.process.wait()
+        if self.process.returncode not in (0, -15):
+            self.log.seek(0)
+            tail = self.log.read()[-3000:]
+            print(f"llama-server exited with {self.process.returncode}; its log ends:\n{tail}",
+                  file=sys.stderr)
+        self.log.close()
+        os.unlink(self.log.name)
 
 
 def wave(server, clients: int, tokens: int, round_: int) -> tuple[float, list[float]]:
