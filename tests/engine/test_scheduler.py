@@ -220,3 +220,20 @@ def test_flash_attention_is_a_setting_and_generates(tiny_gguf):
         assert text_of(model, greedy) and greedy.stats.eval_count > 0
     finally:
         model.close()
+
+
+def test_scoring_a_long_prompt_in_small_batches(tiny_gguf):
+    """num_batch 16 is below the rows kept per scoring chunk: chunks still fit the batch."""
+    model = open_model(tiny_gguf, num_batch=16)
+    fresh = open_model(tiny_gguf, num_batch=128)
+    try:
+        tokens = model.tokenize("the cat sat on the mat and the dog sat on the log " * 8)
+        scored = [Job(list(tokens), resolve_options({"num_predict": 0}), score_top=0,
+                      score_from=0) for _ in range(2)]
+        text_of(model, scored[0]), text_of(fresh, scored[1])
+        assert len(scored[0].prompt_scores) == len(tokens) > 90
+        assert [s.logprob for s in scored[0].prompt_scores[1:]] == pytest.approx(
+            [s.logprob for s in scored[1].prompt_scores[1:]], abs=1e-3)
+    finally:
+        model.close()
+        fresh.close()

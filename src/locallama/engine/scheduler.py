@@ -274,7 +274,7 @@ class Scheduler:
             size = self.num_batch
             if job.score_top is not None and start + size > job.logits_from:
                 # Rows of logits are vocabulary-sized: a few at a time where they are kept.
-                size = max(job.logits_from - start, _SCORE_ROWS)
+                size = min(self.num_batch, max(job.logits_from - start, _SCORE_ROWS))
             chunk = job.prompt[start:start + size]
             if not job.prompt_started:
                 job.prompt_started = time.perf_counter_ns()
