@@ -24,6 +24,7 @@ class Settings:
     num_parallel: int = 0  # 0: choose from memory
     max_loaded_models: int = 0  # 0: choose from memory
     flash_attention: bool = False  # faster on a CPU, but batching then changes logits
+    registry: str = "https://registry.ollama.ai"  # where plain names are pulled from
     allowed_origins: tuple[str, ...] = ()
     api_key: str | None = None
     history_file: Path = field(default_factory=lambda: Path.home() / ".locallama" / "history")
@@ -49,6 +50,7 @@ class Settings:
             max_loaded_models=_int(env, "LOCALLAMA_MAX_LOADED_MODELS", 0),
             flash_attention=env.get("LOCALLAMA_FLASH_ATTENTION", "").strip().lower()
             in ("1", "true", "yes", "on"),
+            registry=env.get("LOCALLAMA_REGISTRY", "").strip() or "https://registry.ollama.ai",
             allowed_origins=origins,
             api_key=env.get("LOCALLAMA_API_KEY") or None,
             history_file=home / "history",

@@ -12,7 +12,8 @@ LOCALLAMA = str(Path(sys.executable).with_name("locallama"))
 def cli_env(tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOCALLAMA_")}
     env.update(LOCALLAMA_MODELS=str(tmp_path / "models"), LOCALLAMA_HOME=str(tmp_path / "home"),
-               LOCALLAMA_HOST="127.0.0.1:9")  # no server there: commands run in-process
+               LOCALLAMA_HOST="127.0.0.1:9",  # no server there: commands run in-process
+               LOCALLAMA_REGISTRY="http://127.0.0.1:9")  # and no registry
     return env
 
 

@@ -270,7 +270,7 @@ class LocalRuntime:
         self.store.delete(record.name)
 
     def pull(self, model: str, progress: Progress | None = None) -> None:
-        pull_model(self.store, parse_name(model), progress)
+        pull_model(self.store, parse_name(model), progress, self.settings.registry)
 
     def has_blob(self, digest: str) -> bool:
         return self.store.blobs.has(digest)

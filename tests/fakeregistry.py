@@ -1,0 +1,137 @@
+"""A local Ollama registry on 127.0.0.1 for pull tests: the same URLs and shapes as
+registry.ollama.ai (manifests by tag, blobs by digest, Range requests), with
+faults to order: a connection cut after N bytes, corrupted bytes, a slow line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+MANIFEST_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
+
+
+def digest_of(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+@dataclass
+class FakeRegistry:
+    url: str = ""
+    manifests: dict[str, bytes] = field(default_factory=dict)  # "ns/model:tag" -> JSON
+    blobs: dict[str, bytes] = field(default_factory=dict)
+    cut_after: dict[str, int] = field(default_factory=dict)  # digest -> bytes, once
+    corrupt: set[str] = field(default_factory=set)
+    delay: float = 0.0  # seconds per 64 KiB block of a blob
+    requests: list[tuple[str, str | None]] = field(default_factory=list)  # path, Range
+
+    def add_model(self, name: str, gguf: Path, params: dict | None = None,
+                  template: str | None = None) -> dict:
+        """Publish ``gguf`` as ``name`` ("library/tiny:latest"); return the manifest."""
+        layers = [self._layer("application/vnd.ollama.image.model", gguf.read_bytes())]
+        if template is not None:
+            layers.append(self._layer("application/vnd.ollama.image.template",
+                                      template.encode()))
+        if params is not None:
+            layers.append(self._layer("application/vnd.ollama.image.params",
+                                      json.dumps(params).encode()))
+        config = self._layer("application/vnd.docker.container.image.v1+json",
+                             json.dumps({"model_format": "gguf"}).encode())
+        manifest = {"schemaVersion": 2, "mediaType": MANIFEST_TYPE, "config": config,
+                    "layers": layers}
+        self.manifests[name] = json.dumps(manifest).encode()
+        return manifest
+
+    def _layer(self, media_type: str, data: bytes) -> dict:
+        digest = digest_of(data)
+        self.blobs[digest] = data
+        return {"mediaType": media_type, "digest": digest, "size": len(data)}
+
+    def blob_gets(self, digest: str) -> list[str | None]:
+        return [r for p, r in self.requests if p.endswith(f"/blobs/{digest}")]
+
+
+def _handler(registry: FakeRegistry) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args) -> None:  # quiet
+            pass
+
+        def do_GET(self) -> None:  # noqa: N802 - the http.server spelling
+            registry.requests.append((self.path, self.headers.get("Range")))
+            parts = self.path.split("/")
+            if len(parts) >= 6 and parts[1] == "v2" and parts[4] == "manifests":
+                key = f"{parts[2]}/{parts[3]}:{parts[5]}"
+                if key in registry.manifests:
+                    return self._send(200, registry.manifests[key], MANIFEST_TYPE)
+                return self._send(404, json.dumps({"errors": [{
+                    "code": "MANIFEST_UNKNOWN", "message": "manifest unknown"}]}).encode(),
+                    "application/json")
+            if len(parts) >= 6 and parts[1] == "v2" and parts[4] == "blobs":
+                digest = parts[5]
+                if digest in registry.blobs:
+                    return self._blob(digest)
+            return self._send(404, b'{"errors":[{"code":"BLOB_UNKNOWN"}]}', "application/json")
+
+        def _send(self, status: int, body: bytes, kind: str) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def _blob(self, digest: str) -> None:
+            data = registry.blobs[digest]
+            if digest in registry.corrupt:
+                data = bytes([data[0] ^ 0xFF]) + data[1:]
+            start = 0
+            wanted = self.headers.get("Range")
+            if wanted and wanted.startswith("bytes="):
+                start = int(wanted[6:].split("-")[0])
+                if start >= len(data):
+                    self.send_response(416)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                self.send_response(206)
+                self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+            else:
+                self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(len(data) - start))
+            self.end_headers()
+            cut = registry.cut_after.pop(digest, None)
+            body = data[start:] if cut is None else data[start:cut]
+            for i in range(0, len(body), 1 << 16):
+                self.wfile.write(body[i:i + (1 << 16)])
+                self.wfile.flush()
+                if registry.delay:
+                    time.sleep(registry.delay)
+            if cut is not None:
+                self.close_connection = True
+                self.connection.close()
+
+    return Handler
+
+
+@contextmanager
+def fake_registry() -> Iterator[FakeRegistry]:
+    registry = FakeRegistry()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(registry))
+    server.daemon_threads = True
+    registry.url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield registry
+    finally:
+        server.shutdown()
+        server.server_close()
