@@ -88,3 +88,18 @@ def test_version_and_help(cli):
     out = cli("--help").stdout
     for command in ("run", "pull", "list", "show", "create", "cp", "rm"):
         assert command in out
+
+
+def test_pull_from_a_registry_draws_a_bar_per_blob(cli, cli_env, tiny_gguf):
+    from fakeregistry import fake_registry
+
+    with fake_registry() as registry:
+        registry.add_model("library/tiny:latest", tiny_gguf, params={"temperature": 0.1})
+        cli_env["LOCALLAMA_REGISTRY"] = registry.url
+        pulled = cli("pull", "tiny")
+    no_traceback(pulled)
+    assert pulled.returncode == 0, pulled.stderr
+    lines = pulled.stderr.splitlines()
+    assert lines[-1] == "success" and "verifying sha256 digest" in lines
+    assert any(line.startswith("pulling ") and "━" in line for line in lines)
+    assert [m["name"] for m in json.loads(cli("list", "--json").stdout)] == ["tiny:latest"]

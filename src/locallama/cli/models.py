@@ -16,11 +16,41 @@ from locallama.gguf_info import format_parameter_count
 
 @app.command()
 def pull(model: str = typer.Argument(..., help="Model name, e.g. gemma3:270m")) -> None:
-    """Pull a model into the store."""
+    """Pull a model into the store (from an Ollama registry, resuming a cut download)."""
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
     runtime = get_runtime()
-    with err_console.status(f"pulling {model}") as status:
-        runtime.pull(model, progress=lambda event: status.update(event.status))
-    err_console.print("success")
+    bars = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                    TransferSpeedColumn(), TimeRemainingColumn(), console=err_console)
+    tasks: dict[str, object] = {}
+    live = [False]
+
+    def show(event) -> None:
+        if event.digest and event.total:  # a blob: one bar each, as Ollama draws them
+            if not live[0]:
+                bars.start()  # only now: a pull that fails early prints one line
+                live[0] = True
+            if event.digest not in tasks:
+                tasks[event.digest] = bars.add_task(event.status, total=event.total)
+            bars.update(tasks[event.digest], completed=event.completed or 0)
+        elif event.status != "pulling manifest":
+            if live[0]:
+                bars.stop()  # the bars stay on screen above what follows
+                live[0] = False
+            err_console.print(event.status)
+
+    try:
+        runtime.pull(model, progress=show)
+    finally:
+        if live[0]:
+            bars.stop()
 
 
 @app.command("list")
