@@ -31,6 +31,13 @@ class FakeRegistry:
     corrupt: set[str] = field(default_factory=set)
     delay: float = 0.0  # seconds per 64 KiB block of a blob
     requests: list[tuple[str, str | None]] = field(default_factory=list)  # path, Range
+    files: set[str] = field(default_factory=set)  # plain files at /files/<name>
+
+    def add_file(self, name: str, data: bytes) -> str:
+        """Serve ``data`` at ``/files/<name>`` (a plain download, as for URL pulls)."""
+        self.blobs[name] = data
+        self.files.add(name)
+        return f"{self.url}/files/{name}"
 
     def add_model(self, name: str, gguf: Path, params: dict | None = None,
                   template: str | None = None) -> dict:
@@ -79,6 +86,8 @@ def _handler(registry: FakeRegistry) -> type[BaseHTTPRequestHandler]:
                 digest = parts[5]
                 if digest in registry.blobs:
                     return self._blob(digest)
+            if len(parts) == 3 and parts[1] == "files" and parts[2] in registry.files:
+                return self._blob(parts[2])
             return self._send(404, b'{"errors":[{"code":"BLOB_UNKNOWN"}]}', "application/json")
 
         def _send(self, status: int, body: bytes, kind: str) -> None:
@@ -122,11 +131,17 @@ def _handler(registry: FakeRegistry) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address) -> None:
+        pass  # a client that hangs up mid-body (the tests' own doing) is not news
+
+
 @contextmanager
 def fake_registry() -> Iterator[FakeRegistry]:
     registry = FakeRegistry()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(registry))
-    server.daemon_threads = True
+    server = _QuietServer(("127.0.0.1", 0), _handler(registry))
     registry.url = f"http://127.0.0.1:{server.server_address[1]}"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

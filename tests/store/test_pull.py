@@ -166,3 +166,28 @@ def test_a_pull_killed_mid_download_finishes_when_run_again(tmp_path, registry, 
         assert registry.blob_gets(digest)[-1].startswith("bytes=")
     finally:
         rt.close()
+
+
+def test_a_url_pull_stores_the_file_as_a_model_named_after_it(runtime, registry, tiny_gguf):
+    url = registry.add_file("Tiny-Model.Q8_0.gguf", tiny_gguf.read_bytes())
+    registry.cut_after["Tiny-Model.Q8_0.gguf"] = 100_000
+    events = []
+    runtime.pull(url, progress=events.append)
+    assert "stored as tiny-model.q8_0:latest" in [e.status for e in events]
+    assert registry.blob_gets("Tiny-Model.Q8_0.gguf") == []  # not a /blobs/ path
+    ranges = [r for p, r in registry.requests if p.startswith("/files/")]
+    assert ranges == [None, "bytes=100000-"]  # the cut download resumed
+    record = runtime.store.get("tiny-model.q8_0")
+    assert record.model_path.read_bytes() == tiny_gguf.read_bytes()
+    assert list(runtime.generate(GenerateRequest("tiny-model.q8_0", "hi",
+                                                 options={"num_predict": 1})))[-1].done
+    assert not [n for n in leftovers(runtime) if "partial" in n]
+
+
+def test_a_url_that_is_not_a_model_leaves_nothing(runtime, registry):
+    url = registry.add_file("notes.gguf", b"just some text, not a model")
+    with pytest.raises(PullError, match="not a usable model"):
+        runtime.pull(url)
+    assert runtime.list() == [] and leftovers(runtime) == []
+    with pytest.raises(PullError, match="answered 404"):
+        runtime.pull(f"{registry.url}/files/missing.gguf")

@@ -31,7 +31,7 @@ from locallama.settings import Settings
 from locallama.store import ModelEntry, ModelRecord, Store, parse_name
 from locallama.store.create import create_model
 from locallama.store.modelfile import Modelfile, parse_modelfile
-from locallama.store.sources import bundled_names
+from locallama.store.sources import bundled_names, pull_url
 from locallama.store.sources import pull as pull_model
 
 if TYPE_CHECKING:
@@ -270,6 +270,9 @@ class LocalRuntime:
         self.store.delete(record.name)
 
     def pull(self, model: str, progress: Progress | None = None) -> None:
+        if model.startswith(("http://", "https://")):
+            pull_url(self.store, model, progress)
+            return
         pull_model(self.store, parse_name(model), progress, self.settings.registry)
 
     def has_blob(self, digest: str) -> bool:

@@ -48,7 +48,8 @@ def fetch_blob(client: httpx.Client, url: str, blobs: BlobStore, digest: str,
         for attempt in range(1, RETRIES + 1):
             try:
                 hasher, have = _stream(client, url, partial, hasher, have, size,
-                                       lambda n: report(ProgressEvent(status, digest, size, n)))
+                                       lambda n, _: report(ProgressEvent(status, digest, size,
+                                                                         n)))
                 break
             except (httpx.TransportError, _Short) as exc:
                 if attempt == RETRIES:
@@ -66,6 +67,41 @@ def fetch_blob(client: httpx.Client, url: str, blobs: BlobStore, digest: str,
         lock.unlink(missing_ok=True)  # a pull still waiting on it finds the blob in place
 
 
+def fetch_url(client: httpx.Client, url: str, blobs: BlobStore, report: Progress
+              ) -> tuple[str, int]:
+    """Download a file whose digest is not known in advance; return (digest, size).
+
+    The partial file is named for the URL, so a second run resumes it too.
+    """
+    blobs.root.mkdir(parents=True, exist_ok=True)
+    partial = blobs.root / f"url-{hashlib.sha256(url.encode()).hexdigest()[:24]}-partial"
+    lock = partial.with_name(partial.name + ".lock")
+    status = f"pulling {url.rsplit('/', 1)[-1][:40]}"
+    with _exclusive(lock):
+        hasher, have = _hash_partial(partial)
+        for attempt in range(1, RETRIES + 1):
+            try:
+                hasher, have = _stream(client, url, partial, hasher, have, None,
+                                       lambda n, total: report(ProgressEvent(status, None, total,
+                                                                             n)))
+                break
+            except (httpx.TransportError, _Short) as exc:
+                if attempt == RETRIES:
+                    raise PullError(f"download of {url} was interrupted ({_why(exc)}); "
+                                    "run the pull again to resume") from None
+                hasher, have = _hash_partial(partial)
+        digest = "sha256:" + hasher.hexdigest()
+        target = blobs.path(digest)
+        if target.is_file():
+            partial.unlink()
+        else:
+            with partial.open("rb") as f:
+                os.fsync(f.fileno())
+            os.replace(partial, target)
+        lock.unlink(missing_ok=True)
+    return digest, have
+
+
 class _Short(Exception):
     """The server closed the body before the promised size."""
 
@@ -81,12 +117,14 @@ def _stream(client: httpx.Client, url: str, partial: Path, hasher, have: int,
         if have and response.status_code != 206:  # no Range support: start over
             hasher, have = hashlib.sha256(), 0
             partial.write_bytes(b"")
+        if size is None and response.headers.get("Content-Length", "").isdigit():
+            size = have + int(response.headers["Content-Length"])
         with partial.open("ab") as out:
             for block in response.iter_bytes():  # as it arrives, for progress
                 out.write(block)
                 hasher.update(block)
                 have += len(block)
-                progress(have)
+                progress(have, size)
             out.flush()
     if size is not None and have < size:
         raise _Short(f"{have} of {size} bytes")

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 from pathlib import Path
 
-from locallama.errors import PullError
+from locallama.errors import BadModelFile, PullError
 from locallama.gguf_info import read_gguf_info
 from locallama.progress import Progress, ProgressEvent, silent
 from locallama.store import manifests as mf
@@ -56,6 +57,36 @@ def pull(store: Store, name: ModelName, progress: Progress | None = None,
         raise
 
 
+def pull_url(store: Store, url: str, progress: Progress | None = None) -> ModelRecord:
+    """``pull https://…/file.gguf``: download, check it is a GGUF, store it as a model
+    named after the file (``file:latest``)."""
+    import httpx
+
+    from locallama.store.download import fetch_url
+
+    stem = url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1].removesuffix(".gguf")
+    cleaned = re.sub(r"[^A-Za-z0-9_.\-]", "-", stem).lstrip(".-").lower()[:80]
+    if not cleaned:
+        raise PullError(f"cannot name a model after {url}: the address names no file")
+    name = parse_name(cleaned)
+    report = progress or silent
+    try:
+        with httpx.Client(timeout=httpx.Timeout(30.0, read=300.0), follow_redirects=True,
+                          headers={"User-Agent": "locallama"}) as client:
+            digest, _ = fetch_url(client, url, store.blobs, report)
+    except httpx.TransportError as exc:
+        raise PullError(f"cannot download {url} ({exc or type(exc).__name__}); "
+                        "is there a network?") from None
+    report(ProgressEvent("verifying sha256 digest"))
+    try:
+        info = read_gguf_info(store.blobs.path(digest))
+    except BadModelFile as exc:
+        if not store.referenced_digests() & {digest}:
+            store.blobs.remove(digest)
+        raise PullError(f"{url} is not a usable model: {exc}") from None
+    return _publish(store, name, digest, info, {}, None, report)
+
+
 def _pull_bundled(store: Store, name: ModelName, module, report: Progress) -> ModelRecord:
     digest = f"sha256:{module.EXPECTED_SHA256}"
     size = sum(p.stat().st_size for p in module.chunk_paths())
@@ -77,17 +108,25 @@ def _pull_bundled(store: Store, name: ModelName, module, report: Progress) -> Mo
         finally:
             Path(partial).unlink(missing_ok=True)
     say("verifying sha256 digest")
-    model_path = store.blobs.path(digest)
-    info = read_gguf_info(model_path)
-    layers = [mf.Layer(mf.MEDIA_MODEL, digest, model_path.stat().st_size)]
-    layers.append(mf.Layer(mf.MEDIA_PARAMS, *store.add_json_blob(_BUNDLED_PARAMS)))
-    layers.append(mf.Layer(mf.MEDIA_LICENSE, *store.blobs.add_bytes(_BUNDLED_LICENSE.encode())))
+    info = read_gguf_info(store.blobs.path(digest))
+    return _publish(store, name, digest, info, _BUNDLED_PARAMS, _BUNDLED_LICENSE, report)
+
+
+def _publish(store: Store, name: ModelName, digest: str, info, params: dict,
+             license_text: str | None, report: Progress) -> ModelRecord:
+    """Write the small layers, the config and, last, the manifest of a stored GGUF."""
+    layers = [mf.Layer(mf.MEDIA_MODEL, digest, store.blobs.size(digest))]
+    if params:
+        layers.append(mf.Layer(mf.MEDIA_PARAMS, *store.add_json_blob(params)))
+    if license_text:
+        layers.append(mf.Layer(mf.MEDIA_LICENSE, *store.blobs.add_bytes(license_text.encode())))
     config = model_config(info, [la.digest for la in layers])
     manifest = mf.Manifest(mf.Layer(mf.CONFIG_MEDIA_TYPE, *store.add_json_blob(config)),
                            tuple(layers))
-    say("writing manifest")
+    report(ProgressEvent("writing manifest"))
     store.write_manifest(name, manifest)
-    say("success")
+    report(ProgressEvent(f"stored as {name.display}"))
+    report(ProgressEvent("success"))
     return store.get(name)
 
 
