@@ -1,6 +1,8 @@
 """A local Ollama registry on 127.0.0.1 for pull tests: the same URLs and shapes as
 registry.ollama.ai (manifests by tag, blobs by digest, Range requests), with
 faults to order: a connection cut after N bytes, corrupted bytes, a slow line.
+The same server answers as a Hugging Face endpoint (``/api/models/...`` with
+file metadata, ``/<repo>/resolve/<revision>/<file>``) and serves plain files.
 """
 
 from __future__ import annotations
@@ -32,6 +34,22 @@ class FakeRegistry:
     delay: float = 0.0  # seconds per 64 KiB block of a blob
     requests: list[tuple[str, str | None]] = field(default_factory=list)  # path, Range
     files: set[str] = field(default_factory=set)  # plain files at /files/<name>
+    hf_repos: dict[str, dict[str, bytes]] = field(default_factory=dict)  # repo -> files
+
+    def add_hf_repo(self, repo: str, files: dict[str, bytes]) -> None:
+        """A Hugging Face repository ("owner/name") holding ``files``."""
+        self.hf_repos[repo] = files
+        for name, data in files.items():
+            self.blobs[f"hf:{repo}/{name}"] = data
+
+    def _hf_info(self, repo: str) -> bytes:
+        siblings = [{"rfilename": name, "size": len(data), "blobId": digest_of(data)[7:47],
+                     "lfs": {"sha256": digest_of(data)[7:], "size": len(data),
+                             "pointerSize": 134}}
+                    for name, data in self.hf_repos[repo].items()]
+        siblings.append({"rfilename": "README.md", "size": 10, "blobId": "0" * 40})
+        return json.dumps({"id": repo, "modelId": repo, "sha": "a" * 40, "private": False,
+                           "siblings": siblings}).encode()
 
     def add_file(self, name: str, data: bytes) -> str:
         """Serve ``data`` at ``/files/<name>`` (a plain download, as for URL pulls)."""
@@ -88,10 +106,24 @@ def _handler(registry: FakeRegistry) -> type[BaseHTTPRequestHandler]:
                     return self._blob(digest)
             if len(parts) == 3 and parts[1] == "files" and parts[2] in registry.files:
                 return self._blob(parts[2])
+            path = self.path.split("?", 1)[0]
+            if path.startswith("/api/models/"):
+                repo = "/".join(path.split("/")[3:5])
+                if repo in registry.hf_repos:
+                    return self._send(200, registry._hf_info(repo), "application/json")
+                return self._send(404, b'{"error":"Repository not found"}', "application/json",
+                                  {"X-Error-Code": "RepoNotFound"})
+            if len(parts) >= 6 and parts[3] == "resolve":
+                key = f"hf:{parts[1]}/{parts[2]}/{'/'.join(parts[5:])}"
+                if key in registry.blobs:
+                    return self._blob(key)
             return self._send(404, b'{"errors":[{"code":"BLOB_UNKNOWN"}]}', "application/json")
 
-        def _send(self, status: int, body: bytes, kind: str) -> None:
+        def _send(self, status: int, body: bytes, kind: str,
+                  headers: dict[str, str] | None = None) -> None:
             self.send_response(status)
+            for key, value in (headers or {}).items():
+                self.send_header(key, value)
             self.send_header("Content-Type", kind)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()

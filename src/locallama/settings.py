@@ -25,6 +25,7 @@ class Settings:
     max_loaded_models: int = 0  # 0: choose from memory
     flash_attention: bool = False  # faster on a CPU, but batching then changes logits
     registry: str = "https://registry.ollama.ai"  # where plain names are pulled from
+    hf_endpoint: str = "https://huggingface.co"  # where hf.co/... names are pulled from
     allowed_origins: tuple[str, ...] = ()
     api_key: str | None = None
     history_file: Path = field(default_factory=lambda: Path.home() / ".locallama" / "history")
@@ -51,6 +52,8 @@ class Settings:
             flash_attention=env.get("LOCALLAMA_FLASH_ATTENTION", "").strip().lower()
             in ("1", "true", "yes", "on"),
             registry=env.get("LOCALLAMA_REGISTRY", "").strip() or "https://registry.ollama.ai",
+            hf_endpoint=(env.get("LOCALLAMA_HF_ENDPOINT", "").strip()
+                         or env.get("HF_ENDPOINT", "").strip() or "https://huggingface.co"),
             allowed_origins=origins,
             api_key=env.get("LOCALLAMA_API_KEY") or None,
             history_file=home / "history",

@@ -191,3 +191,60 @@ def test_a_url_that_is_not_a_model_leaves_nothing(runtime, registry):
     assert runtime.list() == [] and leftovers(runtime) == []
     with pytest.raises(PullError, match="answered 404"):
         runtime.pull(f"{registry.url}/files/missing.gguf")
+
+
+@pytest.fixture
+def hf(tmp_path, registry, make_gguf):
+    """A Hugging Face repository with three quantizations of one fixture model."""
+    import gguf
+
+    types = {"Q4_0": gguf.LlamaFileType.MOSTLY_Q4_0, "Q8_0": gguf.LlamaFileType.MOSTLY_Q8_0,
+             "F16": gguf.LlamaFileType.MOSTLY_F16}
+    files = {f"tiny.{q}.gguf": make_gguf(f"tiny-{q}.gguf", file_type=t).read_bytes()
+             for q, t in types.items()}
+    registry.add_hf_repo("someone/Tiny-GGUF", files)
+    rt = LocalRuntime(Settings(models_dir=tmp_path / "hfstore", history_file=tmp_path / "h",
+                               registry=registry.url, hf_endpoint=registry.url))
+    yield rt, files
+    rt.close()
+
+
+def test_an_hf_pull_takes_the_named_quantization_case_insensitively(hf):
+    runtime, files = hf
+    events = []
+    runtime.pull("hf.co/someone/Tiny-GGUF:q8_0", progress=events.append)
+    record = runtime.store.get("hf.co/someone/Tiny-GGUF:q8_0")
+    assert record.model_path.read_bytes() == files["tiny.Q8_0.gguf"]
+    assert any(e.status == "using tiny.Q8_0.gguf (Q8_0 as asked)" for e in events)
+    assert list(runtime.generate(GenerateRequest("hf.co/someone/Tiny-GGUF:q8_0", "hi",
+                                                 options={"num_predict": 1})))[-1].done
+
+
+def test_an_hf_pull_without_a_tag_picks_the_best_that_fits_and_says_why(hf, monkeypatch):
+    runtime, files = hf
+    from locallama.store import sources
+
+    sizes = {name: len(data) for name, data in files.items()}
+    # room for the Q8_0 file but not the F16 one
+    monkeypatch.setattr(sources, "_available_memory",
+                        lambda: int(sizes["tiny.Q8_0.gguf"] * 1.2) + 10)
+    events = []
+    runtime.pull("hf.co/someone/Tiny-GGUF", progress=events.append)
+    [why] = [e.status for e in events if e.status.startswith("using ")]
+    assert why.startswith("using tiny.Q8_0.gguf (Q8_0: the best quantization here that fits")
+    assert runtime.store.get("hf.co/someone/Tiny-GGUF").model_path.read_bytes() == \
+        files["tiny.Q8_0.gguf"]
+
+
+def test_hf_errors_are_one_line(hf, monkeypatch):
+    runtime, _ = hf
+    from locallama.store import sources
+
+    monkeypatch.setattr(sources, "_available_memory", lambda: 1000)
+    with pytest.raises(PullError, match="no file in the repository fits in 1 KB .* Q4_0, needs"):
+        runtime.pull("hf.co/someone/Tiny-GGUF")
+    with pytest.raises(ModelNotFound, match="has no Q2_K file; it has: F16, Q4_0, Q8_0"):
+        runtime.pull("hf.co/someone/Tiny-GGUF:Q2_K")
+    with pytest.raises(ModelNotFound, match="no such repository"):
+        runtime.pull("hf.co/someone/Nothing")
+    assert runtime.list() == []

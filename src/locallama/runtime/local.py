@@ -273,7 +273,8 @@ class LocalRuntime:
         if model.startswith(("http://", "https://")):
             pull_url(self.store, model, progress)
             return
-        pull_model(self.store, parse_name(model), progress, self.settings.registry)
+        pull_model(self.store, parse_name(model), progress, self.settings.registry,
+                   self.settings.hf_endpoint)
 
     def has_blob(self, digest: str) -> bool:
         return self.store.blobs.has(digest)

