@@ -119,12 +119,15 @@ def _stream(client: httpx.Client, url: str, partial: Path, hasher, have: int,
             partial.write_bytes(b"")
         if size is None and response.headers.get("Content-Length", "").isdigit():
             size = have + int(response.headers["Content-Length"])
+        reported = 0
         with partial.open("ab") as out:
-            for block in response.iter_bytes():  # as it arrives, for progress
+            for block in response.iter_bytes():  # as it arrives, so a cut loses nothing
                 out.write(block)
                 hasher.update(block)
                 have += len(block)
-                progress(have, size)
+                if have - reported >= CHUNK or have == size:
+                    progress(have, size)
+                    reported = have
             out.flush()
     if size is not None and have < size:
         raise _Short(f"{have} of {size} bytes")
