@@ -172,6 +172,22 @@ def test_create_from_a_stored_model_inherits(runtime, tmp_path):
         runtime.delete("child")
 
 
+def test_create_with_quantize_and_an_importance_matrix(runtime, make_gguf, tmp_path):
+    """Remotely the source file and the importance matrix are uploaded first."""
+    from imatrix import importance, write_gguf_imatrix
+
+    make_gguf("q.gguf", seed=4)
+    imatrix = write_gguf_imatrix(tmp_path / "imatrix.gguf", importance(2))
+    events = []
+    runtime.create("q", "FROM ./q.gguf\n", tmp_path, events.append, quantize="q4_0",
+                   imatrix=imatrix)
+    try:
+        assert "using an importance matrix for 14 tensors" in [e.status for e in events]
+        assert runtime.show("q").quantization == "Q4_0"
+    finally:
+        runtime.delete("q")
+
+
 def test_unknown_model_is_model_not_found(runtime):
     with pytest.raises(ModelNotFound, match="nope:latest"):
         list(runtime.generate(GenerateRequest("nope", "hi")))

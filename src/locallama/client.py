@@ -173,7 +173,8 @@ class RemoteRuntime:
                         entry.digest if entry else "", entry.size if entry else 0)
 
     def create(self, model: str, modelfile: str, base_dir: Path,
-               progress: Progress | None = None) -> None:
+               progress: Progress | None = None, quantize: str | None = None,
+               imatrix: Path | None = None) -> None:
         """Parse the Modelfile here; upload a local FROM (and ADAPTER) file; send the rest.
 
         The body is Ollama's current /api/create shape; the server validates the
@@ -198,6 +199,10 @@ class RemoteRuntime:
                  "parameters": params or None, "license": parsed.licenses or None,
                  "messages": [{"role": r, "content": c} for r, c in parsed.messages] or None}
         body |= {k: v for k, v in extra.items() if v is not None}
+        if quantize:
+            body["quantize"] = quantize
+        if imatrix is not None:  # an extension of Ollama's body: the uploaded file's digest
+            body["imatrix"] = self._upload(imatrix, report)
         self._progress("/api/create", body, report)
 
     def _upload(self, path: Path, report: Progress) -> str:

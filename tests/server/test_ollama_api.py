@@ -230,6 +230,16 @@ def test_create_from_an_uploaded_gguf(client, tmp_path):
     client.delete("uploaded")
 
 
+def test_create_with_quantize_streams_the_quantizer_progress(client):
+    parts = list(client.create(model="tiny-q8", from_="tiny", quantize="q8_0", stream=True))
+    bars = [p for p in parts if p.status == "quantizing F32 to Q8_0"]
+    assert bars and bars[-1].completed == bars[-1].total > 0
+    assert parts[-1].status == "success"
+    assert client.show("tiny-q8").details.quantization_level == "Q8_0"
+    assert client.generate(model="tiny-q8", prompt="Hi", options=FEW).done
+    client.delete("tiny-q8")
+
+
 def test_create_from_the_older_modelfile_field(client, server, tmp_path):
     r = post(server, "/api/create", {"model": "legacy", "modelfile": "FROM tiny\nSYSTEM Hi.\n",
                                      "stream": False})
@@ -249,7 +259,8 @@ def test_create_from_the_older_modelfile_field(client, server, tmp_path):
     ({"model": "x", "modelfile": "FROM /tmp/tiny.gguf"}, 400),
     ({"model": "x", "files": {"a.gguf": "sha256:" + "0" * 64}}, 400),  # never uploaded
     ({"model": "x", "from": "nothing-here"}, 404),
-    ({"model": "x", "from": "tiny", "quantize": "q4_K_M"}, 501),
+    ({"model": "x", "from": "tiny", "quantize": "q9_X"}, 400),
+    ({"model": "x", "from": "tiny", "quantize": "q4_0", "imatrix": "sha256:" + "0" * 64}, 400),
     ({"model": "x", "from": "tiny", "parameters": {"no_such_option": 1}}, 400),
     ({"model": "x", "from": "tiny", "template": "{% for %}"}, 400),
     ({"model": "bad name!", "from": "tiny"}, 400),

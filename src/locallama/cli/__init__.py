@@ -34,7 +34,13 @@ def _root(
 
 
 def _register() -> None:
-    from locallama.cli import models, run, serve, server_cmds  # noqa: F401  (commands register themselves)
+    from locallama.cli import (  # noqa: F401  (commands register themselves)
+        models,
+        quantize,
+        run,
+        serve,
+        server_cmds,
+    )
 
 
 def main() -> None:

@@ -147,6 +147,8 @@ def _first_lines(text: str, n: int = 2) -> str:
 def create(
     model: str,
     file: Path = typer.Option(Path("Modelfile"), "--file", "-f", help="Path to the Modelfile."),
+    quantize: str = typer.Option(None, "--quantize", "-q",
+                                 help="Quantize the model data to this type (e.g. Q4_K_M)."),
 ) -> None:
     """Create a model from a Modelfile."""
     try:
@@ -156,6 +158,12 @@ def create(
     except (OSError, UnicodeDecodeError) as exc:
         raise InvalidRequest(f"cannot read {file}: {exc}") from None
     runtime = get_runtime()
+    if quantize:
+        from locallama.cli.quantize import run_create
+
+        run_create(runtime, model, text, file.resolve().parent, quantize, None)
+        err_console.print("success")
+        return
     with err_console.status("gathering model components") as status:
         runtime.create(model, text, file.resolve().parent,
                        progress=lambda event: status.update(event.status))

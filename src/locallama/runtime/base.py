@@ -183,7 +183,10 @@ class Runtime(Protocol):
     def show(self, model: str) -> ModelDetails: ...
 
     def create(self, model: str, modelfile: str, base_dir: Path,
-               progress: Progress | None = None) -> None: ...
+               progress: Progress | None = None, quantize: str | None = None,
+               imatrix: Path | None = None) -> None:
+        """Build ``model`` from a Modelfile; with ``quantize`` (a llama.cpp type such as
+        Q4_K_M), its model data is quantized first, with ``imatrix`` if given."""
 
     def copy(self, source: str, destination: str) -> None: ...
 

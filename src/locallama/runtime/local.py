@@ -29,7 +29,7 @@ from locallama.runtime.base import (
 )
 from locallama.settings import Settings
 from locallama.store import ModelEntry, ModelRecord, Store, parse_name
-from locallama.store.create import create_model
+from locallama.store.create import Quantize, create_model
 from locallama.store.modelfile import Modelfile, parse_modelfile
 from locallama.store.sources import bundled_names, pull_url
 from locallama.store.sources import pull as pull_model
@@ -253,13 +253,26 @@ class LocalRuntime:
         )
 
     def create(self, model: str, modelfile: str, base_dir: Path,
-               progress: Progress | None = None) -> None:
+               progress: Progress | None = None, quantize: str | None = None,
+               imatrix: Path | None = None) -> None:
         name = parse_name(model)
         parsed = parse_modelfile(modelfile)
         if parsed.template:
             select_template(parsed.template, None)  # refuse a broken template up front
         resolve_options(parse_parameters(parsed.parameters), strict=True)  # ranges too
-        create_model(self.store, name, parsed, base_dir, progress)
+        step = None
+        if quantize:
+            from locallama.engine.quantize import parse_quant_type, quantize_file
+
+            qtype = parse_quant_type(quantize)
+
+            def quantizer(source, target, info, qtype, report) -> None:
+                quantize_file(source, target, info, qtype, imatrix, progress=report)
+
+            step = Quantize(qtype, quantizer)
+        elif imatrix is not None:
+            raise InvalidRequest("an importance matrix is used only when quantizing")
+        create_model(self.store, name, parsed, base_dir, progress, step)
 
     def copy(self, source: str, destination: str) -> None:
         self.store.copy(source, destination)

@@ -345,10 +345,11 @@ async def show(body: ShowBody, request: Request) -> dict[str, Any]:
 async def create(body: CreateBody, request: Request) -> Response:
     runtime = _runtime(request)
     text = (await _call(create_modelfile, body, runtime.blob_path)).render()
+    imatrix = await _call(runtime.blob_path, body.imatrix) if body.imatrix else None
 
     def work(progress: Progress) -> None:
         with tempfile.TemporaryDirectory() as empty:  # nothing to find by a relative path
-            runtime.create(body.model, text, Path(empty), progress)
+            runtime.create(body.model, text, Path(empty), progress, body.quantize, imatrix)
 
     return await _progress_answer(work, body.stream)
 

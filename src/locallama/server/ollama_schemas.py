@@ -7,8 +7,8 @@ set" everywhere, as it does for Ollama's Go structs.  Older clients send
 
 The functions below the bodies are the face's translation step: a body becomes
 the Runtime's GenerateRequest or ChatRequest, or a Modelfile for ``create``.
-They refuse what cannot be translated (a file path where a model name belongs,
-``quantize``) and leave every other check to the Runtime.  The last section turns
+They refuse what cannot be translated (a file path where a model name belongs)
+and leave every other check to the Runtime.  The last section turns
 the Runtime's chunks and records into Ollama's response objects.
 """
 
@@ -146,6 +146,7 @@ class CreateBody(_Named):
     messages: list[Message] | None = None
     stream: bool | None = None
     quantize: str | None = None
+    imatrix: str | None = None  # locallama's: the digest of an uploaded importance matrix
     modelfile: str | None = None  # the older shape: the Modelfile's text
 
 
@@ -203,8 +204,6 @@ def create_modelfile(body: CreateBody, blob_path: Callable[[str], Path]) -> Mode
     Files are reached only through the digests of uploaded blobs, never a path the
     caller names: a client must not make the server read its own disk.
     """
-    if body.quantize:
-        raise NotSupported("quantize: quantizing models is not supported yet")
     if body.from_:
         base = Modelfile(from_=_model_ref(body.from_))
     elif body.files:

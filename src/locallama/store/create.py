@@ -2,17 +2,34 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from locallama.errors import BadModelFile, InvalidRequest, NotSupported
-from locallama.gguf_info import GGUFInfo, format_parameter_count, read_gguf_info
+from locallama.gguf_info import GGUFInfo, format_bytes, format_parameter_count, read_gguf_info
 from locallama.options import parse_parameters
 from locallama.progress import Progress, ProgressEvent, silent
 from locallama.store import manifests as mf
-from locallama.store.blobs import normalize_digest
+from locallama.store.blobs import CHUNK, normalize_digest
 from locallama.store.modelfile import Modelfile
 from locallama.store.names import ModelName, parse_name
 from locallama.store.store import ModelRecord, Store
+
+#: (source, target, source info, type, progress) -> None; the engine's quantizer
+Quantizer = Callable[[Path, Path, GGUFInfo, str, Progress], None]
+
+
+@dataclass(frozen=True)
+class Quantize:
+    """A quantization step in a create: the type and who does it."""
+
+    type: str
+    quantizer: Quantizer
 
 
 def create_model(
@@ -21,8 +38,13 @@ def create_model(
     modelfile: Modelfile,
     base_dir: Path,
     progress: Progress | None = None,
+    quantize: Quantize | None = None,
 ) -> ModelRecord:
-    """Write the blobs and manifest for ``name``; the store is unchanged on error."""
+    """Write the blobs and manifest for ``name``; the store is unchanged on error.
+
+    With ``quantize``, the model data is first rewritten at that type and the
+    quantized file is what the model holds (``create --quantize``, ``quantize``).
+    """
     report = progress or silent
 
     def say(status: str) -> None:
@@ -36,13 +58,15 @@ def create_model(
     if source is not None:
         say(f"reading model file {source}")
         info = read_gguf_info(source)
-        digest = _stored_digest(store, source)
-        if digest:  # an uploaded blob: already in the store, verified when it came in
-            size = source.stat().st_size
-        else:
-            say("copying model data")
-            digest, size = store.blobs.add_file(source)
-        model_layers = [mf.Layer(mf.MEDIA_MODEL, digest, size)]
+        model_layers = []
+        if quantize is None:  # a quantized model holds only the quantizer's output
+            digest = _stored_digest(store, source)
+            if digest:  # an uploaded blob: already in the store, verified when it came in
+                size = source.stat().st_size
+            else:
+                say("copying model data")
+                digest, size = store.blobs.add_file(source)
+            model_layers = [mf.Layer(mf.MEDIA_MODEL, digest, size)]
         base = None
     else:
         base = store.get(parse_name(modelfile.from_))
@@ -52,6 +76,9 @@ def create_model(
             if la.media_type in (mf.MEDIA_MODEL, mf.MEDIA_ADAPTER, mf.MEDIA_PROJECTOR)
         ]
         info = read_gguf_info(base.model_path)
+    if quantize is not None:
+        source_file = source if source is not None else base.model_path
+        model_layers, info = _quantized(store, source_file, info, quantize, report)
 
     template = modelfile.template if modelfile.template is not None else _get(base, "template")
     system = modelfile.system if modelfile.system is not None else _get(base, "system")
@@ -78,6 +105,54 @@ def create_model(
     say("writing manifest")
     store.write_manifest(name, manifest)
     return store.get(name)
+
+
+def _quantized(store: Store, source: Path, info: GGUFInfo, quantize: Quantize,
+               report: Progress) -> tuple[list[mf.Layer], GGUFInfo]:
+    """Quantize ``source`` into a new blob; the model layer that replaces the source's."""
+    if info.file_type not in ("F32", "F16", "BF16"):
+        report(ProgressEvent(f"warning: requantizing a {info.file_type} model to "
+                             f"{quantize.type.upper()} compounds the rounding; quantize from "
+                             "F32, F16 or BF16 where you have it"))
+    store.blobs.root.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=".quantize-", suffix=".partial", dir=store.blobs.root)
+    os.close(fd)
+    tmp = Path(name)
+    started = time.perf_counter()
+    try:
+        quantize.quantizer(source, tmp, info, quantize.type, report)
+        new = read_gguf_info(tmp)
+        report(ProgressEvent("verifying sha256 digest"))
+        digest, size = _move_into_store(store, tmp)
+    finally:
+        tmp.unlink(missing_ok=True)
+    seconds = time.perf_counter() - started
+    report(ProgressEvent(
+        f"quantized {info.file_type} {format_bytes(info.file_size)} "
+        f"({bits_per_weight(info):.2f} bpw) to {new.file_type} {format_bytes(new.file_size)} "
+        f"({bits_per_weight(new):.2f} bpw) in {seconds:.1f} s"))
+    return [mf.Layer(mf.MEDIA_MODEL, digest, size)], new
+
+
+def bits_per_weight(info: GGUFInfo) -> float:
+    """Bits of the file per parameter: what a model costs on disk and in memory."""
+    return 8 * info.file_size / info.parameter_count if info.parameter_count else 0.0
+
+
+def _move_into_store(store: Store, path: Path) -> tuple[str, int]:
+    """Hash a file the store may take over, and rename it into place (no copy)."""
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(CHUNK):
+            h.update(block)
+        os.fsync(f.fileno())
+    digest = "sha256:" + h.hexdigest()
+    size = path.stat().st_size
+    target = store.blobs.path(digest)
+    if not target.is_file():
+        path.chmod(0o644)
+        os.replace(path, target)
+    return digest, size
 
 
 def model_config(info: GGUFInfo, diff_ids: list[str]) -> dict:
@@ -130,4 +205,4 @@ def _get(record: ModelRecord | None, attr: str) -> str | None:
     return getattr(record, attr) if record else None
 
 
-__all__ = ["create_model", "model_config", "BadModelFile"]
+__all__ = ["create_model", "model_config", "BadModelFile", "Quantize", "bits_per_weight"]

@@ -1,0 +1,100 @@
+"""Quantization through llama.cpp's quantizer, stored as a model (create --quantize)."""
+
+import numpy as np
+import pytest
+
+from imatrix import importance, write_gguf_imatrix, write_legacy_imatrix
+from locallama.errors import BadModelFile, InvalidRequest
+from locallama.runtime.base import GenerateRequest
+
+
+def generate(runtime, model):
+    chunks = list(runtime.generate(GenerateRequest(
+        model, "The cat sat on the", options={"num_predict": 8, "temperature": 0})))
+    return "".join(c.text for c in chunks), chunks[-1]
+
+
+def blobs(tmp_path):
+    return sorted(p.name for p in (tmp_path / "models" / "blobs").iterdir())
+
+
+@pytest.mark.parametrize("qtype", ["Q4_K_M", "Q8_0"])
+def test_a_quantized_model_is_stored_smaller_and_generates(runtime, tmp_path, qtype):
+    runtime.create("small", "FROM tiny\nPARAMETER temperature 0.3\n", tmp_path,
+                   quantize=qtype.lower())
+    small, tiny = runtime.show("small"), runtime.show("tiny")
+    assert small.quantization == qtype and tiny.quantization == "F32"
+    assert small.size < tiny.size / 3
+    assert small.parameters == {"temperature": 0.3}  # the rest of the model comes along
+    assert small.template == tiny.template
+    text, final = generate(runtime, "small")
+    assert text and final.eval_count == 8
+
+
+def test_q8_0_stays_closer_to_the_original_than_q4_0(runtime, tmp_path):
+    runtime.create("q8", "FROM tiny\n", tmp_path, quantize="Q8_0")
+    runtime.create("q4", "FROM tiny\n", tmp_path, quantize="Q4_0")
+
+    def logprobs(model):
+        chunks = runtime.generate(GenerateRequest(
+            model, "The cat sat on the", options={"num_predict": 6, "temperature": 0},
+            logprobs=True, top_logprobs=0))
+        return np.array([lp.logprob for c in chunks for lp in (c.logprobs or [])])
+
+    base = logprobs("tiny")
+    assert np.abs(logprobs("q8") - base).mean() < np.abs(logprobs("q4") - base).mean()
+
+
+def test_quantizing_a_file_stores_only_the_result(runtime, tmp_path, make_gguf):
+    source = make_gguf("f32.gguf", seed=5)
+    events = []
+    runtime.create("fromfile", f"FROM {source}\n", tmp_path, events.append, quantize="q8_0")
+    from locallama.store.blobs import digest_file
+
+    assert f"sha256-{digest_file(source)[7:]}" not in blobs(tmp_path)
+    bars = [e for e in events if e.status == "quantizing F32 to Q8_0"]
+    assert bars and all(e.total for e in bars)
+    assert bars[-1].completed == bars[-1].total
+    assert [e.completed for e in bars] == sorted(e.completed for e in bars)
+    report = next(e.status for e in events if e.status.startswith("quantized "))
+    assert "F32" in report and "Q8_0" in report and "bpw" in report
+    assert not [n for n in blobs(tmp_path) if "partial" in n]
+
+
+def test_requantizing_warns_and_works(runtime, tmp_path):
+    runtime.create("q8", "FROM tiny\n", tmp_path, quantize="q8_0")
+    events = []
+    runtime.create("q4", "FROM q8\n", tmp_path, events.append, quantize="q4_0")
+    assert any(e.status.startswith("warning: requantizing a Q8_0 model") for e in events)
+    assert runtime.show("q4").quantization == "Q4_0"
+    assert generate(runtime, "q4")[0]
+
+
+@pytest.mark.parametrize("qtype, imatrix, error, match", [
+    ("q9_x", None, InvalidRequest, "unknown quantization type 'q9_x'"),
+    ("IQ2_XXS", None, InvalidRequest, "needs an importance matrix"),
+    ("q4_0", "garbage", BadModelFile, "not an importance matrix"),
+])
+def test_a_refused_quantization_leaves_the_store_as_it_was(runtime, tmp_path, qtype, imatrix,
+                                                          error, match):
+    path = None
+    if imatrix:
+        path = tmp_path / "bad.imatrix"
+        path.write_bytes(b"\x07\x00\x00\x00 not really")
+    before = blobs(tmp_path)
+    with pytest.raises(error, match=match):
+        runtime.create("never", "FROM tiny\n", tmp_path, quantize=qtype, imatrix=path)
+    assert blobs(tmp_path) == before and not runtime.store.exists("never")
+
+
+def test_an_importance_matrix_steers_the_rounding(runtime, tmp_path):
+    runtime.create("plain", "FROM tiny\n", tmp_path, quantize="q4_0")
+    weights = importance(1)
+    runtime.create("weighted", "FROM tiny\n", tmp_path, quantize="q4_0",
+                   imatrix=write_gguf_imatrix(tmp_path / "m.gguf", weights))
+    runtime.create("legacy", "FROM tiny\n", tmp_path, quantize="q4_0",
+                   imatrix=write_legacy_imatrix(tmp_path / "m.dat", weights))
+    plain, weighted = runtime.show("plain").digest, runtime.show("weighted").digest
+    assert weighted != plain  # the importance changed which values the blocks kept
+    assert runtime.show("legacy").digest == weighted  # both formats mean the same
+    assert generate(runtime, "weighted")[0]
