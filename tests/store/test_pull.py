@@ -248,3 +248,29 @@ def test_hf_errors_are_one_line(hf, monkeypatch):
     with pytest.raises(ModelNotFound, match="no such repository"):
         runtime.pull("hf.co/someone/Nothing")
     assert runtime.list() == []
+
+
+def test_api_pull_streams_ollama_progress_objects(runtime, registry, tiny_gguf):
+    """Through the server: the objects the ollama client reads, then success."""
+    import json
+
+    import httpx
+
+    from liveserver import serve
+
+    digest = model_digest(registry, tiny_gguf)
+    registry.delay = 0.002  # several progress lines for one blob
+    with serve(runtime) as url:
+        with httpx.stream("POST", url + "/api/pull", json={"model": "tiny"}) as r:
+            lines = [json.loads(line) for line in r.iter_lines() if line]
+        assert r.status_code == 200
+        assert lines[0] == {"status": "pulling manifest"}
+        blob = [x for x in lines if x.get("digest") == digest]
+        assert blob and all(x["total"] == tiny_gguf.stat().st_size for x in blob)
+        assert blob[-1]["completed"] == blob[-1]["total"]
+        assert lines[-1] == {"status": "success"}
+        r = httpx.post(url + "/api/pull", json={"model": "no-such-model", "stream": False})
+        assert r.status_code == 404 and "no-such-model" in r.json()["error"]
+        assert httpx.post(url + "/api/generate", json={
+            "model": "tiny", "prompt": "Hi", "stream": False,
+            "options": {"num_predict": 2}}).json()["done"]
