@@ -224,6 +224,11 @@ class RemoteRuntime:
         self.add_blob(digest, blocks())
         return digest
 
+    def score(self, model: str, pairs: list[tuple[str, str]],
+              options: dict[str, Any] | None = None, progress=None) -> list:
+        raise NotSupported("scoring runs in-process (locallama eval, perplexity); the Ollama "
+                           "API has no scoring call")
+
     def copy(self, source: str, destination: str) -> None:
         self._call("POST", "/api/copy", {"source": source, "destination": destination})
 

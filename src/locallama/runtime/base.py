@@ -8,7 +8,7 @@ and both runtimes share them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -110,6 +110,19 @@ class Chunk:
 
 
 @dataclass
+class Score:
+    """How likely a model finds a continuation after a context (log-likelihood scoring)."""
+
+    logprob: float  # natural-log probability of the whole continuation
+    greedy: bool  # every continuation token was the model's most likely next token
+    token_logprobs: list[float]  # one per continuation token
+
+    @property
+    def tokens(self) -> int:
+        return len(self.token_logprobs)
+
+
+@dataclass
 class LoadedModelInfo:
     """One line of ``ps``."""
 
@@ -162,6 +175,16 @@ class Runtime(Protocol):
         self, model: str, inputs: list[str], truncate: bool = True,
         options: dict[str, Any] | None = None, keep_alive: KeepAlive = None,
     ) -> Embeddings: ...
+
+    def score(self, model: str, pairs: list[tuple[str, str]],
+              options: dict[str, Any] | None = None,
+              progress: Callable[[int], None] | None = None) -> list[Score]:
+        """Score each (context, continuation) pair, in order.
+
+        The context is tokenized with the model's BOS and the continuation is what
+        the whole text adds to it (lm-evaluation-harness's split).  Pairs that
+        share a context reuse its KV cache; ``progress`` gets the count done."""
+        ...
 
     def load(self, model: str, keep_alive: KeepAlive = None,
              options: dict[str, Any] | None = None) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import closing, contextmanager
@@ -26,6 +27,7 @@ from locallama.runtime.base import (
     LoadedModelInfo,
     ModelDetails,
     Progress,
+    Score,
 )
 from locallama.settings import Settings
 from locallama.store import ModelEntry, ModelRecord, Store, parse_name
@@ -159,6 +161,61 @@ class LocalRuntime:
             prompt_tokens=stats.prompt_tokens,
             warnings=warnings,
         )
+
+    def score(self, model: str, pairs: list[tuple[str, str]],
+              options: dict[str, Any] | None = None,
+              progress: Callable[[int], None] | None = None) -> list[Score]:
+        from concurrent.futures import ThreadPoolExecutor
+
+        from locallama.engine.scheduler import Job
+
+        record = self._record(model)
+        wanted = {**(options or {}), "num_predict": 0}
+        opts = resolve_options(record.params, wanted)
+        groups: list[list[int]] = []  # runs of pairs with one context: one slot, one prefix
+        for i, (context, _) in enumerate(pairs):
+            if groups and pairs[groups[-1][0]][0] == context:
+                groups[-1].append(i)
+            else:
+                groups.append([i])
+        results: list[Score | None] = [None] * len(pairs)
+        done, lock = 0, threading.Lock()
+
+        with self.loader.use(record.model_path, opts, name=record.name.display,
+                             digest=record.digest, keep_alive=self._keep_alive(None)
+                             ) as (loaded, _):
+            def run(indices: list[int]) -> None:
+                nonlocal done
+                context = pairs[indices[0]][0]
+                head, tail = _split_trailing_space(context)
+                context_tokens = loaded.tokenize(head)
+                if not context_tokens:
+                    raise InvalidRequest("an empty context needs a model that adds a BOS token")
+                for i in indices:
+                    whole = loaded.tokenize(head + tail + pairs[i][1])
+                    continuation = whole[len(context_tokens):]
+                    if not continuation:
+                        raise InvalidRequest(f"pair {i}: the continuation is empty")
+                    job = Job([*context_tokens, *continuation], opts, score_top=1,
+                              score_from=len(context_tokens), truncate=False)
+                    with closing(loaded.scheduler.submit(job)) as pieces:
+                        for _ in pieces:
+                            pass
+                    scores = job.prompt_scores or []
+                    results[i] = Score(
+                        logprob=float(sum(r.logprob for r in scores)),
+                        greedy=all(r.top and r.logprob >= r.top[0].logprob - 1e-6
+                                   for r in scores),
+                        token_logprobs=[r.logprob for r in scores])
+                    with lock:
+                        done += 1
+                        if progress:
+                            progress(done)
+
+            workers = max(1, len(loaded.scheduler.slots))
+            with ThreadPoolExecutor(workers, thread_name_prefix="score") as pool:
+                list(pool.map(run, groups))
+        return [r for r in results if r is not None]
 
     def load(self, model: str, keep_alive: KeepAlive = None,
              options: dict[str, Any] | None = None) -> None:
@@ -340,6 +397,12 @@ class _Shape:
     tool_names: set[str] | None = None  # None: no tools
     truncate: bool = True
     shift: bool = True
+
+
+def _split_trailing_space(context: str) -> tuple[str, str]:
+    """Spaces at the context's end belong to the continuation (" Paris", not " " "Paris")."""
+    head = context.rstrip(" ")
+    return head, context[len(head):]
 
 
 def _capabilities(info: GGUFInfo, template: str | None) -> list[str]:
