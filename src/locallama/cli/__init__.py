@@ -35,6 +35,8 @@ def _root(
 
 def _register() -> None:
     from locallama.cli import (  # noqa: F401  (commands register themselves)
+        fit,
+        imports,
         models,
         quantize,
         run,
