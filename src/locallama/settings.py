@@ -29,6 +29,12 @@ class Settings:
     allowed_origins: tuple[str, ...] = ()
     api_key: str | None = None
     history_file: Path = field(default_factory=lambda: Path.home() / ".locallama" / "history")
+    # Where `locallama import` looks for models the user already has (other tools'
+    # variables, read here so that nothing else reads the environment).
+    ollama_models: Path = field(default_factory=lambda: Path.home() / ".ollama" / "models")
+    hf_hub_cache: Path = field(
+        default_factory=lambda: Path.home() / ".cache" / "huggingface" / "hub")
+    lmstudio_models: tuple[Path, ...] = field(default_factory=lambda: _lmstudio_defaults())
 
     @property
     def base_url(self) -> str:
@@ -57,6 +63,10 @@ class Settings:
             allowed_origins=origins,
             api_key=env.get("LOCALLAMA_API_KEY") or None,
             history_file=home / "history",
+            ollama_models=_path(env, "OLLAMA_MODELS") or Path.home() / ".ollama" / "models",
+            hf_hub_cache=_hf_hub_cache(env),
+            lmstudio_models=tuple(Path(p).expanduser() for p in env.get(
+                "LMSTUDIO_MODELS", "").split(os.pathsep) if p.strip()) or _lmstudio_defaults(),
         )
 
 
@@ -77,6 +87,25 @@ def parse_host(value: str) -> tuple[str, int]:
     except ValueError:
         raise InvalidRequest(f"LOCALLAMA_HOST has a bad port: {port!r}") from None
     return (host.strip("[]") or DEFAULT_HOST), number
+
+
+def _path(env: Mapping[str, str], key: str) -> Path | None:
+    raw = env.get(key, "").strip()
+    return Path(raw).expanduser() if raw else None
+
+
+def _hf_hub_cache(env: Mapping[str, str]) -> Path:
+    """huggingface_hub's own rule: HF_HUB_CACHE, else HF_HOME/hub, else the XDG cache."""
+    if cache := _path(env, "HF_HUB_CACHE"):
+        return cache
+    if hf_home := _path(env, "HF_HOME"):
+        return hf_home / "hub"
+    return (_path(env, "XDG_CACHE_HOME") or Path.home() / ".cache") / "huggingface" / "hub"
+
+
+def _lmstudio_defaults() -> tuple[Path, ...]:
+    """LM Studio keeps models in ~/.lmstudio/models (older versions: ~/.cache/lm-studio)."""
+    return (Path.home() / ".lmstudio" / "models", Path.home() / ".cache" / "lm-studio" / "models")
 
 
 def _int(env: Mapping[str, str], key: str, default: int) -> int:

@@ -1,0 +1,330 @@
+"""Adopting models the user already has: Ollama stores, GGUF folders, HF cache, LM Studio."""
+
+import errno
+import os
+from pathlib import Path
+
+import pytest
+
+from locallama.errors import BadModelFile, NotSupported
+from locallama.settings import Settings
+from locallama.store import Store, importer, parse_name
+from locallama.store import manifests as mf
+from locallama.store.create import create_model
+from locallama.store.modelfile import parse_modelfile
+from tinymodel import Q4_0, Q8_0, write_tiny_gguf
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Known places inside tmp_path, so no test ever sees the user's own models."""
+    return Settings(models_dir=tmp_path / "models", history_file=tmp_path / "history",
+                    ollama_models=tmp_path / "ollama", hf_hub_cache=tmp_path / "hub",
+                    lmstudio_models=(tmp_path / "lms",))
+
+
+@pytest.fixture
+def store(settings: Settings) -> Store:
+    return Store(settings.models_dir)
+
+
+def ollama_store(root: Path, tiny_gguf: Path) -> Store:
+    """An Ollama-layout folder with two models that share their weights."""
+    source = Store(root)
+    create_model(source, parse_name("tiny"), parse_modelfile(f"FROM {tiny_gguf}\n"), root)
+    create_model(source, parse_name("me/helper:v1"), parse_modelfile(
+        "FROM tiny\nSYSTEM Answer briefly.\nPARAMETER temperature 0.2\n"), root)
+    return source
+
+
+def gguf_at(path: Path, **kwargs) -> Path:
+    """A tiny model at ``path``, its folders made."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return write_tiny_gguf(path, **kwargs)
+
+
+def adopt_all(store: Store, candidates, **kwargs):
+    return [importer.adopt(store, c, **kwargs) for c in candidates]
+
+
+def blob_files(store: Store) -> list[str]:
+    """Every entry of the blob folder, leftovers (.partial) included."""
+    root = store.blobs.root
+    return sorted(p.name for p in root.iterdir()) if root.is_dir() else []
+
+
+def test_import_from_an_ollama_folder_links_every_blob(tmp_path, store, tiny_gguf):
+    source = ollama_store(tmp_path / "elsewhere", tiny_gguf)
+    candidates = importer.scan(store, tmp_path / "elsewhere")
+    assert [(c.kind, c.name.display) for c in candidates] == [
+        ("ollama", "me/helper:v1"), ("ollama", "tiny:latest")]
+    assert not any(c.in_store for c in candidates)
+
+    results = adopt_all(store, candidates)
+    assert [r.status for r in results] == ["imported", "imported"]
+    assert "hard link" in results[0].detail
+    assert {e.name.display for e in store.list()} == {"me/helper:v1", "tiny:latest"}
+    for entry in source.list():
+        manifest, _, _ = source.read_manifest(entry.name)
+        assert store.read_manifest(entry.name)[0] == manifest  # names and layers kept
+        for digest in manifest.digests():  # the same bytes on disk: no copy
+            ours, theirs = store.blobs.path(digest).stat(), source.blobs.path(digest).stat()
+            assert (ours.st_ino, ours.st_dev) == (theirs.st_ino, theirs.st_dev)
+            assert ours.st_nlink == 2
+    record = store.get("me/helper:v1")
+    assert record.system == "Answer briefly." and record.params == {"temperature": 0.2}
+    assert record.model_path.read_bytes()[:4] == b"GGUF"
+
+
+def test_an_imported_ollama_model_runs(tmp_path, tiny_gguf):
+    from locallama.runtime.base import GenerateRequest
+    from locallama.runtime.local import LocalRuntime
+
+    ollama_store(tmp_path / "elsewhere", tiny_gguf)
+    runtime = LocalRuntime(Settings(models_dir=tmp_path / "models", history_file=tmp_path / "h",
+                                    num_parallel=1))
+    try:
+        adopt_all(runtime.store, importer.scan(runtime.store, tmp_path / "elsewhere"))
+        chunks = list(runtime.generate(GenerateRequest(
+            "me/helper:v1", "Hello", options={"num_predict": 3, "seed": 1})))
+        assert chunks[-1].done and chunks[-1].eval_count >= 1
+    finally:
+        runtime.close()
+
+
+def test_import_a_folder_of_gguf_files(tmp_path, store):
+    folder = tmp_path / "downloads"
+    gguf_at(folder.joinpath("Tiny-Model-Q8_0.gguf"), file_type=Q8_0)
+    gguf_at(folder / "plain.gguf", seed=1)
+    (folder / "nested").mkdir()
+    gguf_at(folder / "nested" / "My Other.q4_0.GGUF", file_type=Q4_0, seed=2)
+    (folder / "notes.txt").write_text("not a model")
+    gguf_at(folder / ".hidden.gguf", seed=3)
+
+    candidates = importer.scan(store, folder)
+    assert sorted((c.kind, c.name.display) for c in candidates) == [
+        ("file", "my-other:q4_0"), ("file", "plain:latest"), ("file", "tiny-model:q8_0")]
+    results = adopt_all(store, candidates)
+    assert {r.status for r in results} == {"imported"}
+    assert {r.detail for r in results} == {"hard link"}
+    for candidate in candidates:
+        record = store.get(candidate.name)
+        assert os.path.samefile(record.model_path, candidate.path)
+        assert record.config["model_format"] == "gguf"
+    assert store.get("tiny-model:q8_0").config["file_type"] == "Q8_0"
+
+
+def test_names_of_plain_files():
+    cases = {
+        "Llama-3.2-1B-Instruct-Q4_K_M.gguf": "llama-3.2-1b-instruct:q4_k_m",
+        "qwen2.5-0.5b-instruct-q8_0.gguf": "qwen2.5-0.5b-instruct:q8_0",
+        "model.gguf": "model:latest",
+        "Q4_K_M.gguf": "q4_k_m:q4_k_m",
+        "My Model (v2)...gguf": "my-model-v2:latest",
+        "..evil.. name.gguf": "evil.-name:latest",
+        "日本語.gguf": "model:latest",
+    }
+    for filename, name in cases.items():
+        assert importer.file_model_name(Path(filename)).display == name, filename
+
+
+def _hf_file(repo_dir: Path, revision: str, filename: str, **kwargs) -> Path:
+    """A file as huggingface_hub caches it: a snapshot symlink to a blob."""
+    blob = gguf_at(repo_dir / "blobs" / f"blob-{filename}", **kwargs)
+    link = repo_dir / "snapshots" / revision / filename
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(os.path.relpath(blob, link.parent))
+    return blob
+
+
+def test_hugging_face_cache_files_are_named_like_hf_pulls(store, settings):
+    repo = settings.hf_hub_cache / "models--bartowski--Tiny-GGUF"
+    q4 = _hf_file(repo, "rev1", "Tiny-Q4_K_M.gguf")
+    _hf_file(repo, "rev2", "Tiny-Q8_0.gguf", seed=1)
+    _hf_file(repo, "rev2", "Tiny-Q4_K_M.gguf", seed=2)  # an older revision of the file
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("rev1")
+    _hf_file(settings.hf_hub_cache / "models--someone--Other", "r", "other.gguf", seed=3)
+    (settings.hf_hub_cache / "datasets--x--y").mkdir()
+
+    candidates = importer.discover(store, settings)
+    assert [(c.kind, c.name.display) for c in candidates] == [
+        ("huggingface", "hf.co/bartowski/Tiny-GGUF:Q4_K_M"),
+        ("huggingface", "hf.co/bartowski/Tiny-GGUF:Q8_0"),
+        ("huggingface", "hf.co/someone/Other:latest"),
+    ]
+    assert os.path.samefile(candidates[0].path, q4)  # the current revision's file
+    adopt_all(store, candidates)
+    record = store.get("hf.co/bartowski/Tiny-GGUF:q4_k_m")
+    assert record.model_path.stat().st_ino == q4.stat().st_ino  # linked to the cache's blob
+    assert not record.model_path.is_symlink()
+
+
+def test_lm_studio_folders_are_named_after_the_repository(store, settings):
+    root = settings.lmstudio_models[0]
+    gguf_at(root / "lmstudio-community" / "Tiny-GGUF" / "Tiny-Q4_K_M.gguf")
+    several = root / "someone" / "Mixed"
+    gguf_at(several / "first.gguf", seed=1)
+    gguf_at(several / "second.gguf", seed=2)
+    gguf_at(several / "mmproj-f16.gguf", seed=3)  # a vision projector: not a model
+
+    candidates = importer.discover(store, settings)
+    assert [(c.kind, c.name.display) for c in candidates] == [
+        ("lmstudio", "hf.co/lmstudio-community/Tiny-GGUF:Q4_K_M"),
+        ("lmstudio", "hf.co/someone/Mixed:first"),
+        ("lmstudio", "hf.co/someone/Mixed:second"),
+    ]
+    adopt_all(store, candidates)
+    assert [c.in_store for c in importer.discover(store, settings)] == [True, True, True]
+
+
+def test_discover_reads_an_ollama_store_but_never_our_own(tmp_path, settings, tiny_gguf):
+    ollama_store(settings.ollama_models, tiny_gguf)
+    assert len(importer.discover(Store(settings.models_dir), settings)) == 2
+    assert importer.discover(Store(settings.ollama_models), settings) == []
+
+
+def test_a_malformed_gguf_is_refused_and_leaves_nothing(tmp_path, store):
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"GGUF" + b"\xff" * 60)
+    [candidate] = importer.scan(store, bad)
+    with pytest.raises(BadModelFile, match="bad.gguf"):
+        importer.adopt(store, candidate)
+    assert store.list() == []
+    assert blob_files(store) == []
+    assert bad.read_bytes() == b"GGUF" + b"\xff" * 60
+
+
+def test_split_files_are_refused(tmp_path, store):
+    part = gguf_at(tmp_path / "big-00001-of-00002.gguf")
+    warnings = []
+    assert importer.scan(store, tmp_path, warnings.append) == []
+    assert "split" in warnings[0]
+    with pytest.raises(NotSupported, match="split"):
+        importer.adopt(store, importer.scan(store, part)[0])
+
+
+def test_importing_twice_writes_nothing(tmp_path, store, tiny_gguf):
+    folder = tmp_path / "files"
+    gguf_at(folder / "one.gguf")
+    ollama_store(tmp_path / "elsewhere", tiny_gguf)
+    candidates = importer.scan(store, folder) + importer.scan(store, tmp_path / "elsewhere")
+    adopt_all(store, candidates)
+    before = {p: (p.stat().st_mtime_ns, p.read_bytes())
+              for p in store.root.rglob("*") if p.is_file()}
+
+    again = importer.scan(store, folder) + importer.scan(store, tmp_path / "elsewhere")
+    assert all(c.in_store for c in again)
+    results = adopt_all(store, again)
+    assert [r.status for r in results] == ["present"] * 3
+    assert "already in the store" in results[0].message()
+    after = {p: (p.stat().st_mtime_ns, p.read_bytes())
+             for p in store.root.rglob("*") if p.is_file()}
+    assert after == before
+
+
+def test_a_copy_of_a_stored_model_is_present_too(tmp_path, store):
+    """Same bytes in another file: hashed, found equal, nothing written."""
+    original = gguf_at(tmp_path / "a" / "m.gguf")
+    importer.adopt(store, importer.scan(store, original)[0])
+    copy = tmp_path / "b" / "m.gguf"
+    copy.parent.mkdir()
+    copy.write_bytes(original.read_bytes())
+    result = importer.adopt(store, importer.scan(store, copy)[0])
+    assert result.status == "present"
+    assert copy.stat().st_nlink == 1 and all(
+        not name.endswith(".partial") for name in blob_files(store))
+
+
+def test_removing_an_imported_model_keeps_the_users_file(tmp_path, store):
+    original = gguf_at(tmp_path / "keep" / "mine.gguf")
+    data = original.read_bytes()
+    [result] = adopt_all(store, importer.scan(store, original))
+    assert original.stat().st_nlink == 2
+    store.delete(result.name)
+    assert original.read_bytes() == data and original.stat().st_nlink == 1
+    assert store.blobs.digests() == set()
+
+
+def test_symlink_when_a_hard_link_is_impossible(tmp_path, store, monkeypatch):
+    original = gguf_at(tmp_path / "other-disk" / "far.gguf")
+    data = original.read_bytes()
+
+    def cross_device(src, dst, *args, **kwargs):
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(importer.os, "link", cross_device)
+    events = []
+    [result] = [importer.adopt(store, c, events.append)
+                for c in importer.scan(store, tmp_path / "other-disk")]
+    assert (result.status, result.detail) == ("imported", "symlink")
+    record = store.get("far")
+    assert record.model_path.is_symlink()
+    assert record.model_path.resolve() == original.resolve()
+    digest = record.manifest.first(mf.MEDIA_MODEL).digest
+    assert store.blobs.has(digest) and store.blobs.verify(digest)
+    assert store.blobs.size(digest) == len(data)
+    hashing = [e for e in events if e.total]
+    assert hashing and hashing[-1].completed == hashing[-1].total == len(data)
+
+    store.delete("far")  # the link goes; the file stays
+    assert not record.model_path.is_symlink() and not record.model_path.exists()
+    assert original.read_bytes() == data
+
+
+def test_no_copy_when_no_link_is_possible(tmp_path, store, monkeypatch):
+    original = gguf_at(tmp_path / "m.gguf")
+
+    def refuse(*args, **kwargs):
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(importer.os, "link", refuse)
+    monkeypatch.setattr(importer.os, "symlink", refuse)
+    with pytest.raises(NotSupported, match="never copies"):
+        importer.adopt(store, importer.scan(store, original)[0])
+    assert store.list() == [] and blob_files(store) == []
+
+
+def test_a_name_clash_is_skipped_unless_forced(tmp_path, store):
+    first = gguf_at(tmp_path / "first.gguf")
+    second = gguf_at(tmp_path / "second.gguf", seed=7)
+    importer.adopt(store, importer.with_name(store, importer.scan(store, first)[0], "pick"))
+    old_digest = store.get("pick").manifest.first(mf.MEDIA_MODEL).digest
+
+    clash = importer.with_name(store, importer.scan(store, second)[0], "pick")
+    assert clash.in_store
+    result = importer.adopt(store, clash)
+    assert result.status == "skipped" and "--force" in result.detail
+    assert store.get("pick").manifest.first(mf.MEDIA_MODEL).digest == old_digest
+    assert not any(name.endswith(".partial") for name in blob_files(store))
+
+    assert importer.adopt(store, clash, force=True).status == "imported"
+    assert os.path.samefile(store.get("pick").model_path, second)
+    assert not store.blobs.has(old_digest)  # the replaced weights' link is gone
+    assert first.is_file()
+
+
+def test_an_ollama_model_with_a_missing_blob_is_skipped(tmp_path, store, tiny_gguf):
+    source = ollama_store(tmp_path / "elsewhere", tiny_gguf)
+    helper = source.read_manifest(parse_name("me/helper:v1"))[0]
+    system = helper.first(mf.MEDIA_SYSTEM).digest
+    source.blobs.path(system).unlink()
+    results = {r.name.display: r for r in adopt_all(store, importer.scan(store, source.root))}
+    assert results["me/helper:v1"].status == "skipped"
+    assert "missing" in results["me/helper:v1"].detail
+    assert results["tiny:latest"].status == "imported"
+    assert [e.name.display for e in store.list()] == ["tiny:latest"]
+
+
+def test_known_places_come_from_the_environment(tmp_path):
+    settings = Settings.from_env({"OLLAMA_MODELS": str(tmp_path / "o"),
+                                  "HF_HOME": str(tmp_path / "hf"),
+                                  "LMSTUDIO_MODELS": str(tmp_path / "lm")})
+    assert settings.ollama_models == tmp_path / "o"
+    assert settings.hf_hub_cache == tmp_path / "hf" / "hub"
+    assert settings.lmstudio_models == (tmp_path / "lm",)
+    assert Settings.from_env({"HF_HUB_CACHE": "/x/hub", "HF_HOME": "/y"}).hf_hub_cache == Path(
+        "/x/hub")
+    defaults = Settings.from_env({})
+    assert defaults.ollama_models == Path.home() / ".ollama" / "models"
+    assert Path.home() / ".lmstudio" / "models" in defaults.lmstudio_models
