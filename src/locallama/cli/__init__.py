@@ -35,8 +35,10 @@ def _root(
 
 def _register() -> None:
     from locallama.cli import (  # noqa: F401  (commands register themselves)
+        evals,
         fit,
         imports,
+        measure,
         models,
         quantize,
         run,
