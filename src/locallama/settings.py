@@ -29,6 +29,10 @@ class Settings:
     allowed_origins: tuple[str, ...] = ()
     api_key: str | None = None
     history_file: Path = field(default_factory=lambda: Path.home() / ".locallama" / "history")
+    # The everyday-work commands (translate, fix, summarize, commit, ask, code).
+    task_model: str = "gemma3:270m"  # the model they use unless --model says otherwise
+    embed_model: str = "gemma3:270m"  # the model `ask` embeds documents with
+    recipes_dir: Path = field(default_factory=lambda: Path.home() / ".locallama" / "recipes")
     # Where `locallama import` looks for models the user already has (other tools'
     # variables, read here so that nothing else reads the environment).
     ollama_models: Path = field(default_factory=lambda: Path.home() / ".ollama" / "models")
@@ -63,6 +67,9 @@ class Settings:
             allowed_origins=origins,
             api_key=env.get("LOCALLAMA_API_KEY") or None,
             history_file=home / "history",
+            task_model=env.get("LOCALLAMA_TASK_MODEL", "").strip() or "gemma3:270m",
+            embed_model=env.get("LOCALLAMA_EMBED_MODEL", "").strip() or "gemma3:270m",
+            recipes_dir=home / "recipes",
             ollama_models=_path(env, "OLLAMA_MODELS") or Path.home() / ".ollama" / "models",
             hf_hub_cache=_hf_hub_cache(env),
             lmstudio_models=tuple(Path(p).expanduser() for p in env.get(

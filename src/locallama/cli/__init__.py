@@ -44,6 +44,7 @@ def _register() -> None:
         run,
         serve,
         server_cmds,
+        tasks,
     )
 
 
