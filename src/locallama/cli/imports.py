@@ -11,7 +11,7 @@ from pathlib import Path
 import typer
 
 from locallama.cli import app
-from locallama.cli.output import columns, err_console, print_json, size
+from locallama.cli.output import columns, err_console, print_json, size, transfer_bars
 from locallama.errors import InvalidRequest, LocallamaError
 from locallama.settings import Settings
 
@@ -124,18 +124,7 @@ class _Bars:
         if not (event.digest and event.total and err_console.is_terminal):
             return  # step names ("writing manifest"): the result line says what happened
         if self.progress is None:
-            from rich.progress import (
-                BarColumn,
-                DownloadColumn,
-                Progress,
-                TextColumn,
-                TimeRemainingColumn,
-                TransferSpeedColumn,
-            )
-
-            self.progress = Progress(TextColumn("{task.description}"), BarColumn(),
-                                     DownloadColumn(), TransferSpeedColumn(),
-                                     TimeRemainingColumn(), console=err_console, transient=True)
+            self.progress = transfer_bars(transient=True)
             self.progress.start()
         if event.digest not in self.tasks:
             self.tasks[event.digest] = self.progress.add_task(event.status, total=event.total)

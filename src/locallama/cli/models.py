@@ -9,7 +9,15 @@ import typer
 
 from locallama.cli import app
 from locallama.cli.common import get_runtime
-from locallama.cli.output import age, columns, console, err_console, print_json, size
+from locallama.cli.output import (
+    age,
+    columns,
+    console,
+    err_console,
+    print_json,
+    size,
+    transfer_bars,
+)
 from locallama.errors import InvalidRequest
 from locallama.gguf_info import format_parameter_count
 
@@ -17,18 +25,8 @@ from locallama.gguf_info import format_parameter_count
 @app.command()
 def pull(model: str = typer.Argument(..., help="Model name, e.g. gemma3:270m")) -> None:
     """Pull a model into the store (from an Ollama registry, resuming a cut download)."""
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
-
     runtime = get_runtime()
-    bars = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                    TransferSpeedColumn(), TimeRemainingColumn(), console=err_console)
+    bars = transfer_bars()
     tasks: dict[str, object] = {}
     live = [False]
 

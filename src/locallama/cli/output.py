@@ -16,6 +16,22 @@ console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
 
 
+def transfer_bars(transient: bool = False):
+    """Rich bars for bytes moving (pulls, imports): size, speed and time left."""
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                    TransferSpeedColumn(), TimeRemainingColumn(), console=err_console,
+                    transient=transient)
+
+
 def print_json(value: Any) -> None:
     sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
 
