@@ -8,6 +8,7 @@ from pathlib import Path
 
 import llama_cpp
 
+import locallama.engine.model  # noqa: F401  (silences llama.cpp's log before a load here)
 from locallama.engine.params import ContextParams
 from locallama.errors import BadModelFile, InvalidRequest
 from locallama.gguf_info import GGUFInfo
