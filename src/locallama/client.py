@@ -229,6 +229,11 @@ class RemoteRuntime:
         raise NotSupported("scoring runs in-process (locallama eval, perplexity); the Ollama "
                            "API has no scoring call")
 
+    def score_tokens(self, model: str, windows: list[list[int]], score_from: int,
+                     options: dict[str, Any] | None = None, progress=None) -> list:
+        raise NotSupported("token scoring runs in-process (locallama perplexity); the Ollama "
+                           "API has no scoring call")
+
     def copy(self, source: str, destination: str) -> None:
         self._call("POST", "/api/copy", {"source": source, "destination": destination})
 

@@ -186,6 +186,15 @@ class Runtime(Protocol):
         share a context reuse its KV cache; ``progress`` gets the count done."""
         ...
 
+    def score_tokens(self, model: str, windows: list[list[int]], score_from: int,
+                     options: dict[str, Any] | None = None,
+                     progress: Callable[[int], None] | None = None) -> list[list[float]]:
+        """Log-probability of each window's tokens from ``score_from`` on, each given
+        the tokens before it in its window (perplexity's primitive).  Windows are
+        token ids as given, no BOS added, evaluated apart; ``progress`` gets the
+        count of windows done."""
+        ...
+
     def load(self, model: str, keep_alive: KeepAlive = None,
              options: dict[str, Any] | None = None) -> None:
         """Load a model without generating (an empty prompt in Ollama's API)."""

@@ -28,6 +28,7 @@ from locallama.runtime.base import (
     ModelDetails,
     Progress,
     Score,
+    TokenLogprob,
 )
 from locallama.settings import Settings
 from locallama.store import ModelEntry, ModelRecord, Store, parse_name
@@ -38,6 +39,7 @@ from locallama.store.sources import pull as pull_model
 
 if TYPE_CHECKING:
     from locallama.engine.model import LoadedModel
+    from locallama.engine.scheduler import Job
 
 _ROLES = {"system", "user", "assistant", "tool"}
 
@@ -196,12 +198,9 @@ class LocalRuntime:
                     continuation = whole[len(context_tokens):]
                     if not continuation:
                         raise InvalidRequest(f"pair {i}: the continuation is empty")
-                    job = Job([*context_tokens, *continuation], opts, score_top=1,
-                              score_from=len(context_tokens), truncate=False)
-                    with closing(loaded.scheduler.submit(job)) as pieces:
-                        for _ in pieces:
-                            pass
-                    scores = job.prompt_scores or []
+                    scores = _scored(loaded, Job([*context_tokens, *continuation], opts,
+                                                 score_top=1, score_from=len(context_tokens),
+                                                 truncate=False))
                     results[i] = Score(
                         logprob=float(sum(r.logprob for r in scores)),
                         greedy=all(r.top and r.logprob >= r.top[0].logprob - 1e-6
@@ -216,6 +215,47 @@ class LocalRuntime:
             with ThreadPoolExecutor(workers, thread_name_prefix="score") as pool:
                 list(pool.map(run, groups))
         return [r for r in results if r is not None]
+
+    def score_tokens(self, model: str, windows: list[list[int]], score_from: int,
+                     options: dict[str, Any] | None = None,
+                     progress: Callable[[int], None] | None = None) -> list[list[float]]:
+        """Log-probabilities of each window's tokens from ``score_from`` on.
+
+        Windows are token ids taken as they are (no BOS added) and evaluated apart, on
+        a context of the longest window: what perplexity needs, exactly as llama.cpp
+        lays its chunks out."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        from locallama.engine.scheduler import Job
+
+        if not windows:
+            return []
+        if score_from < 1 or any(len(w) <= score_from for w in windows):
+            raise InvalidRequest(f"every window needs tokens after position {score_from}")
+        record = self._record(model)
+        # The scheduler keeps one cell free for an answer: n tokens need num_ctx n + 1.
+        wanted = {**(options or {}), "num_predict": 0,
+                  "num_ctx": max(len(w) for w in windows) + 1}
+        opts = resolve_options(record.params, wanted)
+        results: list[list[float]] = [[] for _ in windows]
+        done, lock = 0, threading.Lock()
+        with self.loader.use(record.model_path, opts, name=record.name.display,
+                             digest=record.digest, keep_alive=self._keep_alive(None)
+                             ) as (loaded, _):
+            def run(i: int) -> None:
+                nonlocal done
+                job = Job(list(windows[i]), opts, score_top=0, score_from=score_from,
+                          truncate=False)
+                results[i] = [r.logprob for r in _scored(loaded, job)]
+                with lock:
+                    done += 1
+                    if progress:
+                        progress(done)
+
+            workers = max(1, len(loaded.scheduler.slots))
+            with ThreadPoolExecutor(workers, thread_name_prefix="score") as pool:
+                list(pool.map(run, range(len(windows))))
+        return results
 
     def load(self, model: str, keep_alive: KeepAlive = None,
              options: dict[str, Any] | None = None) -> None:
@@ -397,6 +437,14 @@ class _Shape:
     tool_names: set[str] | None = None  # None: no tools
     truncate: bool = True
     shift: bool = True
+
+
+def _scored(loaded: LoadedModel, job: Job) -> list[TokenLogprob]:
+    """Run a scoring job (num_predict 0) to its end; the logprobs it kept."""
+    with closing(loaded.scheduler.submit(job)) as pieces:
+        for _ in pieces:
+            pass
+    return job.prompt_scores or []
 
 
 def _split_trailing_space(context: str) -> tuple[str, str]:
