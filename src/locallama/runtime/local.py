@@ -167,13 +167,8 @@ class LocalRuntime:
     def score(self, model: str, pairs: list[tuple[str, str]],
               options: dict[str, Any] | None = None,
               progress: Callable[[int], None] | None = None) -> list[Score]:
-        from concurrent.futures import ThreadPoolExecutor
-
         from locallama.engine.scheduler import Job
 
-        record = self._record(model)
-        wanted = {**(options or {}), "num_predict": 0}
-        opts = resolve_options(record.params, wanted)
         groups: list[list[int]] = []  # runs of pairs with one context: one slot, one prefix
         for i, (context, _) in enumerate(pairs):
             if groups and pairs[groups[-1][0]][0] == context:
@@ -181,39 +176,29 @@ class LocalRuntime:
             else:
                 groups.append([i])
         results: list[Score | None] = [None] * len(pairs)
-        done, lock = 0, threading.Lock()
 
-        with self.loader.use(record.model_path, opts, name=record.name.display,
-                             digest=record.digest, keep_alive=self._keep_alive(None)
-                             ) as (loaded, _):
-            def run(indices: list[int]) -> None:
-                nonlocal done
-                context = pairs[indices[0]][0]
-                head, tail = _split_trailing_space(context)
-                context_tokens = loaded.tokenize(head)
-                if not context_tokens:
-                    raise InvalidRequest("an empty context needs a model that adds a BOS token")
-                for i in indices:
-                    whole = loaded.tokenize(head + tail + pairs[i][1])
-                    continuation = whole[len(context_tokens):]
-                    if not continuation:
-                        raise InvalidRequest(f"pair {i}: the continuation is empty")
-                    scores = _scored(loaded, Job([*context_tokens, *continuation], opts,
-                                                 score_top=1, score_from=len(context_tokens),
-                                                 truncate=False))
-                    results[i] = Score(
-                        logprob=float(sum(r.logprob for r in scores)),
-                        greedy=all(r.top and r.logprob >= r.top[0].logprob - 1e-6
-                                   for r in scores),
-                        token_logprobs=[r.logprob for r in scores])
-                    with lock:
-                        done += 1
-                        if progress:
-                            progress(done)
+        def run(loaded: LoadedModel, opts: Options, indices: list[int],
+                tick: Callable[[], None]) -> None:
+            head, tail = _split_trailing_space(pairs[indices[0]][0])
+            context_tokens = loaded.tokenize(head)
+            if not context_tokens:
+                raise InvalidRequest("an empty context needs a model that adds a BOS token")
+            for i in indices:
+                whole = loaded.tokenize(head + tail + pairs[i][1])
+                continuation = whole[len(context_tokens):]
+                if not continuation:
+                    raise InvalidRequest(f"pair {i}: the continuation is empty")
+                scores = _scored(loaded, Job([*context_tokens, *continuation], opts,
+                                             score_top=1, score_from=len(context_tokens),
+                                             truncate=False))
+                results[i] = Score(
+                    logprob=float(sum(r.logprob for r in scores)),
+                    greedy=all(r.top and r.logprob >= r.top[0].logprob - 1e-6
+                               for r in scores),
+                    token_logprobs=[r.logprob for r in scores])
+                tick()
 
-            workers = max(1, len(loaded.scheduler.slots))
-            with ThreadPoolExecutor(workers, thread_name_prefix="score") as pool:
-                list(pool.map(run, groups))
+        self._fan_out(model, {**(options or {}), "num_predict": 0}, groups, run, progress)
         return [r for r in results if r is not None]
 
     def score_tokens(self, model: str, windows: list[list[int]], score_from: int,
@@ -224,38 +209,51 @@ class LocalRuntime:
         Windows are token ids taken as they are (no BOS added) and evaluated apart, on
         a context of the longest window: what perplexity needs, exactly as llama.cpp
         lays its chunks out."""
-        from concurrent.futures import ThreadPoolExecutor
-
         from locallama.engine.scheduler import Job
 
         if not windows:
             return []
         if score_from < 1 or any(len(w) <= score_from for w in windows):
             raise InvalidRequest(f"every window needs tokens after position {score_from}")
-        record = self._record(model)
+        results: list[list[float]] = [[] for _ in windows]
+
+        def run(loaded: LoadedModel, opts: Options, i: int, tick: Callable[[], None]) -> None:
+            job = Job(list(windows[i]), opts, score_top=0, score_from=score_from,
+                      truncate=False)
+            results[i] = [r.logprob for r in _scored(loaded, job)]
+            tick()
+
         # The scheduler keeps one cell free for an answer: n tokens need num_ctx n + 1.
         wanted = {**(options or {}), "num_predict": 0,
                   "num_ctx": max(len(w) for w in windows) + 1}
+        self._fan_out(model, wanted, list(range(len(windows))), run, progress)
+        return results
+
+    def _fan_out(self, model: str, wanted: dict[str, Any], items: list,
+                 work: Callable[[LoadedModel, Options, Any, Callable[[], None]], None],
+                 progress: Callable[[int], None] | None) -> None:
+        """Run ``work(loaded, options, item, tick)`` for every item on up to num_parallel
+        threads, the model held throughout; ``tick`` counts one unit done for
+        ``progress``."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        record = self._record(model)
         opts = resolve_options(record.params, wanted)
-        results: list[list[float]] = [[] for _ in windows]
         done, lock = 0, threading.Lock()
+
+        def tick() -> None:
+            nonlocal done
+            with lock:
+                done += 1
+                if progress:
+                    progress(done)
+
         with self.loader.use(record.model_path, opts, name=record.name.display,
                              digest=record.digest, keep_alive=self._keep_alive(None)
                              ) as (loaded, _):
-            def run(i: int) -> None:
-                nonlocal done
-                job = Job(list(windows[i]), opts, score_top=0, score_from=score_from,
-                          truncate=False)
-                results[i] = [r.logprob for r in _scored(loaded, job)]
-                with lock:
-                    done += 1
-                    if progress:
-                        progress(done)
-
             workers = max(1, len(loaded.scheduler.slots))
             with ThreadPoolExecutor(workers, thread_name_prefix="score") as pool:
-                list(pool.map(run, range(len(windows))))
-        return results
+                list(pool.map(lambda item: work(loaded, opts, item, tick), items))
 
     def load(self, model: str, keep_alive: KeepAlive = None,
              options: dict[str, Any] | None = None) -> None:
