@@ -22,11 +22,8 @@ hub cache, at ``LOCALLAMA_HF_ENDPOINT``), so a second run works offline.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import socket
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +31,7 @@ from urllib.parse import urlsplit
 
 from locallama.errors import InvalidRequest, PullError
 from locallama.evals.tasks import Task
+from locallama.quiet import quiet_logger
 from locallama.settings import Settings
 
 SAMPLES = Path(__file__).resolve().parent / "samples"
@@ -178,7 +176,7 @@ def fetch(task: Task, split: str, settings: Settings) -> Path:
     offline = not reachable(settings.hf_endpoint)
     for revision, filename in hub.candidates(split):
         try:
-            with _quiet("huggingface_hub"):
+            with quiet_logger("huggingface_hub"):
                 return Path(hf_hub_download(
                     hub.repo, filename, repo_type="dataset", revision=revision,
                     endpoint=settings.hf_endpoint, cache_dir=settings.hf_hub_cache,
@@ -213,15 +211,3 @@ def reachable(url: str, timeout: float = 3.0) -> bool:
             return True
     except OSError:
         return False
-
-
-@contextmanager
-def _quiet(name: str) -> Iterator[None]:
-    """A library's warnings off for a while (its retries would break the one-line error)."""
-    log = logging.getLogger(name)
-    level = log.level
-    log.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        log.setLevel(level)

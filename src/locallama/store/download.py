@@ -44,18 +44,9 @@ def fetch_blob(client: httpx.Client, url: str, blobs: BlobStore, digest: str,
         if target.is_file():  # another pull finished it while we waited
             report(ProgressEvent(status, digest, size, size))
             return
-        hasher, have = _hash_partial(partial)
-        for attempt in range(1, RETRIES + 1):
-            try:
-                hasher, have = _stream(client, url, partial, hasher, have, size,
-                                       lambda n, _: report(ProgressEvent(status, digest, size,
-                                                                         n)))
-                break
-            except (httpx.TransportError, _Short) as exc:
-                if attempt == RETRIES:
-                    raise PullError(f"download of {digest[7:19]} was interrupted ({_why(exc)});"
-                                    " run the pull again to resume") from None
-                hasher, have = _hash_partial(partial)  # what reached the disk counts
+        hasher = _resumable(client, url, partial, size,
+                            lambda n, _: report(ProgressEvent(status, digest, size, n)),
+                            f"download of {digest[7:19]}")
         got = "sha256:" + hasher.hexdigest()
         if got != digest:
             partial.unlink(missing_ok=True)
@@ -78,18 +69,10 @@ def fetch_url(client: httpx.Client, url: str, blobs: BlobStore, report: Progress
     lock = partial.with_name(partial.name + ".lock")
     status = f"pulling {url.rsplit('/', 1)[-1][:40]}"
     with _exclusive(lock):
-        hasher, have = _hash_partial(partial)
-        for attempt in range(1, RETRIES + 1):
-            try:
-                hasher, have = _stream(client, url, partial, hasher, have, None,
-                                       lambda n, total: report(ProgressEvent(status, None, total,
-                                                                             n)))
-                break
-            except (httpx.TransportError, _Short) as exc:
-                if attempt == RETRIES:
-                    raise PullError(f"download of {url} was interrupted ({_why(exc)}); "
-                                    "run the pull again to resume") from None
-                hasher, have = _hash_partial(partial)
+        hasher = _resumable(client, url, partial, None,
+                            lambda n, total: report(ProgressEvent(status, None, total, n)),
+                            f"download of {url}")
+        have = partial.stat().st_size
         digest = "sha256:" + hasher.hexdigest()
         target = blobs.path(digest)
         if target.is_file():
@@ -100,6 +83,30 @@ def fetch_url(client: httpx.Client, url: str, blobs: BlobStore, report: Progress
             os.replace(partial, target)
         lock.unlink(missing_ok=True)
     return digest, have
+
+
+def http_client(timeout: float = 30.0) -> httpx.Client:
+    """The client every pull uses: redirects followed (hubs redirect to CDNs), a long
+    read timeout for big blobs."""
+    return httpx.Client(timeout=httpx.Timeout(timeout, read=300.0), follow_redirects=True,
+                        headers={"User-Agent": "locallama"})
+
+
+def _resumable(client: httpx.Client, url: str, partial: Path, size: int | None,
+               progress, what: str):
+    """Fill ``partial`` from ``url``, resuming from what it holds, retrying a cut
+    connection; return the sha256 hasher over the whole file."""
+    hasher, have = _hash_partial(partial)
+    for attempt in range(1, RETRIES + 1):
+        try:
+            hasher, have = _stream(client, url, partial, hasher, have, size, progress)
+            return hasher
+        except (httpx.TransportError, _Short) as exc:
+            if attempt == RETRIES:
+                raise PullError(f"{what} was interrupted ({_why(exc)}); "
+                                "run the pull again to resume") from None
+            hasher, have = _hash_partial(partial)  # what reached the disk counts
+    return hasher
 
 
 class _Short(Exception):

@@ -19,7 +19,7 @@ import httpx
 from locallama.errors import BadModelFile, ModelNotFound, PullError
 from locallama.gguf_info import format_bytes, read_gguf_info
 from locallama.progress import Progress, ProgressEvent
-from locallama.store.download import fetch_blob
+from locallama.store.download import fetch_blob, http_client
 from locallama.store.names import DEFAULT_TAG, ModelName
 from locallama.store.store import ModelRecord, Store
 
@@ -112,8 +112,7 @@ def pull_from_hf(store: Store, name: ModelName, endpoint: str, report: Progress,
     digest = f"sha256:{file.sha256}"
     url = f"{endpoint.rstrip('/')}/{repo}/resolve/{info.sha or 'main'}/{file.name}"
     try:
-        with httpx.Client(timeout=httpx.Timeout(30.0, read=300.0), follow_redirects=True,
-                          headers={"User-Agent": "locallama"}) as client:
+        with http_client() as client:
             fetch_blob(client, url, store.blobs, digest, file.size, report)
     except httpx.TransportError as exc:
         raise PullError(f"the download from Hugging Face failed ({exc}); run the pull again "

@@ -16,7 +16,7 @@ from locallama.errors import BadModelFile, ModelNotFound, PullError
 from locallama.gguf_info import read_gguf_info
 from locallama.progress import Progress, ProgressEvent
 from locallama.store import manifests as mf
-from locallama.store.download import fetch_blob
+from locallama.store.download import fetch_blob, http_client
 from locallama.store.names import DEFAULT_HOST, ModelName
 from locallama.store.store import ModelRecord, Store
 
@@ -39,8 +39,7 @@ def registry_url(name: ModelName, default_registry: str) -> str:
 def pull_from_registry(store: Store, name: ModelName, registry: str, report: Progress,
                        timeout: float = 30.0) -> ModelRecord:
     base = f"{registry_url(name, registry)}/v2/{name.namespace}/{name.model}"
-    with httpx.Client(timeout=httpx.Timeout(timeout, read=300.0), follow_redirects=True,
-                      headers={"User-Agent": "locallama"}) as client:
+    with http_client(timeout) as client:
         report(ProgressEvent("pulling manifest"))
         try:
             response = client.get(f"{base}/manifests/{name.tag}",

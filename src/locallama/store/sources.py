@@ -68,7 +68,7 @@ def pull_url(store: Store, url: str, progress: Progress | None = None) -> ModelR
     named after the file (``file:latest``)."""
     import httpx
 
-    from locallama.store.download import fetch_url
+    from locallama.store.download import fetch_url, http_client
 
     stem = url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1].removesuffix(".gguf")
     cleaned = re.sub(r"[^A-Za-z0-9_.\-]", "-", stem).lstrip(".-").lower()[:80]
@@ -77,8 +77,7 @@ def pull_url(store: Store, url: str, progress: Progress | None = None) -> ModelR
     name = parse_name(cleaned)
     report = progress or silent
     try:
-        with httpx.Client(timeout=httpx.Timeout(30.0, read=300.0), follow_redirects=True,
-                          headers={"User-Agent": "locallama"}) as client:
+        with http_client() as client:
             digest, _ = fetch_url(client, url, store.blobs, report)
     except httpx.TransportError as exc:
         raise PullError(f"cannot download {url} ({exc or type(exc).__name__}); "

@@ -12,11 +12,10 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from locallama.quiet import quiet_logger
 from locallama.tasks.inputs import html_to_text
 
 TEXT_SUFFIXES = frozenset({".md", ".markdown", ".txt", ".text", ".rst"})
@@ -178,20 +177,6 @@ def _decode(data: bytes) -> str:
     return data.decode("latin-1")
 
 
-@contextmanager
-def _quiet(name: str) -> Iterator[None]:
-    """Silence a library's logger for a while: trafilatura and pypdf log every oddity of
-    a stranger's file, and a folder of odd files should not fill the terminal (a file
-    that cannot be read at all is reported once, as a warning, by the caller)."""
-    logger = logging.getLogger(name)
-    level = logger.level
-    logger.setLevel(logging.CRITICAL)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
-
-
 def _html_text(html: str) -> str:
     """The readable text of a page, extracted as ``summarize`` extracts a URL's.
 
@@ -199,7 +184,7 @@ def _html_text(html: str) -> str:
     back to trafilatura's plain conversion rather than to nothing."""
     import trafilatura
 
-    with _quiet("trafilatura"):
+    with quiet_logger("trafilatura", logging.CRITICAL):
         text = html_to_text(html)
         if text is None:
             text = (trafilatura.html2txt(html)
@@ -214,7 +199,7 @@ def _read_pdf(data: bytes) -> list[Section]:
     import pypdf
 
     try:
-        with _quiet("pypdf"):
+        with quiet_logger("pypdf", logging.CRITICAL):
             reader = pypdf.PdfReader(io.BytesIO(data))
             if reader.is_encrypted and not reader.decrypt(""):
                 raise DocumentError("the PDF is encrypted")
