@@ -52,7 +52,9 @@ _BY_CODE: dict[str, type[LocallamaError]] = {
     if isinstance(cls, type) and issubclass(cls, LocallamaError)
 }
 _BY_STATUS: dict[int, type[LocallamaError]] = {
-    400: InvalidRequest, 401: errors.Unauthorized, 404: ModelNotFound, 501: NotSupported,
+    400: InvalidRequest, 401: errors.Unauthorized, 403: errors.Forbidden, 404: ModelNotFound,
+    413: errors.PayloadTooLarge, 501: NotSupported, 503: errors.ServerBusy,
+    507: errors.StorageFull,
 }
 
 
@@ -454,6 +456,8 @@ def _error(status: int | None, payload: Any, path: str, base_url: str) -> Locall
         exc.param = payload.get("param") if isinstance(payload, dict) else None
     if isinstance(exc, errors.ModelfileError):
         exc.line = None
+    if isinstance(exc, errors.ServerBusy):
+        exc.retry_after = 1
     return exc
 
 

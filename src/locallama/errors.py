@@ -41,6 +41,20 @@ class Unauthorized(LocallamaError):
     code = "invalid_api_key"
 
 
+class Forbidden(LocallamaError):
+    """A request refused before anything runs: an ``Origin`` that is not allowed, or a
+    ``Host`` that is not this machine's on a loopback bind (DNS rebinding)."""
+
+    code = "forbidden"
+
+
+class PayloadTooLarge(InvalidRequest):
+    """A request body over the size limit (LOCALLAMA_MAX_REQUEST_BYTES for JSON,
+    LOCALLAMA_MAX_BLOB_BYTES for blob uploads)."""
+
+    code = "request_too_large"
+
+
 class InvalidModelName(InvalidRequest):
     """A model name that breaks the naming rules or could escape the store."""
 
@@ -61,6 +75,13 @@ class TemplateError(InvalidRequest):
     """A chat template that does not compile or fails when rendered."""
 
     code = "invalid_template"
+
+
+class TemplateLimitExceeded(TemplateError):
+    """A template that ran past its time limit (LOCALLAMA_TEMPLATE_TIMEOUT) or wrote past
+    its output limit (LOCALLAMA_TEMPLATE_MAX_BYTES); the message names model and limit."""
+
+    code = "template_limit_exceeded"
 
 
 class ModelNotFound(LocallamaError):
@@ -96,6 +117,42 @@ class NotSupported(LocallamaError):
     """A feature that exists in the formats but is not built here yet."""
 
     code = "not_supported"
+
+
+class RouteNotFound(NotSupported):
+    """No route at that path (404): an older or a different server, or a typo."""
+
+    code = "route_not_found"
+
+
+class MethodNotAllowed(NotSupported):
+    """The path exists but not with that method (405)."""
+
+    code = "method_not_allowed"
+
+
+class ServerBusy(LocallamaError):
+    """Too many requests already wait for this model (LOCALLAMA_MAX_QUEUE, as Ollama's
+    OLLAMA_MAX_QUEUE): 503 with ``Retry-After: retry_after`` seconds."""
+
+    code = "server_busy"
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class StorageError(LocallamaError):
+    """The store could not be written: permission denied, read-only file system, I/O
+    error.  The message names the path and the reason; nothing partial is left."""
+
+    code = "storage_error"
+
+
+class StorageFull(StorageError):
+    """No space left on the device that holds the store (ENOSPC, EDQUOT): 507."""
+
+    code = "insufficient_storage"
 
 
 class PullError(LocallamaError):

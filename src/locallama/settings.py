@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,6 +12,8 @@ from locallama.errors import InvalidRequest
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 11434
+MIB = 1 << 20
+GIB = 1 << 30
 
 
 @dataclass(frozen=True)
@@ -26,8 +29,14 @@ class Settings:
     flash_attention: bool = False  # faster on a CPU, but batching then changes logits
     registry: str = "https://registry.ollama.ai"  # where plain names are pulled from
     hf_endpoint: str = "https://huggingface.co"  # where hf.co/... names are pulled from
-    allowed_origins: tuple[str, ...] = ()
+    allowed_origins: tuple[str, ...] = ()  # beyond the local ones; `*` wildcards
     api_key: str | None = None
+    # Limits on what one request may cost (each answered with a documented error).
+    max_request_bytes: int = 16 * MIB  # a JSON body: 413 past it
+    max_blob_bytes: int = 128 * GIB  # a blob upload, streamed to disk: 413 past it
+    max_queue: int = 512  # requests waiting per model (OLLAMA_MAX_QUEUE): 503 past it
+    template_timeout: float = 5.0  # seconds one chat template render may take
+    template_max_bytes: int = 32 * MIB  # the text one render may write
     history_file: Path = field(default_factory=lambda: Path.home() / ".locallama" / "history")
     # The everyday-work commands (translate, fix, summarize, commit, ask, code).
     task_model: str = "gemma3:270m"  # the model they use unless --model says otherwise
@@ -66,6 +75,11 @@ class Settings:
                          or env.get("HF_ENDPOINT", "").strip() or "https://huggingface.co"),
             allowed_origins=origins,
             api_key=env.get("LOCALLAMA_API_KEY") or None,
+            max_request_bytes=_size(env, "LOCALLAMA_MAX_REQUEST_BYTES", 16 * MIB),
+            max_blob_bytes=_size(env, "LOCALLAMA_MAX_BLOB_BYTES", 128 * GIB),
+            max_queue=_int(env, "LOCALLAMA_MAX_QUEUE", 512),
+            template_timeout=_seconds(env, "LOCALLAMA_TEMPLATE_TIMEOUT", 5.0),
+            template_max_bytes=_size(env, "LOCALLAMA_TEMPLATE_MAX_BYTES", 32 * MIB),
             history_file=home / "history",
             task_model=env.get("LOCALLAMA_TASK_MODEL", "").strip() or "gemma3:270m",
             embed_model=env.get("LOCALLAMA_EMBED_MODEL", "").strip() or "gemma3:270m",
@@ -123,3 +137,33 @@ def _int(env: Mapping[str, str], key: str, default: int) -> int:
         return int(raw)
     except ValueError:
         raise InvalidRequest(f"{key} must be a whole number, not {raw!r}") from None
+
+
+_UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 1000, "kib": 1 << 10, "m": MIB, "mb": 1000**2,
+          "mib": MIB, "g": GIB, "gb": 1000**3, "gib": GIB}
+
+
+def _size(env: Mapping[str, str], key: str, default: int) -> int:
+    """A size in bytes: a whole number with an optional unit (``16MiB``, ``64MB``, ``1G``)."""
+    raw = env.get(key, "").strip()
+    if not raw:
+        return default
+    match = re.fullmatch(r"(\d+)\s*([A-Za-z]*)", raw)
+    number, unit = match.groups() if match else ("", "")
+    factor = _UNITS.get(unit.lower())
+    if not number or factor is None or int(number) <= 0:
+        raise InvalidRequest(f"{key} must be a positive size in bytes such as 16MiB, not {raw!r}")
+    return int(number) * factor
+
+
+def _seconds(env: Mapping[str, str], key: str, default: float) -> float:
+    raw = env.get(key, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value > 0 or value == float("inf"):
+        raise InvalidRequest(f"{key} must be a positive number of seconds, not {raw!r}")
+    return value

@@ -39,10 +39,16 @@ from fastapi.routing import APIRoute
 from locallama import __version__
 from locallama.errors import (
     DigestMismatch,
+    Forbidden,
     InvalidRequest,
     LocallamaError,
+    MethodNotAllowed,
     ModelNotFound,
     NotSupported,
+    PayloadTooLarge,
+    RouteNotFound,
+    ServerBusy,
+    StorageFull,
     Unauthorized,
 )
 from locallama.options import parse_keep_alive
@@ -77,6 +83,7 @@ from locallama.server.streaming import (
     as_error,
     blocking,
     call,
+    error_headers,
     open_stream,
     progress_events,
 )
@@ -87,15 +94,26 @@ NDJSON = "application/x-ndjson"
 # -- errors -----------------------------------------------------------------------------
 
 
+#: status codes by error class, most specific first (Ollama's where it has one)
+_STATUS: tuple[tuple[type[LocallamaError], int], ...] = (
+    (Unauthorized, 401),
+    (Forbidden, 403),
+    (ModelNotFound, 404),
+    (RouteNotFound, 404),
+    (MethodNotAllowed, 405),
+    (PayloadTooLarge, 413),
+    (InvalidRequest, 400),
+    (DigestMismatch, 400),
+    (NotSupported, 501),
+    (ServerBusy, 503),
+    (StorageFull, 507),
+)
+
+
 def _status(exc: LocallamaError) -> int:
-    if isinstance(exc, Unauthorized):
-        return 401
-    if isinstance(exc, ModelNotFound):
-        return 404
-    if isinstance(exc, InvalidRequest | DigestMismatch):
-        return 400
-    if isinstance(exc, NotSupported):
-        return 501
+    for cls, status in _STATUS:
+        if isinstance(exc, cls):
+            return status
     return 500  # a bad or too large model file, a failed pull: Ollama answers 500 too
 
 
@@ -107,8 +125,9 @@ def _error_body(exc: LocallamaError) -> dict[str, Any]:
 
 
 def error_response(exc: LocallamaError) -> JSONResponse:
-    """An error as Ollama sends it: ``{"error": message}`` with the status that fits."""
-    return JSONResponse(_error_body(exc), status_code=_status(exc))
+    """An error as Ollama sends it: ``{"error": message}`` with the status that fits
+    (and ``Retry-After`` when the server is busy)."""
+    return JSONResponse(_error_body(exc), status_code=_status(exc), headers=error_headers(exc))
 
 
 def validation_error_response(exc: RequestValidationError) -> JSONResponse:

@@ -34,11 +34,17 @@ from fastapi.responses import JSONResponse
 
 from locallama.errors import (
     DigestMismatch,
+    Forbidden,
     InvalidRequest,
     LocallamaError,
+    MethodNotAllowed,
     ModelNotFound,
     NotSupported,
+    PayloadTooLarge,
     PullError,
+    RouteNotFound,
+    ServerBusy,
+    StorageFull,
     Unauthorized,
 )
 from locallama.runtime.base import ChatRequest, Chunk, GenerateRequest, Runtime, TokenLogprob
@@ -57,6 +63,7 @@ from locallama.server.streaming import (
     ClosingStreamingResponse,
     as_error,
     call,
+    error_headers,
     open_stream,
 )
 from locallama.store import ModelEntry, parse_name
@@ -67,17 +74,27 @@ FINGERPRINT = "fp_locallama"
 # -- errors -----------------------------------------------------------------------
 
 
+#: status codes and OpenAI error types by error class, most specific first
+_STATUS: tuple[tuple[type[LocallamaError], int, str], ...] = (
+    (Unauthorized, 401, "invalid_request_error"),
+    (Forbidden, 403, "invalid_request_error"),
+    (ModelNotFound, 404, "invalid_request_error"),
+    (RouteNotFound, 404, "invalid_request_error"),
+    (MethodNotAllowed, 405, "invalid_request_error"),
+    (PayloadTooLarge, 413, "invalid_request_error"),
+    (InvalidRequest, 400, "invalid_request_error"),
+    (DigestMismatch, 400, "invalid_request_error"),
+    (NotSupported, 501, "invalid_request_error"),
+    (PullError, 502, "server_error"),
+    (ServerBusy, 503, "server_error"),
+    (StorageFull, 507, "server_error"),
+)
+
+
 def _status(exc: LocallamaError) -> tuple[int, str]:
-    if isinstance(exc, Unauthorized):
-        return 401, "invalid_request_error"
-    if isinstance(exc, ModelNotFound):
-        return 404, "invalid_request_error"
-    if isinstance(exc, InvalidRequest | DigestMismatch):
-        return 400, "invalid_request_error"
-    if isinstance(exc, NotSupported):
-        return 501, "invalid_request_error"
-    if isinstance(exc, PullError):
-        return 502, "server_error"
+    for cls, status, kind in _STATUS:
+        if isinstance(exc, cls):
+            return status, kind
     return 500, "server_error"  # bad model file, too large, internal faults
 
 
@@ -89,7 +106,8 @@ def _error_body(exc: LocallamaError) -> dict[str, Any]:
 
 def error_response(exc: LocallamaError) -> JSONResponse:
     """An error as OpenAI sends it; the status picks the SDK's exception class."""
-    return JSONResponse(_error_body(exc), status_code=_status(exc)[0])
+    return JSONResponse(_error_body(exc), status_code=_status(exc)[0],
+                        headers=error_headers(exc))
 
 
 def validation_error_response(exc: RequestValidationError) -> JSONResponse:
