@@ -1,12 +1,23 @@
-"""``locallama serve``: the Ollama API and the OpenAI API on LOCALLAMA_HOST."""
+"""``locallama serve``: the Ollama API and the OpenAI API on LOCALLAMA_HOST.
+
+Logs go to stderr: uvicorn's own lines and one line per request (logger
+``locallama.access``, written by the server's guard), as text or, with
+``--log-format json``, one JSON object per line.  Prompts stay out of the log
+unless ``--log-prompts`` is given.
+"""
 
 from __future__ import annotations
 
 import errno
+import json
+import logging
 import signal
 import socket
+from enum import StrEnum
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+import typer
 
 from locallama.cli import app
 from locallama.cli.output import err_console
@@ -19,25 +30,97 @@ if TYPE_CHECKING:
 GRACEFUL_SHUTDOWN_S = 5  # how long open answers may take to finish on Ctrl-C
 
 
+class LogFormat(StrEnum):
+    text = "text"
+    json = "json"
+
+
 @app.command()
-def serve() -> None:
+def serve(
+    log_format: LogFormat = typer.Option(LogFormat.text, "--log-format",
+                                         help="text, or json: one JSON object per line."),
+    log_prompts: bool = typer.Option(False, "--log-prompts",
+                                     help="Also log each request's prompt or messages."),
+) -> None:
     """Start the server (LOCALLAMA_HOST, default 127.0.0.1:11434); Ctrl-C stops it."""
     import uvicorn
 
     from locallama.runtime.local import LocalRuntime
     from locallama.server.app import create_app
+    from locallama.server.guard import is_loopback_host
 
     settings = Settings.from_env()
     sock = bind(settings.host, settings.port)  # before loading anything: fail fast
+    if not is_loopback_host(settings.host) and not settings.api_key:
+        err_console.print(exposed_warning(settings), markup=False, soft_wrap=True)
     runtime = LocalRuntime(settings)
     try:
-        config = uvicorn.Config(create_app(runtime, settings), log_level="info",
+        config = uvicorn.Config(create_app(runtime, settings, log_prompts=log_prompts),
+                                log_config=log_config(log_format.value), access_log=False,
                                 timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
         err_console.print(f"locallama is listening on {settings.base_url}", markup=False)
         _run_until_signal(uvicorn.Server(config), sock)
     finally:
         runtime.close()
         sock.close()
+
+
+def exposed_warning(settings: Settings) -> str:
+    """What a bind other machines can reach, without LOCALLAMA_API_KEY, gives away."""
+    return (f"Warning: {settings.base_url} can be reached from other machines and no API key "
+            "is set. Anyone who can reach this address can use every model and the store's "
+            "write routes (pull, create, copy, delete, blob uploads). Set LOCALLAMA_API_KEY="
+            "<a long random secret> to require 'Authorization: Bearer <key>', or listen on "
+            "127.0.0.1 (LOCALLAMA_HOST).")
+
+
+def log_config(log_format: str) -> dict[str, Any]:
+    """logging.config.dictConfig for uvicorn and locallama: stderr, ``text`` or ``json``."""
+    formatter = JsonFormatter if log_format == "json" else TextFormatter
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"default": {"()": f"{__name__}.{formatter.__name__}"}},
+        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "default",
+                                "stream": "ext://sys.stderr"}},
+        "loggers": {
+            "uvicorn": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
+            "uvicorn.error": {"level": "INFO"},
+            "uvicorn.access": {"handlers": [], "level": "WARNING", "propagate": False},
+            "locallama": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
+        },
+    }
+
+
+class TextFormatter(logging.Formatter):
+    """``LEVEL: message``; a request as ``client - "METHOD path" status seconds model``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = getattr(record, "request", None)
+        if entry is None:
+            return f"{record.levelname + ':':<9} {super().format(record)}"
+        line = (f"{record.levelname + ':':<9} {entry['client']} - \"{entry['method']} "
+                f"{entry['path']}\" {entry['status']} {entry['duration_s']:.3f}s")
+        if entry.get("model"):
+            line += f" model={entry['model']}"
+        extra = {k: v for k, v in entry.items() if k in ("system", "prompt", "suffix",
+                                                          "messages", "input")}
+        return line + (" " + json.dumps(extra, ensure_ascii=False) if extra else "")
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: a request's fields (time, method, route, path, status,
+    duration_s, model, client, bytes_in, bytes_out), or time/level/logger/message."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = getattr(record, "request", None)
+        if entry is None:
+            entry = {"time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
+                     "level": record.levelname.lower(), "logger": record.name,
+                     "message": record.getMessage()}
+            if record.exc_info:
+                entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False, default=str)
 
 
 def bind(host: str, port: int) -> socket.socket:

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from locallama import metrics
 from locallama.engine.grammar import grammar_for
 from locallama.engine.loader import ModelLoader
 from locallama.engine.templates import FallbackTemplate, Template, select_template
@@ -131,8 +132,10 @@ class LocalRuntime:
                       truncate=shape.truncate, shift=shape.shift)
             held: list[str] = []  # with tools the answer is parsed whole before it is sent
             first = True
+            first_at = 0
             with closing(model.scheduler.submit(job)) as pieces:
                 for piece in pieces:
+                    first_at = first_at or time.perf_counter_ns()
                     if shape.tool_names is not None:
                         held.append(piece.text)
                         continue
@@ -145,6 +148,10 @@ class LocalRuntime:
                 if content:
                     yield Chunk(text=content)
         stats = job.stats
+        metrics.observe_generation(  # into the current request's /metrics, if any
+            record.name.display, stats.prompt_tokens, stats.eval_count,
+            (job.prompt_started - job.started) / 1e9 if job.prompt_started else None,
+            (first_at - started) / 1e9 if first_at else None, stats.eval_duration / 1e9)
         warnings = []
         if stats.truncated:
             warnings.append(f"the prompt was truncated to fit num_ctx={model.params.num_ctx}")
@@ -265,6 +272,11 @@ class LocalRuntime:
 
     def unload(self, model: str) -> None:
         self.loader.unload(self._record(model).model_path)
+
+    def waiting(self) -> dict[str, int]:
+        """Requests waiting for a free sequence, by loaded model name (for /metrics)."""
+        return {e.name: scheduler.waiting() for e in self.loader.entries()
+                if (scheduler := getattr(e.model, "scheduler", None)) is not None}
 
     def ps(self) -> list[LoadedModelInfo]:
         infos = []
@@ -403,6 +415,7 @@ class LocalRuntime:
 
     def _record(self, model: str) -> ModelRecord:
         name = parse_name(model)
+        metrics.note_model(name.display)  # the access log's "model"
         try:
             return self.store.get(name)
         except ModelNotFound:

@@ -1,47 +1,106 @@
-"""The FastAPI application: both faces on one port, errors mapped once per face."""
+"""The FastAPI application: both faces on one port behind one guard, errors mapped
+once per face (framework errors too: an unknown route, a wrong method, a body that
+is not JSON), and ``/metrics``."""
 
 from __future__ import annotations
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from locallama import __version__
-from locallama.errors import LocallamaError
+from locallama.errors import (
+    Forbidden,
+    InvalidRequest,
+    LocallamaError,
+    MethodNotAllowed,
+    PayloadTooLarge,
+    RouteNotFound,
+    Unauthorized,
+)
+from locallama.metrics import LoadedSample, Metrics
 from locallama.runtime.base import Runtime
+from locallama.server.guard import Guard
 from locallama.settings import Settings
 
 
-def create_app(runtime: Runtime, settings: Settings) -> FastAPI:
-    """Build the app around a Runtime (LocalRuntime in ``serve``; any Runtime in tests)."""
+def create_app(runtime: Runtime, settings: Settings, *, log_prompts: bool = False) -> FastAPI:
+    """Build the app around a Runtime (LocalRuntime in ``serve``; any Runtime in tests).
+
+    ``log_prompts``: the access log (logger ``locallama.access``) also carries each
+    request's prompt fields; off by default.
+    """
     from locallama.server import ollama_api, openai_api
 
     app = FastAPI(title="locallama", version=__version__,
                   description="The Ollama API and the OpenAI API for local models.")
     app.state.runtime = runtime
     app.state.settings = settings
+    app.state.metrics = metrics = Metrics(lambda: _loaded(runtime))
 
-    def is_openai(request: Request) -> bool:
-        return request.url.path.startswith("/v1")
+    def face(request: Request):  # noqa: ANN202 - a module
+        path = request.url.path
+        return openai_api if path == "/v1" or path.startswith("/v1/") else ollama_api
 
     @app.exception_handler(LocallamaError)
     async def _locallama_error(request: Request, exc: LocallamaError) -> JSONResponse:
-        face = openai_api if is_openai(request) else ollama_api
-        return face.error_response(exc)
+        return face(request).error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        face = openai_api if is_openai(request) else ollama_api
-        return face.validation_error_response(exc)
+        return face(request).validation_error_response(exc)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        response = face(request).error_response(_typed(request, exc))
+        response.status_code = exc.status_code
+        for name, value in (exc.headers or {}).items():
+            response.headers[name] = value
+        return response
 
     @app.get("/", include_in_schema=True)
     async def root() -> Response:
         return Response("locallama is running", media_type="text/plain")
 
-    @app.head("/", include_in_schema=False)
-    async def root_head() -> Response:
-        return Response(media_type="text/plain")
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus_metrics() -> Response:
+        """Prometheus' text exposition format (version 0.0.4)."""
+        return Response(metrics.exposition(), media_type=metrics.content_type)
 
     app.include_router(ollama_api.router)
     app.include_router(openai_api.router)
+    app.add_middleware(Guard, settings=settings, metrics=metrics, routes=app.router.routes,
+                       log_prompts=log_prompts)
     return app
+
+
+def _typed(request: Request, exc: StarletteHTTPException) -> LocallamaError:
+    """The typed error for a status Starlette or FastAPI raised."""
+    where = f"{request.method} {request.url.path}"
+    if exc.status_code == 404:
+        return RouteNotFound(f"no route {request.url.path} here")
+    if exc.status_code == 405:
+        allowed = (exc.headers or {}).get("Allow", "")
+        return MethodNotAllowed(f"{where} is not allowed" +
+                                (f"; this path takes {allowed}" if allowed else ""))
+    if exc.status_code == 400:
+        return InvalidRequest("the request body is not valid JSON (UTF-8 text expected)")
+    if exc.status_code == 413:
+        return PayloadTooLarge(str(exc.detail))
+    if exc.status_code == 401:
+        return Unauthorized(str(exc.detail))
+    if exc.status_code == 403:
+        return Forbidden(str(exc.detail))
+    return LocallamaError(str(exc.detail))
+
+
+def _loaded(runtime: Runtime) -> list[LoadedSample]:
+    """The loaded models for /metrics; a runtime that cannot say reports none."""
+    try:
+        infos = runtime.ps()
+    except Exception:  # a scrape must not fail because the runtime did
+        return []
+    waiting = getattr(runtime, "waiting", None)
+    queues = waiting() if callable(waiting) else {}
+    return [LoadedSample(i.name, i.size, queues.get(i.name, 0)) for i in infos]

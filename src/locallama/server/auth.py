@@ -1,20 +1,31 @@
-"""The optional API key, one check for both faces (GET / stays open)."""
+"""The optional API key (LOCALLAMA_API_KEY), one check for every face.
+
+The guard (``server/guard.py``) asks ``refusal`` before a request reaches any
+route, so an unknown path is refused as readily as a known one.
+"""
 
 from __future__ import annotations
 
 import hmac
 
-from fastapi import Request
-
 from locallama.errors import Unauthorized
 
+#: (method, path) pairs that answer without a key: clients probe them to find a server
+OPEN: frozenset[tuple[str, str]] = frozenset(
+    (method, path) for method in ("GET", "HEAD") for path in ("/", "/api/version"))
 
-async def check_api_key(request: Request) -> None:
-    """With LOCALLAMA_API_KEY set, every API route wants ``Authorization: Bearer <key>``."""
-    key = getattr(getattr(request.app.state, "settings", None), "api_key", None)
-    if not key:
-        return
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(),
-                                                             key.encode()):
-        raise Unauthorized("a valid API key is required: send 'Authorization: Bearer <key>'")
+
+def refusal(method: str, path: str, authorization: str, key: str | None) -> Unauthorized | None:
+    """None when the request may go on, else the 401 to answer.
+
+    ``authorization`` is the request's ``Authorization`` header ("" when absent);
+    with ``key`` set, it must be ``Bearer <key>`` (RFC 6750; the scheme in any case),
+    compared in constant time.  ``GET``/``HEAD`` of ``/`` and ``/api/version`` are
+    open.  CORS preflights never reach here (browsers send them without credentials).
+    """
+    if not key or (method, path) in OPEN:
+        return None
+    scheme, _, token = authorization.strip().partition(" ")
+    if scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), key.encode()):
+        return None
+    return Unauthorized("a valid API key is required: send 'Authorization: Bearer <key>'")
