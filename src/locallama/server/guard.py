@@ -109,7 +109,7 @@ def host_allowed(host_header: str) -> bool:
 def origin_pattern(pattern: str) -> re.Pattern[str]:
     """A LOCALLAMA_ORIGINS entry as a regular expression: ``*`` is any run of characters,
     everything else literal, case-insensitive."""
-    parts = (re.escape(part) for part in pattern.strip().rstrip("/").split("*"))
+    parts = (re.escape(part) for part in pattern.strip().split("*"))
     return re.compile(".*".join(parts), re.IGNORECASE)
 
 
@@ -148,7 +148,7 @@ class Guard:
 
     def origin_allowed(self, origin: str, host_header: str) -> bool:
         """Whether a page at ``origin`` may call this server (rule 2)."""
-        origin = origin.strip().rstrip("/")
+        origin = origin.strip()
         if any(p.fullmatch(origin) for p in self.origins):
             return True
         scheme, sep, rest = origin.partition("://")  # same-origin: the server's own page
