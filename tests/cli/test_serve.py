@@ -41,10 +41,10 @@ def _cli(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.Com
 class Served:
     """A ``locallama serve`` subprocess with a store holding ``tiny``."""
 
-    def __init__(self, tmp_path: Path, tiny_gguf: Path) -> None:
+    def __init__(self, tmp_path: Path, tiny_gguf: Path, *args: str, **env: str) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.server_env = _env(tmp_path, self.port, tmp_path / "models")
+        self.server_env = _env(tmp_path, self.port, tmp_path / "models") | env
         # The clients' own store is empty: whatever they see came from the server.
         self.client_env = _env(tmp_path, self.port, tmp_path / "empty")
         modelfile = tmp_path / "Modelfile"
@@ -53,7 +53,7 @@ class Served:
         assert created.returncode == 0, created.stderr
         self.log = tmp_path / "serve.log"
         with self.log.open("w") as log:
-            self.proc = subprocess.Popen([LOCALLAMA, "serve"], env=self.server_env,
+            self.proc = subprocess.Popen([LOCALLAMA, "serve", *args], env=self.server_env,
                                          stdout=log, stderr=subprocess.STDOUT, text=True)
         self._wait_until_answering()
 
@@ -186,3 +186,161 @@ def test_until_and_columns_read_like_ollama_ps():
     assert until(now + timedelta(minutes=4, seconds=30), now) == "4 minutes from now"
     assert until(now + timedelta(minutes=61), now) == "About an hour from now"
     assert columns([("NAME", "ID"), ("a-long-name", "x")]) == "NAME           ID\na-long-name    x"
+
+
+# -- safe to leave running: exposure warning, body limit, logs -----------------------------
+
+
+def _serve_until_listening(env: dict[str, str]) -> tuple[subprocess.Popen, list[str]]:
+    """Start ``serve`` with stderr piped; the lines up to "is listening"."""
+    proc = subprocess.Popen([LOCALLAMA, "serve"], env=env, stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            break
+        lines.append(line.rstrip("\n"))
+        if "is listening on" in line:
+            return proc, lines
+    proc.kill()
+    raise AssertionError(f"serve did not start: {lines}")
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::"])
+def test_a_bind_others_can_reach_warns_without_an_api_key(tmp_path, host):
+    port = free_port()
+    env = _env(tmp_path, port, tmp_path / "models")
+    env["LOCALLAMA_HOST"] = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    proc, lines = _serve_until_listening(env)
+    try:
+        warning = " ".join(lines)
+        assert "Warning" in warning and "no API key" in warning, lines
+        assert "every model" in warning and "write routes" in warning
+        assert "LOCALLAMA_API_KEY=" in warning
+        assert httpx.get(f"http://127.0.0.1:{port}/", timeout=5).status_code == 200
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=STOP_TIMEOUT_S) == 0
+        proc.stderr.close()
+
+
+@pytest.mark.parametrize("bind, key", [("0.0.0.0", "sekret"), ("127.0.0.1", "")])
+def test_no_warning_with_a_key_or_on_loopback(tmp_path, bind, key):
+    port = free_port()
+    env = _env(tmp_path, port, tmp_path / "models") | {"LOCALLAMA_HOST": f"{bind}:{port}"}
+    if key:
+        env["LOCALLAMA_API_KEY"] = key
+    proc, lines = _serve_until_listening(env)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=STOP_TIMEOUT_S) == 0
+    proc.stderr.close()
+    assert not any("Warning" in line for line in lines), lines
+
+
+#: the most a refused 100 MB body may add to the server's resident memory: the
+#: 16 MiB LOCALLAMA_MAX_REQUEST_BYTES it reads at most, its copies, and allocator slack
+RSS_GROWTH_BOUND = 64 * 1024 * 1024
+
+
+def test_a_100_mb_body_is_refused_with_413_in_bounded_memory(served: Served):
+    import psutil
+
+    process = psutil.Process(served.proc.pid)
+    baseline = process.memory_info().rss
+    peak = [baseline]
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], process.memory_info().rss)
+            time.sleep(0.005)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    block = b"x" * (1 << 20)
+    head, tail = b'{"model": "tiny", "prompt": "', b'"}'
+
+    def body() -> Iterator[bytes]:  # 100 MiB, never held whole by this test
+        yield head
+        for _ in range(100):
+            yield block
+        yield tail
+
+    try:
+        chunked = httpx.post(served.url + "/api/generate", content=body(), timeout=60)
+        declared = httpx.post(served.url + "/v1/completions", content=body(), timeout=60,
+                              headers={"Content-Length": str(len(head) + 100 * len(block)
+                                                             + len(tail))})
+    finally:
+        done.set()
+        watcher.join()
+    assert chunked.status_code == 413, chunked.text
+    assert chunked.json()["code"] == "request_too_large"
+    assert declared.status_code == 413, declared.text
+    assert declared.json()["error"]["code"] == "request_too_large"
+    assert peak[0] - baseline < RSS_GROWTH_BOUND, (baseline, peak[0])
+    assert httpx.get(served.url + "/api/tags", timeout=5).status_code == 200
+
+
+def _access_lines(log: str) -> list[dict]:
+    records = []
+    for line in log.splitlines():
+        if line.startswith("{"):
+            record = json.loads(line)
+            if "route" in record:
+                records.append(record)
+    return records
+
+
+def test_json_logs_one_line_per_request_without_prompts(tmp_path, tiny_gguf):
+    server = Served(tmp_path, tiny_gguf, "--log-format", "json")
+    secret = "the-secret-prompt-7d1f"
+    try:
+        answer = httpx.post(server.url + "/api/generate", timeout=120, json={
+            "model": "tiny", "prompt": secret, "stream": False,
+            "options": {"num_predict": 3}})
+        assert answer.status_code == 200
+        assert httpx.get(server.url + "/api/nope", timeout=5).status_code == 404
+        assert server.stop(signal.SIGTERM) == 0
+    finally:
+        server.kill()
+    log = server.log.read_text()
+    assert secret not in log
+    lines = [line for line in log.splitlines() if line.strip()]
+    assert all(line.startswith("{") for line in lines if "is listening" not in line), lines
+    records = _access_lines(log)
+    generate = [r for r in records if r["path"] == "/api/generate"]
+    assert len(generate) == 1
+    (entry,) = generate
+    assert entry["method"] == "POST" and entry["route"] == "/api/generate"
+    assert entry["status"] == 200 and entry["model"] == "tiny:latest"
+    assert 0 < entry["duration_s"] < 120
+    assert entry["client"].startswith("127.0.0.1:")
+    assert entry["bytes_in"] > len(secret) and entry["bytes_out"] > 0
+    assert entry["time"].endswith("+00:00")
+    (missing,) = [r for r in records if r["path"] == "/api/nope"]
+    assert missing["status"] == 404 and missing["route"] == "<unmatched>"
+    assert missing["model"] is None
+
+
+def test_log_prompts_puts_the_prompt_in_the_log(tmp_path, tiny_gguf):
+    server = Served(tmp_path, tiny_gguf, "--log-format", "json", "--log-prompts")
+    try:
+        messages = [{"role": "user", "content": "shared-on-purpose-42"}]
+        answer = httpx.post(server.url + "/api/chat", timeout=120, json={
+            "model": "tiny", "messages": messages, "stream": False,
+            "options": {"num_predict": 2}})
+        assert answer.status_code == 200
+        assert server.stop(signal.SIGTERM) == 0
+    finally:
+        server.kill()
+    (entry,) = [r for r in _access_lines(server.log.read_text()) if r["path"] == "/api/chat"]
+    assert entry["messages"] == messages
+
+
+def test_text_logs_name_each_request(served: Served):
+    httpx.get(served.url + "/api/tags", timeout=5)
+    assert served.stop(signal.SIGTERM) == 0
+    lines = [line for line in served.log.read_text().splitlines() if '"GET /api/tags"' in line]
+    assert len(lines) == 1 and lines[0].startswith("INFO:") and " 200 " in lines[0], lines

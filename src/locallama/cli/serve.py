@@ -13,6 +13,7 @@ import json
 import logging
 import signal
 import socket
+from datetime import UTC, datetime
 from enum import StrEnum
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -58,8 +59,8 @@ def serve(
         config = uvicorn.Config(create_app(runtime, settings, log_prompts=log_prompts),
                                 log_config=log_config(log_format.value), access_log=False,
                                 timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
-        err_console.print(f"locallama is listening on {settings.base_url}", markup=False)
-        _run_until_signal(uvicorn.Server(config), sock)
+        _run_until_signal(uvicorn.Server(config), sock,
+                          f"locallama is listening on {settings.base_url}")
     finally:
         runtime.close()
         sock.close()
@@ -115,7 +116,8 @@ class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry = getattr(record, "request", None)
         if entry is None:
-            entry = {"time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
+            when = datetime.fromtimestamp(record.created, UTC)
+            entry = {"time": when.isoformat(timespec="milliseconds"),
                      "level": record.levelname.lower(), "logger": record.name,
                      "message": record.getMessage()}
             if record.exc_info:
@@ -143,7 +145,7 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _run_until_signal(server: uvicorn.Server, sock: socket.socket) -> None:
+def _run_until_signal(server: uvicorn.Server, sock: socket.socket, banner: str) -> None:
     """Serve until Ctrl-C or SIGTERM; either ends ``serve`` with status 0.
 
     uvicorn shuts down gracefully, restores the handlers it found and raises the
@@ -152,6 +154,7 @@ def _run_until_signal(server: uvicorn.Server, sock: socket.socket) -> None:
     """
     previous = signal.signal(signal.SIGTERM, _exit_cleanly)
     try:
+        err_console.print(banner, markup=False)  # after the handler: a SIGTERM now is clean
         server.run(sockets=[sock])
     except KeyboardInterrupt:
         pass

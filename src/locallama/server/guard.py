@@ -291,11 +291,7 @@ class Guard:
             return route.path
         if scope["method"] == "OPTIONS":
             return "<preflight>"
-        for candidate in self.routes:
-            match, _ = candidate.matches(scope)
-            if match != Match.NONE and getattr(candidate, "path", None):
-                return candidate.path  # type: ignore[attr-defined]
-        return "<unmatched>"
+        return _template(self.routes, scope) or "<unmatched>"
 
     def _record(self, scope: Scope, ex: _Exchange, note: metrics_mod.RequestNote,
                 seconds: float) -> None:
@@ -317,6 +313,19 @@ class Guard:
             entry.update(_prompt_fields(b"".join(ex.body)))
         access_log.info("%s %s %s %.3fs", ex.method, ex.path, status, seconds,
                         extra={"request": entry})
+
+
+def _template(routes: Sequence[Any], scope: Scope) -> str | None:
+    """The path template of the first route that takes this path (any method)."""
+    for route in routes:
+        inner = getattr(route, "original_router", None)  # FastAPI's included routers
+        if inner is not None:
+            if found := _template(inner.routes, scope):
+                return found
+            continue
+        if route.matches(scope)[0] != Match.NONE and getattr(route, "path", None):
+            return route.path
+    return None
 
 
 def _too_large(limit: int, setting: str) -> PayloadTooLarge:
