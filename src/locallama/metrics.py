@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextvars
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # prometheus_client loads with the first Metrics: the CLI never needs it
@@ -142,7 +142,6 @@ class RequestNote:
 
     metrics: Metrics | None = None
     model: str | None = None
-    extra: dict[str, object] = field(default_factory=dict)
 
 
 _NOTE: contextvars.ContextVar[RequestNote | None] = contextvars.ContextVar(

@@ -4,6 +4,8 @@ is not JSON), and ``/metrics``."""
 
 from __future__ import annotations
 
+from types import ModuleType
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -39,7 +41,7 @@ def create_app(runtime: Runtime, settings: Settings, *, log_prompts: bool = Fals
     app.state.settings = settings
     app.state.metrics = metrics = Metrics(lambda: _loaded(runtime))
 
-    def face(request: Request):  # noqa: ANN202 - a module
+    def face(request: Request) -> ModuleType:  # the face module the path belongs to
         path = request.url.path
         return openai_api if path == "/v1" or path.startswith("/v1/") else ollama_api
 
