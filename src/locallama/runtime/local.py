@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from locallama.engine.grammar import grammar_for
 from locallama.engine.loader import ModelLoader
+from locallama.engine.render import Renderer
 from locallama.engine.templates import FallbackTemplate, Template, select_template
 from locallama.engine.tools import parse_tool_calls, template_supports_tools
 from locallama.errors import InvalidRequest, ModelNotFound, NotSupported
@@ -51,6 +52,9 @@ class LocalRuntime:
         self.loader = ModelLoader(num_parallel=self.settings.num_parallel,
                                   max_loaded=self.settings.max_loaded_models,
                                   flash_attention=self.settings.flash_attention)
+        # Chat templates render in worker processes under these limits.
+        self.renderer = Renderer(self.settings.template_timeout,
+                                 self.settings.template_max_bytes)
 
     # -- inference ----------------------------------------------------------------
 
@@ -74,7 +78,8 @@ class LocalRuntime:
                 else:
                     messages = [{"role": "system", "content": system}] if system else []
                     messages.append({"role": "user", "content": request.prompt})
-                    rendered = template.render(messages)
+                    rendered = template.render(messages, renderer=self.renderer,
+                                               model=record.name.display)
                     text, stops = rendered.prompt, rendered.stops
             if request.context:
                 return list(request.context) + model.tokenize(text, add_bos=False), stops
@@ -103,7 +108,8 @@ class LocalRuntime:
             template = self._template(record, model)
             if tools and not template_supports_tools(template.source):
                 raise InvalidRequest(f"model '{record.name.display}' does not support tools")
-            rendered = template.render(preamble + messages, tools=tools)
+            rendered = template.render(preamble + messages, tools=tools,
+                                       renderer=self.renderer, model=record.name.display)
             return model.tokenize(rendered.prompt), rendered.stops
 
         return self._run(record, options, build, _Shape(
@@ -397,6 +403,7 @@ class LocalRuntime:
         return path
 
     def close(self) -> None:
+        self.renderer.close()
         self.loader.close()
 
     # -- helpers ----------------------------------------------------------------

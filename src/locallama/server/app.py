@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse, Response
 from locallama import __version__
 from locallama.errors import LocallamaError
 from locallama.runtime.base import Runtime
+from locallama.server.streaming import WatchDisconnect
 from locallama.settings import Settings
 
 
@@ -44,4 +45,5 @@ def create_app(runtime: Runtime, settings: Settings) -> FastAPI:
 
     app.include_router(ollama_api.router)
     app.include_router(openai_api.router)
+    app.add_middleware(WatchDisconnect)  # work stops when its client leaves
     return app
