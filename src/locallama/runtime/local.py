@@ -51,7 +51,8 @@ class LocalRuntime:
         self.store = Store(self.settings.models_dir)
         self.loader = ModelLoader(num_parallel=self.settings.num_parallel,
                                   max_loaded=self.settings.max_loaded_models,
-                                  flash_attention=self.settings.flash_attention)
+                                  flash_attention=self.settings.flash_attention,
+                                  max_queue=self.settings.max_queue)
         # Chat templates render in worker processes under these limits.
         self.renderer = Renderer(self.settings.template_timeout,
                                  self.settings.template_max_bytes)
