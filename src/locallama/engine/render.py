@@ -80,14 +80,17 @@ class _Worker:
         self.conn = Connection(parent.detach())
         self.killed = False
 
-    def kill(self) -> None:
-        """Stop the process now and reap it (no zombie is left)."""
+    def kill(self, close: bool = True) -> None:
+        """Stop the process now and reap it (no zombie is left); ``close``: close the
+        socket too (not while a render thread may be waiting on it: that thread sees
+        the end of the stream and closes it when it releases the worker)."""
         self.killed = True
         with contextlib.suppress(OSError):
             self.proc.kill()
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=5)
-        self.conn.close()
+        if close:
+            self.conn.close()
 
 
 class Renderer:
@@ -160,12 +163,13 @@ class Renderer:
         """Kill every worker now; renders in flight raise Cancelled.  A later render
         starts a fresh worker (closing is for shutdown, but is not fatal)."""
         with self._cond:
+            idle = set(self._idle)
             workers = list(self._all)
             self._idle.clear()
             self._all.clear()
             self._cond.notify_all()
         for worker in workers:
-            worker.kill()
+            worker.kill(close=worker in idle)
 
     def pids(self) -> list[int]:
         """Process ids of the live workers (busy or idle)."""
@@ -220,7 +224,7 @@ class Renderer:
 
 def _kill_all(workers: set[_Worker]) -> None:
     for worker in list(workers):
-        worker.kill()
+        worker.kill(close=False)
     workers.clear()
 
 

@@ -23,6 +23,7 @@ Three kinds are understood:
 
 from __future__ import annotations
 
+import functools
 import operator
 import re
 from collections.abc import Callable, Iterator
@@ -119,6 +120,13 @@ def sandbox(max_bytes: int = DEFAULT_MAX_BYTES) -> ImmutableSandboxedEnvironment
 
 
 
+@functools.lru_cache(maxsize=64)
+def _compiles(source: str) -> None:
+    """Compile ``source`` in the sandbox (raises TemplateSyntaxError), once per source:
+    here compiling only checks a template; the renderer's workers keep their own."""
+    sandbox().from_string(source)
+
+
 @dataclass(frozen=True)
 class Rendered:
     prompt: str
@@ -140,7 +148,7 @@ class ChatTemplate:
         self.bos_token = bos_token
         self.eos_token = eos_token
         try:
-            self._template = sandbox().from_string(source)
+            _compiles(source)
         except jinja2.TemplateSyntaxError as exc:
             raise TemplateError(f"chat template does not compile: {exc.message} "
                                 f"(line {exc.lineno})") from None
@@ -175,7 +183,7 @@ class GoPromptTemplate:
         self.source = source
         self.jinja = go_to_jinja(source)
         try:
-            self._template = sandbox().from_string(self.jinja)
+            _compiles(self.jinja)
         except jinja2.TemplateSyntaxError as exc:
             raise TemplateError(f"template does not compile: {exc.message}") from None
 
