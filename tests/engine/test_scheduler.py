@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import gguf
@@ -13,7 +14,7 @@ import pytest
 from locallama.engine.model import LoadedModel
 from locallama.engine.params import ContextParams
 from locallama.engine.scheduler import Job, Scheduler
-from locallama.errors import InvalidRequest
+from locallama.errors import InvalidRequest, ServerBusy
 from locallama.gguf_info import read_gguf_info
 from locallama.options import resolve_options
 
@@ -237,3 +238,80 @@ def test_scoring_a_long_prompt_in_small_batches(tiny_gguf):
     finally:
         model.close()
         fresh.close()
+
+
+def test_past_max_queue_a_job_is_refused_at_once_and_the_queued_one_still_runs(tiny_gguf):
+    model = open_model(tiny_gguf, num_parallel=1)
+    scheduler = model.scheduler
+    scheduler.max_queue, scheduler.name = 1, "tiny:latest"
+    try:
+        running = scheduler.submit(endless(model, "one"))
+        next(running)  # in the slot, generating
+        queued = scheduler.submit(job(model, "two", num_predict=3))
+        assert scheduler.waiting() == 1
+        with pytest.raises(ServerBusy) as caught:
+            scheduler.submit(job(model, "three"))
+        assert caught.value.retry_after >= 1
+        assert str(caught.value) == ("model 'tiny:latest' is busy: 1 requests are already "
+                                     "waiting (LOCALLAMA_MAX_QUEUE=1); try again shortly")
+        assert scheduler.waiting() == 1  # the refused one left nothing behind
+        running.close()
+        assert len(list(queued)) >= 1
+        assert text_of(model, job(model, "four", num_predict=2))  # room again
+    finally:
+        model.close()
+
+
+def test_free_slots_do_not_count_as_a_queue(tiny_gguf):
+    model = open_model(tiny_gguf, num_parallel=2)
+    model.scheduler.max_queue = 1
+    try:
+        streams = [model.scheduler.submit(endless(model, f"s{i}")) for i in range(2)]
+        for stream in streams:
+            next(stream)  # both slots generating
+        queued = model.scheduler.submit(job(model, "three", num_predict=2))  # the one waiting
+        with pytest.raises(ServerBusy):
+            model.scheduler.submit(job(model, "four"))
+        for stream in streams:
+            stream.close()
+        assert len(list(queued)) >= 1
+    finally:
+        model.close()
+
+
+def test_past_max_queue_a_request_waiting_for_a_load_is_refused(tiny_gguf, monkeypatch):
+    """While a model loads, every request for it waits; past the slots it will have and
+    max_queue more, the next is refused at once instead of joining them."""
+    from locallama.engine import model as model_module
+    from locallama.engine.loader import ModelLoader
+
+    release, loading = threading.Event(), threading.Event()
+    real_init = model_module.LoadedModel.__init__
+
+    def slow_init(self, *args):
+        loading.set()
+        release.wait(30)
+        real_init(self, *args)
+
+    monkeypatch.setattr(model_module.LoadedModel, "__init__", slow_init)
+    loader = ModelLoader(lambda: 10**12, num_parallel=1, max_queue=1)
+    options = resolve_options({"num_ctx": 256})
+
+    def use() -> None:
+        with loader.use(tiny_gguf, options, name="tiny:latest"):
+            pass
+
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            first = pool.submit(use)  # loads, then takes the one slot
+            assert loading.wait(10)
+            second = pool.submit(use)  # the one allowed to wait
+            assert wait_until(lambda: loader._loaded[(tiny_gguf, False)].active == 2)
+            with pytest.raises(ServerBusy, match="LOCALLAMA_MAX_QUEUE=1"):
+                use()
+            release.set()
+            first.result(timeout=30), second.result(timeout=30)
+        use()  # loaded and idle: no queue
+    finally:
+        release.set()
+        loader.close()

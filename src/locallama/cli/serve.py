@@ -28,6 +28,8 @@ from locallama.settings import Settings
 if TYPE_CHECKING:
     import uvicorn
 
+    from locallama.runtime.local import LocalRuntime
+
 GRACEFUL_SHUTDOWN_S = 5  # how long open answers may take to finish on Ctrl-C
 
 
@@ -59,8 +61,9 @@ def serve(
         config = uvicorn.Config(create_app(runtime, settings, log_prompts=log_prompts),
                                 log_config=log_config(log_format.value), access_log=False,
                                 timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
-        _run_until_signal(uvicorn.Server(config), sock,
-                          f"locallama is listening on {settings.base_url}")
+        server = uvicorn.Server(config)
+        _stop_renders_on_exit(server, runtime)
+        _run_until_signal(server, sock, f"locallama is listening on {settings.base_url}")
     finally:
         runtime.close()
         sock.close()
@@ -160,6 +163,19 @@ def _run_until_signal(server: uvicorn.Server, sock: socket.socket, banner: str) 
         pass
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def _stop_renders_on_exit(server: uvicorn.Server, runtime: LocalRuntime) -> None:
+    """On SIGTERM or Ctrl-C, kill the chat-template renders in flight as well: their
+    requests then end at once, instead of holding the graceful shutdown (and the
+    threads that Python joins at exit) for as long as a template runs."""
+    handle_exit = server.handle_exit
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        handle_exit(signum, frame)
+        runtime.renderer.close()
+
+    server.handle_exit = handle  # type: ignore[method-assign]
 
 
 def _exit_cleanly(_signum: int, _frame: FrameType | None) -> None:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from locallama.engine.params import ContextParams
-from locallama.errors import ModelTooLarge
+from locallama.errors import ModelTooLarge, ServerBusy
 from locallama.gguf_info import GGUFInfo, estimate_memory, format_bytes, read_gguf_info
 from locallama.options import Options
 
@@ -63,8 +63,10 @@ def available_memory() -> int:
 
 class ModelLoader:
     def __init__(self, memory: Callable[[], int] = available_memory, num_parallel: int = 0,
-                 max_loaded: int = 0, flash_attention: bool = False) -> None:
+                 max_loaded: int = 0, flash_attention: bool = False, max_queue: int = 0
+                 ) -> None:
         self._memory = memory
+        self.max_queue = max_queue  # requests that may wait per model; 0: no bound
         self.flash_attention = flash_attention
         self.num_parallel = num_parallel  # 0: choose from memory
         self.max_loaded = max_loaded or DEFAULT_MAX_LOADED
@@ -106,6 +108,8 @@ class ModelLoader:
                     entry = self._reserve(key, info, wanted, name, digest, keep_alive, freed)
                     break
                 if _same(entry.params, wanted) and not entry.unload_when_idle:
+                    if entry.model is None:
+                        self._check_queue(entry)
                     entry.active += 1
                     entry.keep_alive, entry.expires_at = keep_alive, None
                     entry.last_used = time.monotonic()
@@ -123,6 +127,15 @@ class ModelLoader:
                     entry.unload_when_idle = True
                     self._lock.wait(timeout=1.0)
         return entry, self._load(entry, info)
+
+    def _check_queue(self, entry: Entry) -> None:
+        """ServerBusy when ``max_queue`` requests already wait for a model that loads
+        (beyond the ones its ``num_parallel`` slots take as soon as it is loaded)."""
+        waiting = entry.active - max(1, entry.params.num_parallel)
+        if self.max_queue > 0 and waiting >= self.max_queue:
+            raise ServerBusy(f"model '{entry.name}' is busy loading: {waiting} requests are "
+                             f"already waiting (LOCALLAMA_MAX_QUEUE={self.max_queue}); "
+                             "try again shortly")
 
     def _reserve(self, key: tuple[Path, bool], info: GGUFInfo, wanted: ContextParams,
                  name: str, digest: str, keep_alive: float | None, freed: int) -> Entry:
@@ -175,7 +188,7 @@ class ModelLoader:
 
                 model = LoadedModel(path, info, entry.params)
                 try:
-                    model.scheduler = Scheduler(model)
+                    model.scheduler = Scheduler(model, self.max_queue, entry.name)
                 except BaseException:
                     model.close()
                     raise

@@ -29,7 +29,7 @@ from locallama.engine.model import LoadedModel, Piece
 from locallama.engine.params import GenerationStats, TokenLogprob
 from locallama.engine.sampling import Sampler
 from locallama.engine.stops import StopMatcher, Utf8Stream
-from locallama.errors import Cancelled, InvalidRequest, LocallamaError
+from locallama.errors import Cancelled, InvalidRequest, LocallamaError, ServerBusy
 from locallama.options import Options
 
 _SCORE_ROWS = 64  # logits rows per step when scoring a prompt (a row is vocabulary-sized)
@@ -88,9 +88,11 @@ class _Slot:
 class Scheduler:
     """Owns one llama.cpp context with ``num_parallel`` sequences of ``num_ctx`` tokens."""
 
-    def __init__(self, model: LoadedModel) -> None:
+    def __init__(self, model: LoadedModel, max_queue: int = 0, name: str = "") -> None:
         params = model.params
         self.model = model
+        self.max_queue = max_queue  # jobs that may wait for a slot; 0: no bound
+        self.name = name or model.path.name
         self.num_ctx = params.num_ctx
         self.num_batch = max(params.num_batch, params.num_parallel)
         self.ctx = model.new_context(params.num_ctx * params.num_parallel, params.num_parallel,
@@ -112,8 +114,10 @@ class Scheduler:
         """Queue ``job`` and yield its pieces; closing the iterator cancels it.
 
         Bad prompts fail here, before anything is queued.  The job's ``stats`` and
-        ``prompt_scores`` are complete when the iterator ends.
+        ``prompt_scores`` are complete when the iterator ends.  When ``max_queue``
+        jobs already wait for a slot, raises ServerBusy (Ollama's OLLAMA_MAX_QUEUE).
         """
+        self._check_queue()
         if not job.prompt:
             raise InvalidRequest("the prompt is empty")
         self.model.check_tokens(job.prompt)
@@ -134,6 +138,11 @@ class Scheduler:
             if self._closed:
                 job.sampler.close()
                 raise Cancelled("the model was unloaded")
+            try:
+                self._check_queue()
+            except ServerBusy:
+                job.sampler.close()
+                raise
             self._waiting.append(job)
             self._cond.notify_all()
         return self._stream(job)
@@ -164,6 +173,16 @@ class Scheduler:
         """Sequences generating or evaluating their prompt now."""
         with self._cond:
             return sum(1 for s in self.slots if s.job is not None)
+
+    def _check_queue(self) -> None:
+        """ServerBusy when ``max_queue`` jobs wait beyond the free slots."""
+        with self._cond:
+            free = sum(1 for s in self.slots if s.job is None)
+            queued = len(self._waiting) - free
+            if self.max_queue > 0 and queued >= self.max_queue:
+                raise ServerBusy(
+                    f"model '{self.name}' is busy: {queued} requests are already waiting "
+                    f"(LOCALLAMA_MAX_QUEUE={self.max_queue}); try again shortly")
 
     def waiting(self) -> int:
         with self._cond:

@@ -3,7 +3,11 @@
 Templates come from strangers (a GGUF's ``tokenizer.chat_template`` or a
 Modelfile TEMPLATE), so they are compiled and rendered in jinja2's immutable
 sandbox: a template that reaches for Python internals fails with TemplateError
-and nothing else happens.
+and nothing else happens.  Compiling happens here (it is bounded: the optimizer
+that would evaluate constant expressions at compile time is off); rendering
+happens in a worker process under a time and an output-size limit
+(:mod:`locallama.engine.render`), so a template that loops forever or builds a
+huge string is stopped, names its model and limit, and leaves nothing behind.
 
 Three kinds are understood:
 
@@ -19,15 +23,23 @@ Three kinds are understood:
 
 from __future__ import annotations
 
+import functools
+import operator
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+from jinja2.utils import _PassArg
 
+from locallama.engine.render import Renderer, default_renderer
 from locallama.errors import TemplateError
+
+#: What ``*`` and ``**`` may build before they run, when no limit is given.
+DEFAULT_MAX_BYTES = 32 * 1024 * 1024
 
 #: The fallback for models without a template (the bundled base model has none).
 #: The stop sequence keeps a base model from writing the user's next line.
@@ -38,21 +50,81 @@ def _raise(message: str) -> None:
     raise TemplateError(f"chat template error: {message}")
 
 
+class OutputTooLarge(Exception):
+    """Raised inside a render that would write (or build) more than its byte limit."""
+
+
 class _StrictSandbox(ImmutableSandboxedEnvironment):
-    """Reaching for an unsafe attribute is an error, not a silent empty string."""
+    """Reaching for an unsafe attribute is an error, not a silent empty string;
+    ``*`` and ``**`` are checked before they run, so ``'a' * 10**9`` is refused
+    without being built (and, intercepted, are never folded at compile time)."""
+
+    intercepted_binops = frozenset({"*", "**", "%"})
+    max_bytes = DEFAULT_MAX_BYTES
 
     def unsafe_undefined(self, obj: Any, attribute: str) -> jinja2.Undefined:
         raise SecurityError(f"access to attribute {attribute!r} of a "
                             f"{type(obj).__name__!r} object is unsafe")
 
+    def call_binop(self, context: Any, op: str, left: Any, right: Any) -> Any:
+        if op == "*":
+            for seq, times in ((left, right), (right, left)):
+                if isinstance(seq, (str, list, tuple)) and isinstance(times, int) \
+                        and len(seq) * times > self.max_bytes:
+                    raise OutputTooLarge
+            return operator.mul(left, right)
+        if op == "**" and isinstance(left, int) and isinstance(right, int) \
+                and abs(left) > 1 and right > 0 \
+                and right * abs(left).bit_length() > 8 * self.max_bytes:
+            raise OutputTooLarge
+        return super().call_binop(context, op, left, right)
 
-def _environment() -> ImmutableSandboxedEnvironment:
+
+def _at_render_time(func: Callable[..., Any]) -> Callable[..., Any]:
+    """A filter that jinja2 cannot evaluate while compiling.
+
+    jinja2 folds a filter over constants into the compiled template (even with its
+    optimizer off), so ``{{ 'x'|center(300000000) }}`` would build its string in
+    the process that compiles it; a ``pass_context`` filter is never folded.
+    """
+    kind = getattr(func, "jinja_pass_arg", None)
+    if kind is _PassArg.context:
+        return func
+
+    @jinja2.pass_context
+    def call(context: Any, *args: Any, **kwargs: Any) -> Any:
+        if kind is _PassArg.eval_context:
+            return func(context.eval_ctx, *args, **kwargs)
+        if kind is _PassArg.environment:
+            return func(context.environment, *args, **kwargs)
+        return func(*args, **kwargs)
+
+    return call
+
+
+def sandbox(max_bytes: int = DEFAULT_MAX_BYTES) -> ImmutableSandboxedEnvironment:
+    """The environment every template compiles and renders in: jinja2's immutable
+    sandbox, strict about unsafe attributes, with ``*``/``**`` bounded by
+    ``max_bytes`` and nothing evaluated at compile time (``optimized=False``, no
+    filter or ``*``/``**``/``%`` folded over constants: compiling a stranger's
+    template must not run it, so compiling stays in-process and cheap)."""
     env = _StrictSandbox(
-        trim_blocks=True, lstrip_blocks=True, undefined=jinja2.ChainableUndefined
+        trim_blocks=True, lstrip_blocks=True, undefined=jinja2.ChainableUndefined,
+        optimized=False,
     )
+    env.filters = {name: _at_render_time(f) for name, f in env.filters.items()}
+    env.max_bytes = max_bytes
     env.globals["raise_exception"] = _raise
     env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
     return env
+
+
+
+@functools.lru_cache(maxsize=64)
+def _compiles(source: str) -> None:
+    """Compile ``source`` in the sandbox (raises TemplateSyntaxError), once per source:
+    here compiling only checks a template; the renderer's workers keep their own."""
+    sandbox().from_string(source)
 
 
 @dataclass(frozen=True)
@@ -62,7 +134,12 @@ class Rendered:
 
 
 class ChatTemplate:
-    """A compiled template; ``render`` returns the prompt for a conversation."""
+    """A compiled template; ``render`` returns the prompt for a conversation.
+
+    ``render`` runs the template through ``renderer`` (a worker process under the
+    time and output limits; the process-wide default when None) and raises
+    TemplateError, TemplateLimitExceeded (naming ``model``) or Cancelled.
+    """
 
     kind = "jinja"
 
@@ -71,7 +148,7 @@ class ChatTemplate:
         self.bos_token = bos_token
         self.eos_token = eos_token
         try:
-            self._template = _environment().from_string(source)
+            _compiles(source)
         except jinja2.TemplateSyntaxError as exc:
             raise TemplateError(f"chat template does not compile: {exc.message} "
                                 f"(line {exc.lineno})") from None
@@ -81,8 +158,11 @@ class ChatTemplate:
         messages: list[dict[str, Any]],
         add_generation_prompt: bool = True,
         tools: list[dict[str, Any]] | None = None,
+        *,
+        renderer: Renderer | None = None,
+        model: str = "",
     ) -> Rendered:
-        context = {
+        context: dict[str, Any] = {
             "messages": messages,
             "add_generation_prompt": add_generation_prompt,
             "bos_token": self.bos_token,
@@ -90,7 +170,8 @@ class ChatTemplate:
         }
         if tools:
             context["tools"] = tools
-        return Rendered(_safe_render(self._template, context))
+        return Rendered((renderer or default_renderer()).render(self.source, [context],
+                                                                model=model))
 
 
 class GoPromptTemplate:
@@ -100,13 +181,15 @@ class GoPromptTemplate:
 
     def __init__(self, source: str) -> None:
         self.source = source
+        self.jinja = go_to_jinja(source)
         try:
-            self._template = _environment().from_string(go_to_jinja(source))
+            _compiles(self.jinja)
         except jinja2.TemplateSyntaxError as exc:
             raise TemplateError(f"template does not compile: {exc.message}") from None
 
     def render(self, messages: list[dict[str, Any]], add_generation_prompt: bool = True,
-               tools: list[dict[str, Any]] | None = None) -> Rendered:
+               tools: list[dict[str, Any]] | None = None, *,
+               renderer: Renderer | None = None, model: str = "") -> Rendered:
         system = "\n\n".join(m["content"] for m in messages if m.get("role") == "system")
         turns: list[tuple[str, str]] = []
         for m in messages:
@@ -118,14 +201,12 @@ class GoPromptTemplate:
             turns.append(("", ""))
         # Earlier turns carry their responses; the last one leaves the response
         # slot empty, and generation continues from there.
-        parts = [
-            _safe_render(
-                self._template,
-                {"System": system if i == 0 else "", "Prompt": prompt, "Response": response},
-            )
+        contexts = [
+            {"System": system if i == 0 else "", "Prompt": prompt, "Response": response}
             for i, (prompt, response) in enumerate(turns)
         ]
-        return Rendered("".join(parts))
+        return Rendered((renderer or default_renderer()).render(self.jinja, contexts,
+                                                                model=model))
 
 
 class FallbackTemplate:
@@ -135,7 +216,8 @@ class FallbackTemplate:
     source = ""
 
     def render(self, messages: list[dict[str, Any]], add_generation_prompt: bool = True,
-               tools: list[dict[str, Any]] | None = None) -> Rendered:
+               tools: list[dict[str, Any]] | None = None, *,
+               renderer: Renderer | None = None, model: str = "") -> Rendered:
         lines = []
         for m in messages:
             role, content = m.get("role", "user"), m.get("content", "")
@@ -213,10 +295,14 @@ def go_to_jinja(source: str) -> str:
     return result
 
 
-def _safe_render(template: jinja2.Template, context: dict[str, Any]) -> str:
+def guarded(generate: Callable[..., Iterator[str]], context: dict[str, Any]
+            ) -> Iterator[str]:
+    """The pieces of ``generate(**context)`` (a template's ``generate``), with any
+    failure of the template turned into TemplateError; MemoryError and
+    OutputTooLarge pass through for the renderer to report as limits."""
     try:
-        return template.render(**context)
-    except TemplateError:
+        yield from generate(**context)
+    except (TemplateError, MemoryError, OutputTooLarge):
         raise
     except SecurityError as exc:
         raise TemplateError(f"chat template tried an unsafe operation: {exc}") from None

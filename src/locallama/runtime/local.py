@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from locallama import metrics
 from locallama.engine.grammar import grammar_for
 from locallama.engine.loader import ModelLoader
+from locallama.engine.render import Renderer
 from locallama.engine.templates import FallbackTemplate, Template, select_template
 from locallama.engine.tools import parse_tool_calls, template_supports_tools
 from locallama.errors import InvalidRequest, ModelNotFound, NotSupported
@@ -51,7 +52,11 @@ class LocalRuntime:
         self.store = Store(self.settings.models_dir)
         self.loader = ModelLoader(num_parallel=self.settings.num_parallel,
                                   max_loaded=self.settings.max_loaded_models,
-                                  flash_attention=self.settings.flash_attention)
+                                  flash_attention=self.settings.flash_attention,
+                                  max_queue=self.settings.max_queue)
+        # Chat templates render in worker processes under these limits.
+        self.renderer = Renderer(self.settings.template_timeout,
+                                 self.settings.template_max_bytes)
 
     # -- inference ----------------------------------------------------------------
 
@@ -75,7 +80,8 @@ class LocalRuntime:
                 else:
                     messages = [{"role": "system", "content": system}] if system else []
                     messages.append({"role": "user", "content": request.prompt})
-                    rendered = template.render(messages)
+                    rendered = template.render(messages, renderer=self.renderer,
+                                               model=record.name.display)
                     text, stops = rendered.prompt, rendered.stops
             if request.context:
                 return list(request.context) + model.tokenize(text, add_bos=False), stops
@@ -104,7 +110,8 @@ class LocalRuntime:
             template = self._template(record, model)
             if tools and not template_supports_tools(template.source):
                 raise InvalidRequest(f"model '{record.name.display}' does not support tools")
-            rendered = template.render(preamble + messages, tools=tools)
+            rendered = template.render(preamble + messages, tools=tools,
+                                       renderer=self.renderer, model=record.name.display)
             return model.tokenize(rendered.prompt), rendered.stops
 
         return self._run(record, options, build, _Shape(
@@ -409,6 +416,7 @@ class LocalRuntime:
         return path
 
     def close(self) -> None:
+        self.renderer.close()
         self.loader.close()
 
     # -- helpers ----------------------------------------------------------------

@@ -24,6 +24,7 @@ from locallama.errors import (
 from locallama.metrics import LoadedSample, Metrics
 from locallama.runtime.base import Runtime
 from locallama.server.guard import Guard
+from locallama.server.streaming import WatchDisconnect
 from locallama.settings import Settings
 
 
@@ -72,6 +73,8 @@ def create_app(runtime: Runtime, settings: Settings, *, log_prompts: bool = Fals
 
     app.include_router(ollama_api.router)
     app.include_router(openai_api.router)
+    app.add_middleware(WatchDisconnect)  # work stops when its client leaves
+    # Added last, so outermost: nothing runs for a request the guard refuses.
     app.add_middleware(Guard, settings=settings, metrics=metrics, routes=app.router.routes,
                        log_prompts=log_prompts)
     return app

@@ -9,7 +9,13 @@ for the next request.
 A first step may wait for the model (another request holds it), so first steps
 and later steps run under separate thread limiters: otherwise enough waiting
 requests take every worker thread, the request that holds the model can never
-take its next step, and the server deadlocks.  ``progress_events`` turns callback-style work (pull,
+take its next step, and the server deadlocks.
+
+Work before the first byte (rendering the chat template above all) runs while
+Starlette is not listening to the client, so ``WatchDisconnect`` listens: once a
+request's body is read it waits for ``http.disconnect`` and sets the request's
+``CLIENT_GONE`` event, which the template renderer checks while it waits, so a
+render whose client left is killed at once.  ``progress_events`` turns callback-style work (pull,
 create) into such an iterator; ``blocking`` hands an async request body to a
 blocking consumer (a blob upload) in a worker thread.
 """
@@ -28,8 +34,9 @@ import anyio.from_thread
 import anyio.to_thread
 from anyio.lowlevel import RunVar
 from starlette.responses import StreamingResponse
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from locallama.engine.render import CLIENT_GONE
 from locallama.errors import Cancelled, LocallamaError, ServerBusy
 from locallama.progress import Progress, ProgressEvent
 
@@ -86,6 +93,61 @@ class ClosingStreamingResponse(StreamingResponse):
             if aclose is not None:
                 with anyio.CancelScope(shield=True):
                     await aclose()
+
+
+class WatchDisconnect:
+    """ASGI middleware: a ``threading.Event`` per HTTP request in ``CLIENT_GONE``, set
+    when the client disconnects (Starlette's ``http.disconnect``), at any time after
+    the request's body was read, including while the handler still computes its
+    answer.  Worker threads started with ``anyio.to_thread`` see the event (context
+    variables are copied), so blocking work can stop when nobody waits for it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        gone = threading.Event()
+        body_read, disconnected = anyio.Event(), anyio.Event()
+
+        def left() -> None:
+            gone.set()
+            disconnected.set()
+
+        async def app_receive() -> Message:
+            if body_read.is_set():  # from here on the watcher alone reads the client
+                await disconnected.wait()
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                left()
+            elif not message.get("more_body", False):
+                body_read.set()
+            return message
+
+        async def watch() -> None:
+            await body_read.wait()
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            left()
+
+        failed: Exception | None = None
+        token = CLIENT_GONE.set(gone)
+        try:
+            async with anyio.create_task_group() as group:
+                group.start_soon(watch)
+                try:
+                    await self.app(scope, app_receive, send)
+                except Exception as exc:  # raised as it is below, not in a group
+                    failed = exc
+                finally:
+                    group.cancel_scope.cancel()
+        finally:
+            CLIENT_GONE.reset(token)
+        if failed is not None:
+            raise failed
 
 
 def progress_events(work: Callable[[Progress], None]) -> Iterator[ProgressEvent]:

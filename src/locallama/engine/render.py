@@ -1,0 +1,324 @@
+"""Render chat templates in worker processes, under a time limit and an output-size limit.
+
+A chat template is a stranger's program, and a Python thread cannot be stopped: a
+template that loops for hours, or builds a string of gigabytes, would hold a
+thread, the GIL and the server's memory for as long as it likes.  So templates
+render in a small pool of long-lived worker processes (``python -m
+locallama.engine.render``, started lazily, reused across renders, each keeping
+compiled templates by source).  The caller's thread waits for the answer with a
+deadline; when the time limit passes, the client goes away (``CLIENT_GONE``, set
+by the server) or the renderer is closed, the worker is killed (SIGKILL) and a
+fresh one replaces it on the next render.  Nothing of the render survives in this
+process.
+
+Inside a worker: the output is produced with ``Template.generate`` and counted as
+it grows, so writing past ``max_bytes`` stops at once; ``*`` and ``**`` are
+checked before they run (``'a' * 300000000`` is refused without being built); and
+the process's address space is capped (RLIMIT_AS, its size after start-up plus
+256 MiB plus 4 x ``max_bytes``), so any other way of growing a huge value ends in
+MemoryError, reported as the memory limit, and the worker is replaced.
+
+The worker answers with bytes only (never a pickle), at most ``max_bytes`` of
+prompt, so a worker cannot make this process run code or grow either.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import contextvars
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import weakref
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from locallama.errors import Cancelled, TemplateError, TemplateLimitExceeded
+
+MIB = 1024 * 1024
+#: The address-space room a worker gets beyond its size after start-up, besides
+#: 4 x max_bytes (the output as pieces, joined, encoded, and the request itself).
+MEMORY_HEADROOM = 256 * MIB
+DEFAULT_WORKERS = 2
+_POLL_S = 0.05  # how often a waiting render looks at the client and the renderer
+_CACHE = 64  # compiled templates a worker keeps
+
+#: Set by the server for the request in hand: the client went away, stop its work.
+#: ``anyio.to_thread`` copies context variables, so the worker thread sees it.
+CLIENT_GONE: contextvars.ContextVar[threading.Event | None] = contextvars.ContextVar(
+    "locallama_client_gone", default=None)
+
+
+class _Worker:
+    """One renderer process and the parent's end of its socket."""
+
+    def __init__(self, max_bytes: int) -> None:
+        parent, child = socket.socketpair()
+        package = str(Path(__file__).resolve().parents[2])  # the locallama this process runs
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (package, env.get("PYTHONPATH")) if p)
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "locallama.engine.render", str(child.fileno()),
+                 str(max_bytes)],
+                pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL, env=env)
+        except BaseException:
+            parent.close()
+            raise
+        finally:
+            child.close()
+        self.conn = Connection(parent.detach())
+        self.killed = False
+
+    def kill(self, close: bool = True) -> None:
+        """Stop the process now and reap it (no zombie is left); ``close``: close the
+        socket too (not while a render thread may be waiting on it: that thread sees
+        the end of the stream and closes it when it releases the worker)."""
+        self.killed = True
+        with contextlib.suppress(OSError):
+            self.proc.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=5)
+        if close:
+            self.conn.close()
+
+
+class Renderer:
+    """Renders Jinja sources out of process under ``timeout`` seconds and ``max_bytes``.
+
+    ``timeout``: seconds one render may take (LOCALLAMA_TEMPLATE_TIMEOUT); ``max_bytes``:
+    the UTF-8 bytes one render may write (LOCALLAMA_TEMPLATE_MAX_BYTES); ``workers``:
+    processes kept for renders at once (a render waits for a free one).  Thread-safe.
+    """
+
+    def __init__(self, timeout: float = 5.0, max_bytes: int = 32 * MIB,
+                 workers: int = DEFAULT_WORKERS) -> None:
+        self.timeout = timeout
+        self.max_bytes = max_bytes
+        self.workers = max(1, workers)
+        self._cond = threading.Condition()
+        self._idle: list[_Worker] = []
+        self._all: set[_Worker] = set()
+        self._starting = 0
+        weakref.finalize(self, _kill_all, self._all)  # runs at exit too
+
+    def render(self, source: str, contexts: list[dict[str, Any]], *, model: str = "") -> str:
+        """Render the Jinja ``source`` once per context and join the outputs.
+
+        ``contexts`` must be plain data (what JSON gives).  Raises TemplateError when
+        the template fails (as rendering in-process would), TemplateLimitExceeded
+        naming ``model`` and the limit when it runs past ``timeout`` or writes past
+        ``max_bytes`` (or grows past its memory cap), and Cancelled when the client
+        goes away (``CLIENT_GONE``) or the renderer is closed meanwhile.
+        """
+        gone = CLIENT_GONE.get()
+        worker = self._acquire(gone)
+        keep = False
+        try:
+            try:
+                worker.conn.send((source, contexts, self.max_bytes))
+                deadline = time.monotonic() + self.timeout
+                while not worker.conn.poll(min(_POLL_S, max(0.0, deadline - time.monotonic()))):
+                    if gone is not None and gone.is_set():
+                        raise Cancelled("the client went away")
+                    if time.monotonic() >= deadline:
+                        raise TemplateLimitExceeded(self._limit(
+                            model, f"ran past its {self.timeout:g} s time limit "
+                            "(LOCALLAMA_TEMPLATE_TIMEOUT)"))
+                answer = worker.conn.recv_bytes(self.max_bytes + 64 * 1024)
+            except (EOFError, OSError):
+                if worker.killed:
+                    raise Cancelled("template rendering was stopped") from None
+                raise TemplateError(self._limit(
+                    model, "renderer process ended unexpectedly")) from None
+            kind, body = answer[:1], answer[1:]
+            if kind == b"o":
+                keep = True
+                return body.decode("utf-8")
+            error = json.loads(body)
+            keep = error["kind"] == "template"
+            if error["kind"] == "template":
+                raise TemplateError(error["message"])
+            if error["kind"] == "bytes":
+                raise TemplateLimitExceeded(self._limit(
+                    model, f"wrote past its {_size(self.max_bytes)} output limit "
+                    "(LOCALLAMA_TEMPLATE_MAX_BYTES)"))
+            raise TemplateLimitExceeded(self._limit(
+                model, f"ran past its memory limit ({error['message']}; "
+                "LOCALLAMA_TEMPLATE_MAX_BYTES sets it)"))
+        finally:
+            self._release(worker, keep)
+
+    def close(self) -> None:
+        """Kill every worker now; renders in flight raise Cancelled.  A later render
+        starts a fresh worker (closing is for shutdown, but is not fatal)."""
+        with self._cond:
+            idle = set(self._idle)
+            workers = list(self._all)
+            self._idle.clear()
+            self._all.clear()
+            self._cond.notify_all()
+        for worker in workers:
+            worker.kill(close=worker in idle)
+
+    def pids(self) -> list[int]:
+        """Process ids of the live workers (busy or idle)."""
+        with self._cond:
+            return sorted(w.proc.pid for w in self._all if w.proc.poll() is None)
+
+    def busy(self) -> int:
+        """Workers rendering now."""
+        with self._cond:
+            return len(self._all) - len(self._idle)
+
+    # -- the pool ------------------------------------------------------------------------
+
+    def _acquire(self, gone: threading.Event | None) -> _Worker:
+        with self._cond:
+            while True:
+                if gone is not None and gone.is_set():
+                    raise Cancelled("the client went away")
+                while self._idle:
+                    worker = self._idle.pop()
+                    if worker.proc.poll() is None:
+                        return worker
+                    self._all.discard(worker)
+                    worker.kill()
+                if len(self._all) + self._starting < self.workers:
+                    self._starting += 1
+                    break
+                self._cond.wait(_POLL_S)
+        try:
+            worker = _Worker(self.max_bytes)
+        finally:
+            with self._cond:
+                self._starting -= 1
+        with self._cond:
+            self._all.add(worker)
+        return worker
+
+    def _release(self, worker: _Worker, keep: bool) -> None:
+        with self._cond:
+            if keep and worker in self._all and not worker.killed:
+                self._idle.append(worker)
+                self._cond.notify()
+                return
+            self._all.discard(worker)
+            self._cond.notify()
+        worker.kill()
+
+    @staticmethod
+    def _limit(model: str, what: str) -> str:
+        return f"model '{model}': chat template {what}" if model else f"chat template {what}"
+
+
+def _kill_all(workers: set[_Worker]) -> None:
+    for worker in list(workers):
+        worker.kill(close=False)
+    workers.clear()
+
+
+def _size(n: int) -> str:
+    return f"{n / MIB:g} MiB" if n >= MIB else f"{n} bytes"
+
+
+_default: Renderer | None = None
+_default_lock = threading.Lock()
+
+
+def default_renderer() -> Renderer:
+    """The process-wide renderer with the default limits (5 s, 32 MiB), for template
+    renders that were not handed one (LocalRuntime hands its own, from Settings)."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = Renderer()
+            atexit.register(_default.close)
+        return _default
+
+
+# -- the worker process ----------------------------------------------------------------
+
+
+def _serve(fd: int, max_bytes: int) -> None:
+    """The worker's loop: read (source, contexts, max_bytes), answer b"o"+text or
+    b"e"+JSON {kind, message}; end when the parent's end closes."""
+    import resource
+
+    from locallama.engine import templates  # imported before the cap is measured
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    try:
+        cap = _address_space() + MEMORY_HEADROOM + 4 * max_bytes
+        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+    except (OSError, ValueError):  # pragma: no cover - platforms without RLIMIT_AS
+        pass
+    conn = Connection(fd)
+    cache: dict[str, Any] = {}
+    while True:
+        try:
+            source, contexts, limit = conn.recv()
+        except (EOFError, OSError):
+            return
+        try:
+            answer = b"o" + _render(cache, templates, source, contexts, limit)
+        except templates.OutputTooLarge:
+            answer = b"e" + json.dumps({"kind": "bytes", "message": ""}).encode()
+        except MemoryError:
+            cache.clear()
+            conn.send_bytes(b"e" + json.dumps({"kind": "memory", "message":
+                                               "the render ran out of memory"}).encode())
+            return  # the parent replaces this worker
+        except TemplateError as exc:
+            answer = b"e" + json.dumps({"kind": "template", "message": str(exc)}).encode()
+        conn.send_bytes(answer)
+
+
+def _render(cache: dict[str, Any], templates: Any, source: str,
+            contexts: list[dict[str, Any]], max_bytes: int) -> bytes:
+    template = cache.get(source)
+    if template is None:
+        env = templates.sandbox(max_bytes)
+        try:
+            template = env.from_string(source)
+        except jinja2.TemplateSyntaxError as exc:
+            raise TemplateError(f"chat template does not compile: {exc.message} "
+                                f"(line {exc.lineno})") from None
+        if len(cache) >= _CACHE:
+            cache.pop(next(iter(cache)))
+        cache[source] = template
+    pieces: list[str] = []
+    chars = 0
+    for context in contexts:
+        for piece in templates.guarded(template.generate, context):
+            chars += len(piece)
+            if chars > max_bytes:  # a character is at least one byte
+                raise templates.OutputTooLarge
+            pieces.append(piece)
+    text = "".join(pieces).encode("utf-8")
+    if len(text) > max_bytes:
+        raise templates.OutputTooLarge
+    return text
+
+
+def _address_space() -> int:
+    """This process's virtual size in bytes (VmSize)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) * 1024
+    raise OSError("no VmSize")
+
+
+if __name__ == "__main__":
+    _serve(int(sys.argv[1]), int(sys.argv[2]))
