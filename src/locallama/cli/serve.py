@@ -9,6 +9,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from locallama.cli import app
+from locallama.cli.models import sweep_message
 from locallama.cli.output import err_console
 from locallama.errors import LocallamaError
 from locallama.settings import Settings
@@ -30,6 +31,8 @@ def serve() -> None:
     settings = Settings.from_env()
     sock = bind(settings.host, settings.port)  # before loading anything: fail fast
     runtime = LocalRuntime(settings)
+    if note := sweep_message(runtime.store.sweep()):  # what a killed writer left
+        err_console.print(note, markup=False)
     try:
         config = uvicorn.Config(create_app(runtime, settings), log_level="info",
                                 timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)

@@ -32,6 +32,7 @@ from locallama.store import manifests as mf
 from locallama.store.blobs import CHUNK
 from locallama.store.huggingface import GGUFFile
 from locallama.store.names import DEFAULT_TAG, ModelName, parse_name
+from locallama.store.partials import hold, storage_errors
 from locallama.store.sources import publish
 from locallama.store.store import Store
 
@@ -358,9 +359,9 @@ def _adopt_gguf(store: Store, candidate: Candidate, report: Progress,
     if old_model is not None and _is_same_file(store.blobs.path(old_model.digest), real):
         return Adopted(candidate, PRESENT)  # this very file: no need to hash it again
 
-    store.blobs.root.mkdir(parents=True, exist_ok=True)
-    temp = _temp_path(store)
-    how = _make_link(real, temp)
+    with storage_errors(store.blobs.root):
+        store.blobs.root.mkdir(parents=True, exist_ok=True)
+    fd, temp, how = _held_link(real, store.blobs.root)
     try:
         digest = _hash(temp, f"hashing {source.name}", str(real), report)
         if old_model is not None and old_model.digest == digest:
@@ -377,6 +378,8 @@ def _adopt_gguf(store: Store, candidate: Candidate, report: Progress,
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
+    finally:
+        os.close(fd)
     publish(store, candidate.name, digest, info, {}, None, report)
     if old is not None:
         _collect(store, old)
@@ -406,15 +409,33 @@ def _collect(store: Store, old: mf.Manifest) -> None:
 
 def _link(source: Path, target: Path) -> str:
     """Put ``source`` at ``target`` (atomically, replacing a dangling link there)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temp = target.parent / f".import-{secrets.token_hex(8)}.partial"
-    how = _make_link(source, temp)
+    with storage_errors(target.parent):
+        target.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp, how = _held_link(source, target.parent)
     try:
-        os.replace(temp, target)
+        with storage_errors(target):
+            os.replace(temp, target)
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
+    finally:
+        os.close(fd)
     return how
+
+
+def _held_link(source: Path, folder: Path) -> tuple[int, Path, str]:
+    """A link to ``source`` under a hidden temporary name in ``folder``, locked (see
+    ``partials``) so that a sweep leaves it alone while it is in use; (fd, path, how)."""
+    while True:
+        temp = folder / f".import-{secrets.token_hex(8)}.partial"
+        how = _make_link(source, temp)
+        try:
+            fd = hold(temp)
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
+        if fd is not None:
+            return fd, temp, how
 
 
 def _make_link(source: Path, at: Path) -> str:
@@ -432,10 +453,6 @@ def _make_link(source: Path, at: Path) -> str:
                 f"{soft.strerror or soft}); import never copies: `locallama create` "
                 "with FROM the file copies it") from None
         return SYMLINK
-
-
-def _temp_path(store: Store) -> Path:
-    return store.blobs.root / f".import-{secrets.token_hex(8)}.partial"
 
 
 def _is_same_file(a: Path, b: Path) -> bool:
