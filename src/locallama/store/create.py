@@ -139,15 +139,15 @@ def bits_per_weight(info: GGUFInfo) -> float:
 def _move_into_store(store: Store, path: Path) -> tuple[str, int]:
     """Hash a file the store may take over, and rename it into place (no copy)."""
     h = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(CHUNK):
-            h.update(block)
-        os.fsync(f.fileno())
-    digest = "sha256:" + h.hexdigest()
-    size = path.stat().st_size
-    target = store.blobs.path(digest)
-    if not target.is_file():
-        with storage_errors(target):
+    with storage_errors(store.blobs.root):
+        with path.open("rb") as f:
+            while block := f.read(CHUNK):
+                h.update(block)
+            os.fsync(f.fileno())  # where a delayed write finds the disk full
+        digest = "sha256:" + h.hexdigest()
+        size = path.stat().st_size
+        target = store.blobs.path(digest)
+        if not target.is_file():
             path.chmod(0o644)
             os.replace(path, target)
     return digest, size
