@@ -112,6 +112,8 @@ def test_a_server_killed_mid_upload_leaves_no_partial_after_restart(tmp_path, ti
             assert not orphans[0].exists()
             assert "removed 1 partial file (" in second.log.read_text()
             assert "left by a stopped process" in second.log.read_text()
+            assert "kept 1 unfinished download (300 KB) for the next pull to resume" in (
+                second.log.read_text())
             assert resumable.exists()
             pulled = httpx.post(f"{second.url}/api/pull", json={"model": "tiny", "stream": False},
                                 timeout=WAIT_S)

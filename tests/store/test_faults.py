@@ -241,9 +241,11 @@ def test_a_pull_onto_a_full_tmpfs_removes_its_partial(tmp_path, tiny_gguf):
 
 
 def test_a_read_only_store_is_a_storage_error(tmp_path, tiny_gguf):
-    with tmpfs(tmp_path / "ro", "1m", "ro") as root, \
-            pytest.raises(StorageError, match="read-only"):
-        Store(root).blobs.add_file(tiny_gguf)
+    with tmpfs(tmp_path / "ro", "1m", "ro") as root:
+        with pytest.raises(StorageError) as caught:
+            Store(root).blobs.add_file(tiny_gguf)
+        assert str(caught.value) == f"cannot write {root / 'blobs'}: the file system is read-only"
+        assert store_files(root) == []
 
 
 # -- broken manifests ---------------------------------------------------------------------------

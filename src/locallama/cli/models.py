@@ -192,11 +192,16 @@ def remove(models: list[str] = typer.Argument(..., help="Models to remove.")) ->
 
 
 def sweep_message(swept) -> str | None:
-    """One line for what ``Store.sweep`` removed (a ``partials.Swept``), or None."""
-    if not swept.removed:
-        return None
+    """What ``Store.sweep`` did (a ``partials.Swept``) in a line or two, or None."""
     from locallama.gguf_info import format_bytes
 
-    files = "file" if swept.removed == 1 else "files"
-    return (f"removed {swept.removed} partial {files} ({format_bytes(swept.freed)}) "
-            "left by a stopped process")
+    lines = []
+    if swept.removed:
+        files = "file" if swept.removed == 1 else "files"
+        lines.append(f"removed {swept.removed} partial {files} ({format_bytes(swept.freed)}) "
+                     "left by a stopped process")
+    if swept.kept:
+        downloads = "download" if swept.kept == 1 else "downloads"
+        lines.append(f"kept {swept.kept} unfinished {downloads} "
+                     f"({format_bytes(swept.kept_bytes)}) for the next pull to resume")
+    return "\n".join(lines) or None

@@ -145,7 +145,8 @@ def scan_ollama(store: Store, root: Path) -> list[Candidate]:
     source = Store(root)
     return [Candidate(OLLAMA, source.manifest_path(entry.name), entry.name, entry.size,
                       store.exists(entry.name), root)
-            for entry in sorted(source.list(), key=lambda e: e.name.display)]
+            for entry in sorted(source.list(), key=lambda e: e.name.display)
+            if entry.broken is None]
 
 
 def scan_hf_cache(store: Store, hub: Path, warn: Warn = _quiet) -> list[Candidate]:
@@ -374,7 +375,8 @@ def _adopt_gguf(store: Store, candidate: Candidate, report: Progress,
             temp.unlink()
             how = STORED
         else:
-            os.replace(temp, store.blobs.path(digest))
+            with storage_errors(store.blobs.root):
+                os.replace(temp, store.blobs.path(digest))
     except BaseException:
         temp.unlink(missing_ok=True)
         raise

@@ -227,7 +227,9 @@ def storage_error(exc: OSError, path: Path, needed: int | None = None) -> Storag
         kind = "disk quota exceeded" if exc.errno == errno.EDQUOT else "no space left"
         return StorageFull(f"{kind} on the device that holds {path}{detail}")
     reason = _REASONS.get(exc.errno or 0) or exc.strerror or str(exc) or type(exc).__name__
-    where = exc.filename or path
+    where = Path(os.fsdecode(exc.filename)) if isinstance(exc.filename, (str, bytes)) else path
+    if is_temp_name(where.name) or is_resumable_name(where.name):
+        where = where.parent  # a temporary name means nothing to a user; its folder does
     return StorageError(f"cannot write {where}: {reason}")
 
 
