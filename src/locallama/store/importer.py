@@ -24,7 +24,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from locallama.errors import BadModelFile, InvalidModelName, InvalidRequest, NotSupported
+from locallama.errors import (
+    BadModelFile,
+    InvalidModelName,
+    InvalidRequest,
+    ModelNotFound,
+    NotSupported,
+)
 from locallama.gguf_info import read_gguf_info
 from locallama.progress import Progress, ProgressEvent, silent
 from locallama.settings import Settings
@@ -146,7 +152,16 @@ def scan_ollama(store: Store, root: Path) -> list[Candidate]:
     return [Candidate(OLLAMA, source.manifest_path(entry.name), entry.name, entry.size,
                       store.exists(entry.name), root)
             for entry in sorted(source.list(), key=lambda e: e.name.display)
-            if entry.broken is None]
+            if entry.broken is None or _readable(source, entry.name)]
+
+
+def _readable(source: Store, name: ModelName) -> bool:
+    """A manifest that parses (its blobs may be missing: adopting says so per model)."""
+    try:
+        source.read_manifest(name)
+        return True
+    except (BadModelFile, ModelNotFound):
+        return False
 
 
 def scan_hf_cache(store: Store, hub: Path, warn: Warn = _quiet) -> list[Candidate]:
