@@ -329,3 +329,18 @@ def test_a_broken_model_is_removed_by_the_runtime(tmp_path):
 
 def test_sweep_of_a_missing_folder_is_a_no_op(tmp_path):
     assert sweep(tmp_path / "nothing").removed == 0
+
+
+def test_a_quantize_onto_a_full_tmpfs_is_storage_full_and_leaves_nothing(tmp_path, tiny_gguf):
+    """llama.cpp only says it failed; a device without room for the output makes that
+    StorageFull, and its partial output is gone."""
+    with tmpfs(tmp_path / "small", "128k") as root:
+        runtime = LocalRuntime(Settings(models_dir=root, history_file=tmp_path / "h"))
+        try:
+            with pytest.raises(StorageFull, match=f"no space left on the device that holds "
+                                                  f"{root / 'blobs'}"):
+                runtime.create("q", f"FROM {tiny_gguf}\n", tmp_path, quantize="q8_0")
+            assert runtime.list() == []
+        finally:
+            runtime.close()
+        assert store_files(root) == []
