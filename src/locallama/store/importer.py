@@ -312,8 +312,10 @@ def adopt(store: Store, candidate: Candidate, progress: Progress | None = None,
 
     A name already used by the same model is PRESENT and nothing is written; by a
     different model it is SKIPPED unless ``force``.  A bad model file raises
-    BadModelFile and leaves the store as it was.
+    BadModelFile and leaves the store as it was.  Links a killed import left
+    behind are swept first.
     """
+    store.sweep()
     if candidate.kind == OLLAMA:
         return _adopt_ollama(store, candidate, force)
     return _adopt_gguf(store, candidate, progress or silent, force)

@@ -174,8 +174,10 @@ def _remove_if_abandoned(path: Path) -> int | None:
         link = os.lstat(path)
     except OSError:
         return None
+    if not (stat.S_ISREG(link.st_mode) or stat.S_ISLNK(link.st_mode)):
+        return None  # not something a writer here makes
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
     except FileNotFoundError:
         if stat.S_ISLNK(link.st_mode):  # a dangling link: nobody can be writing it
             return 0 if _unlink(path) else None
