@@ -164,6 +164,9 @@ def test_a_full_disk_answers_507_and_leaves_the_store_unchanged(live, monkeypatc
     _assert_507(httpx.post(f"{url}/api/create", json={
         "model": "more", "from": "tiny", "system": "Be brief.", "stream": False}))
     _assert_507(httpx.post(f"{url}/api/copy", json={"source": "tiny", "destination": "twin"}))
+    remote = RemoteRuntime(Settings(host="127.0.0.1", port=int(url.rsplit(":", 1)[1])))
+    with pytest.raises(StorageFull, match="no space left"):  # the CLI's one line, remotely
+        remote.copy("tiny", "twin")
     assert _store_files(root) == before
     names = [m["name"] for m in httpx.get(f"{url}/api/tags").json()["models"]]
     assert names == ["tiny:latest"]
