@@ -372,7 +372,8 @@ def _entry(m: dict[str, Any]) -> ModelEntry:
               "file_type": details.get("quantization_level", "")}
     return ModelEntry(name=parse_name(m.get("model") or m["name"]),
                       digest=_digest(m.get("digest", "")), size=m.get("size", 0),
-                      modified=datetime.fromisoformat(m["modified_at"]), config=config)
+                      modified=datetime.fromisoformat(m["modified_at"]), config=config,
+                      broken=m.get("broken") or None)
 
 
 def _details(data: dict[str, Any], name: str, digest: str, size: int) -> ModelDetails:

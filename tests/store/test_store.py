@@ -6,7 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from locallama.errors import BadModelFile, DigestMismatch, InvalidRequest, ModelNotFound
+from locallama.errors import (
+    BadModelFile,
+    DigestMismatch,
+    InvalidRequest,
+    ModelNotFound,
+    StorageError,
+)
 from locallama.store import Store, parse_name
 from locallama.store import manifests as mf
 from locallama.store.blobs import digest_bytes
@@ -126,7 +132,10 @@ def test_manifest_naming_a_path_outside_the_store_is_refused(tmp_path):
     store = Store(tmp_path)
     with pytest.raises(BadModelFile, match="not a valid manifest"):
         store.get("evil")
-    assert store.list() == []  # skipped, not crashed
+    [entry] = store.list()  # listed as broken, not crashed
+    assert entry.name.display == "evil:latest" and "invalid digest" in entry.broken
+    store.delete("evil")  # and removable, touching nothing outside the store
+    assert store.list() == [] and not path.exists() and Path("/etc/passwd").is_file()
 
 
 def test_invalid_digest_is_an_invalid_request(tmp_path):
@@ -154,7 +163,7 @@ def test_writes_are_atomic(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "replace", crash)
-    with pytest.raises(OSError):
+    with pytest.raises(StorageError):  # typed: one line in the CLI, 500 on the faces
         _model(store, "m:1", payload=b"new")
     assert path.read_bytes() == old
     leftovers = [p for p in path.parent.iterdir() if p.name != "1"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import sys
 
 import typer
@@ -48,6 +49,11 @@ def _register() -> None:
     )
 
 
+#: OSErrors that are the machine's state, not a bug: one line, as a LocallamaError
+_STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM,
+                             errno.EROFS, errno.EIO})
+
+
 def main() -> None:
     """Entry point: a LocallamaError becomes one line on stderr and exit status 1."""
     _register()
@@ -58,3 +64,10 @@ def main() -> None:
         sys.exit(1)
     except BrokenPipeError:
         sys.exit(141)
+    except OSError as exc:
+        if exc.errno not in _STORAGE_ERRNOS:
+            raise
+        # the store types its own; this catches a full or read-only disk anywhere else
+        where = f" ({exc.filename})" if exc.filename else ""
+        sys.stderr.write(f"Error: {exc.strerror or exc}{where}\n")
+        sys.exit(1)

@@ -53,18 +53,25 @@ def pull(model: str = typer.Argument(..., help="Model name, e.g. gemma3:270m")) 
 
 @app.command("list")
 def list_models(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
-    """List the models in the store."""
+    """List the models in the store (a broken one is marked BROKEN, with the reason)."""
     entries = get_runtime().list()
     if as_json:
         print_json([
             {"name": e.name.display, "model": e.name.display, "id": e.id, "digest": e.digest,
-             "size": e.size, "modified_at": e.modified.isoformat()}
+             "size": e.size, "modified_at": e.modified.isoformat(),
+             **({"broken": e.broken} if e.broken else {})}
             for e in entries
         ])
         return
-    rows = [("NAME", "ID", "SIZE", "MODIFIED")]
-    rows += [(e.name.display, e.id, size(e.size), age(e.modified)) for e in entries]
+    any_broken = any(e.broken for e in entries)
+    rows = [("NAME", "ID", "SIZE", "MODIFIED") + (("STATUS",) if any_broken else ())]
+    rows += [(e.name.display, e.id, size(e.size), age(e.modified))
+             + ((f"BROKEN: {e.broken}" if e.broken else "",) if any_broken else ())
+             for e in entries]
     typer.echo(columns(rows))
+    if any_broken:
+        err_console.print("a BROKEN model cannot run; 'locallama rm NAME' removes it",
+                          markup=False)
 
 
 app.command("ls", hidden=True)(list_models)
@@ -182,3 +189,19 @@ def remove(models: list[str] = typer.Argument(..., help="Models to remove.")) ->
     for model in models:
         runtime.delete(model)
         console.print(f"deleted '{model}'", markup=False)
+
+
+def sweep_message(swept) -> str | None:
+    """What ``Store.sweep`` did (a ``partials.Swept``) in a line or two, or None."""
+    from locallama.gguf_info import format_bytes
+
+    lines = []
+    if swept.removed:
+        files = "file" if swept.removed == 1 else "files"
+        lines.append(f"removed {swept.removed} partial {files} ({format_bytes(swept.freed)}) "
+                     "left by a stopped process")
+    if swept.kept:
+        downloads = "download" if swept.kept == 1 else "downloads"
+        lines.append(f"kept {swept.kept} unfinished {downloads} "
+                     f"({format_bytes(swept.kept_bytes)}) for the next pull to resume")
+    return "\n".join(lines) or None

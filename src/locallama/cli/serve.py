@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from locallama.cli import app
+from locallama.cli.models import sweep_message
 from locallama.cli.output import err_console
 from locallama.errors import LocallamaError
 from locallama.settings import Settings
@@ -57,6 +58,8 @@ def serve(
     if not is_loopback_host(settings.host) and not settings.api_key:
         err_console.print(exposed_warning(settings), markup=False, soft_wrap=True)
     runtime = LocalRuntime(settings)
+    if note := sweep_message(runtime.store.sweep()):  # what a killed writer left
+        err_console.print(note, markup=False)
     try:
         config = uvicorn.Config(create_app(runtime, settings, log_prompts=log_prompts),
                                 log_config=log_config(log_format.value), access_log=False,

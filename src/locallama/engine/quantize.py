@@ -14,6 +14,9 @@ activations, as llama.cpp's quantize tool computes them.
 from __future__ import annotations
 
 import ctypes
+import errno
+import os
+import shutil
 import struct
 import threading
 from pathlib import Path
@@ -73,6 +76,9 @@ def quantize_file(source: Path, target: Path, info: GGUFInfo, qtype: str,
                   progress: Progress | None = None) -> None:
     """Write ``source`` quantized to ``qtype`` at ``target``; raise on failure.
 
+    BadModelFile when llama.cpp fails, OSError(ENOSPC) when it failed because the
+    device is full (``target`` removed in both cases).
+
     ``info`` is the source's header (already validated).  A quantized source is
     requantized (llama.cpp's ``allow_requantize``); the caller warns about it.
     """
@@ -117,10 +123,25 @@ def quantize_file(source: Path, target: Path, info: GGUFInfo, qtype: str,
     if isinstance(result, BaseException):
         raise result
     if result != 0:
+        _raise_if_full(target, total)
         target.unlink(missing_ok=True)
         raise BadModelFile(f"llama.cpp could not quantize {source.name} to {qtype} "
                            "(set LOCALLAMA_DEBUG=1 to see its log)")
     report(ProgressEvent(status, None, total, total))
+
+
+def _raise_if_full(target: Path, total: int) -> None:
+    """llama.cpp reports only that it failed: when the device has no room left for the
+    rest of the expected output, remove the partial output and raise OSError(ENOSPC),
+    which the store turns into StorageFull."""
+    try:
+        done = target.stat().st_size
+        free = shutil.disk_usage(target.parent).free
+    except OSError:
+        return
+    if free < max(total - done, 1 << 20):
+        target.unlink(missing_ok=True)
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(target))
 
 
 def read_imatrix(path: Path) -> dict[str, np.ndarray]:

@@ -36,7 +36,7 @@ def memory_of(info: GGUFInfo) -> int:
 def memory_for_digest(store: Store, digest: str) -> int | None:
     """The estimate for a stored model with this digest, when this machine has one."""
     for entry in store.list():
-        if entry.digest == digest:
+        if entry.digest == digest and not entry.broken:
             return memory_of(read_gguf_info(store.get(entry.name).model_path))
     return None
 

@@ -17,7 +17,7 @@ from locallama.engine.loader import ModelLoader
 from locallama.engine.render import Renderer
 from locallama.engine.templates import FallbackTemplate, Template, select_template
 from locallama.engine.tools import parse_tool_calls, template_supports_tools
-from locallama.errors import InvalidRequest, ModelNotFound, NotSupported
+from locallama.errors import BadModelFile, InvalidRequest, ModelNotFound, NotSupported
 from locallama.gguf_info import GGUFInfo, format_parameter_count
 from locallama.options import Options, parse_keep_alive, parse_parameters, resolve_options
 from locallama.runtime.base import (
@@ -371,6 +371,7 @@ class LocalRuntime:
                imatrix: Path | None = None) -> None:
         name = parse_name(model)
         parsed = parse_modelfile(modelfile)
+        self.store.sweep()  # what a killed writer left
         if parsed.template:
             select_template(parsed.template, None)  # refuse a broken template up front
         resolve_options(parse_parameters(parsed.parameters), strict=True)  # ranges too
@@ -392,11 +393,16 @@ class LocalRuntime:
         self.store.copy(source, destination)
 
     def delete(self, model: str) -> None:
-        record = self._record(model)
+        try:
+            record = self._record(model)
+        except BadModelFile:  # a broken model can always be removed
+            self.store.delete(parse_name(model))
+            return
         self.loader.unload(record.model_path)
         self.store.delete(record.name)
 
     def pull(self, model: str, progress: Progress | None = None) -> None:
+        self.store.sweep()  # what a killed writer left; resumable downloads stay
         if model.startswith(("http://", "https://")):
             pull_url(self.store, model, progress)
             return

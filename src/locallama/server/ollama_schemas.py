@@ -306,9 +306,14 @@ UNKNOWN_DETAILS = {"parent_model": "", "format": "gguf", "family": "", "families
 
 
 def tag_json(entry: ModelEntry, details: dict[str, Any]) -> dict[str, Any]:
+    """One model of /api/tags, in Ollama's shape; a broken model adds ``broken`` (ours:
+    why it cannot be used; ``DELETE /api/delete`` removes it)."""
     name = entry.name.display
-    return {"name": name, "model": name, "modified_at": timestamp(entry.modified),
-            "size": entry.size, "digest": _hex(entry.digest), "details": details}
+    tag = {"name": name, "model": name, "modified_at": timestamp(entry.modified),
+           "size": entry.size, "digest": _hex(entry.digest), "details": details}
+    if entry.broken:
+        tag["broken"] = entry.broken
+    return tag
 
 
 def config_details(config: dict[str, Any]) -> dict[str, Any]:

@@ -428,5 +428,8 @@ async def retrieve_model(model: str, request: Request) -> Any:
 
 
 def _model(entry: ModelEntry) -> dict[str, Any]:
-    return {"id": entry.name.display, "object": "model",
-            "created": int(entry.modified.timestamp()), "owned_by": entry.name.namespace}
+    model = {"id": entry.name.display, "object": "model",
+             "created": int(entry.modified.timestamp()), "owned_by": entry.name.namespace}
+    if entry.broken:
+        model["broken"] = entry.broken  # ours: why it cannot be used
+    return model

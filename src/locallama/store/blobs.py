@@ -4,7 +4,8 @@ A blob enters the store only under the digest of its bytes: data is hashed while
 it is written to a temporary file beside its final place, and the rename that
 publishes it happens only after the digest is known (and, when one was
 announced, matched).  A crash leaves at most a ``.partial`` file, never a wrong
-blob.
+blob, and the writer's lock on it lets the next sweep (``partials.sweep``) remove it.
+A failed write (disk full, permission denied) raises StorageFull / StorageError.
 """
 
 from __future__ import annotations
@@ -12,12 +13,12 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import BinaryIO
 
 from locallama.errors import DigestMismatch, InvalidRequest
+from locallama.store.partials import locked_temp, storage_errors
 
 _DIGEST = re.compile(r"sha256[:\-]([0-9a-f]{64})")
 CHUNK = 1 << 20
@@ -44,18 +45,25 @@ def digest_file(path: Path) -> str:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+    """Write ``data`` to ``path`` so that readers see the old file or the new one.
+
+    The bytes go to a locked hidden ``.<name>.XXXX.tmp`` beside ``path`` first
+    (see ``partials``); an OSError becomes StorageFull / StorageError and leaves
+    no temporary file.
+    """
+    with locked_temp(path.parent, f".{path.name}.", ".tmp") as (fd, tmp), \
+            storage_errors(path.parent, len(data)):
+        write_all(fd, data)
+        os.fsync(fd)
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """``os.write`` until every byte is written (a write may take only part); unbuffered,
+    so a full disk raises here and not later when a buffer is closed."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 class BlobStore:
@@ -85,42 +93,42 @@ class BlobStore:
         return digest, len(data)
 
     def add_stream(
-        self, stream: BinaryIO | Iterable[bytes], expected: str | None = None
+        self, stream: BinaryIO | Iterable[bytes], expected: str | None = None,
+        needed: int | None = None,
     ) -> tuple[str, int]:
-        """Copy a stream into the store, hashing as it goes.
+        """Copy a stream into the store, hashing as it goes; return (digest, size).
 
         With ``expected``, bytes that hash to anything else never enter the store
-        and DigestMismatch is raised.
+        and DigestMismatch is raised.  A failed write raises StorageFull (its
+        message quotes ``needed`` bytes when given) or StorageError; either way no
+        temporary file is left.
         """
         want = normalize_digest(expected) if expected else None
-        self.root.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".blob-", suffix=".partial", dir=self.root)
         h = hashlib.sha256()
         size = 0
-        try:
-            with os.fdopen(fd, "wb") as out:
-                for block in _blocks(stream):
-                    h.update(block)
-                    out.write(block)
-                    size += len(block)
-                out.flush()
-                os.fsync(out.fileno())
+        # Only the writes are the store's faults; a stream that fails (a cut upload)
+        # raises its own error.  Either way the temporary file goes.
+        with locked_temp(self.root, ".blob-") as (fd, tmp):
+            for block in _blocks(stream):
+                h.update(block)
+                with storage_errors(self.root, needed):
+                    write_all(fd, block)
+                size += len(block)
+            with storage_errors(self.root, needed):
+                os.fsync(fd)
             digest = "sha256:" + h.hexdigest()
             if want and digest != want:
                 raise DigestMismatch(f"digest mismatch: expected {want}, got {digest}")
             target = self.path(digest)
-            if target.is_file():
-                Path(tmp).unlink()
-            else:
-                os.replace(tmp, target)
+            if not target.is_file():
+                with storage_errors(self.root):
+                    os.replace(tmp, target)
             return digest, size
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
 
     def add_file(self, path: Path) -> tuple[str, int]:
+        """Copy the file at ``path`` into the store; return (digest, size)."""
         with path.open("rb") as f:
-            return self.add_stream(f)
+            return self.add_stream(f, needed=os.fstat(f.fileno()).st_size)
 
     def verify(self, digest: str) -> bool:
         """True when the blob's bytes still hash to its name."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from locallama.store import manifests as mf
 from locallama.store.blobs import CHUNK, normalize_digest
 from locallama.store.modelfile import Modelfile
 from locallama.store.names import ModelName, parse_name
+from locallama.store.partials import locked_temp, storage_errors
 from locallama.store.store import ModelRecord, Store
 
 #: (source, target, source info, type, progress) -> None; the engine's quantizer
@@ -114,18 +114,15 @@ def _quantized(store: Store, source: Path, info: GGUFInfo, quantize: Quantize,
         report(ProgressEvent(f"warning: requantizing a {info.file_type} model to "
                              f"{quantize.type.upper()} compounds the rounding; quantize from "
                              "F32, F16 or BF16 where you have it"))
-    store.blobs.root.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=".quantize-", suffix=".partial", dir=store.blobs.root)
-    os.close(fd)
-    tmp = Path(name)
     started = time.perf_counter()
-    try:
-        quantize.quantizer(source, tmp, info, quantize.type, report)
+    # Locked while llama.cpp writes it (it opens the same path, so the same file),
+    # so a sweep by another process leaves it alone, and one after a kill removes it.
+    with locked_temp(store.blobs.root, ".quantize-") as (_, tmp):
+        with storage_errors(store.blobs.root):
+            quantize.quantizer(source, tmp, info, quantize.type, report)
         new = read_gguf_info(tmp)
         report(ProgressEvent("verifying sha256 digest"))
         digest, size = _move_into_store(store, tmp)
-    finally:
-        tmp.unlink(missing_ok=True)
     seconds = time.perf_counter() - started
     report(ProgressEvent(
         f"quantized {info.file_type} {format_bytes(info.file_size)} "
@@ -142,16 +139,17 @@ def bits_per_weight(info: GGUFInfo) -> float:
 def _move_into_store(store: Store, path: Path) -> tuple[str, int]:
     """Hash a file the store may take over, and rename it into place (no copy)."""
     h = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(CHUNK):
-            h.update(block)
-        os.fsync(f.fileno())
-    digest = "sha256:" + h.hexdigest()
-    size = path.stat().st_size
-    target = store.blobs.path(digest)
-    if not target.is_file():
-        path.chmod(0o644)
-        os.replace(path, target)
+    with storage_errors(store.blobs.root):
+        with path.open("rb") as f:
+            while block := f.read(CHUNK):
+                h.update(block)
+            os.fsync(f.fileno())  # where a delayed write finds the disk full
+        digest = "sha256:" + h.hexdigest()
+        size = path.stat().st_size
+        target = store.blobs.path(digest)
+        if not target.is_file():
+            path.chmod(0o644)
+            os.replace(path, target)
     return digest, size
 
 

@@ -6,7 +6,9 @@ holds with an HTTP Range request, and the bytes already there are hashed again
 first.  Only bytes that hash to the expected digest are renamed into place, so
 the store never holds a blob that lies about its name.  An exclusive lock per
 digest (``flock``, which also separates threads of one process) makes two
-pulls of one blob download it once: the second finds it in place.
+pulls of one blob download it once: the second finds it in place.  A write
+that fails (disk full, permission denied) removes the partial file and raises
+StorageFull / StorageError; a cut connection keeps it for the next pull.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import fcntl
 import hashlib
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import httpx
@@ -23,6 +25,7 @@ import httpx
 from locallama.errors import DigestMismatch, PullError
 from locallama.progress import Progress, ProgressEvent
 from locallama.store.blobs import BlobStore, normalize_digest
+from locallama.store.partials import storage_error, storage_errors
 
 CHUNK = 1 << 20
 RETRIES = 3  # attempts per blob before giving up (each resumes where the last stopped)
@@ -37,10 +40,9 @@ def fetch_blob(client: httpx.Client, url: str, blobs: BlobStore, digest: str,
     if target.is_file():
         report(ProgressEvent(status, digest, size, size))
         return
-    blobs.root.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(target.name + "-partial")
     lock = target.with_name(target.name + "-partial.lock")
-    with _exclusive(lock):
+    with _exclusive(lock), _stored_or_removed(partial, blobs.root, size):
         if target.is_file():  # another pull finished it while we waited
             report(ProgressEvent(status, digest, size, size))
             return
@@ -64,11 +66,10 @@ def fetch_url(client: httpx.Client, url: str, blobs: BlobStore, report: Progress
 
     The partial file is named for the URL, so a second run resumes it too.
     """
-    blobs.root.mkdir(parents=True, exist_ok=True)
     partial = blobs.root / f"url-{hashlib.sha256(url.encode()).hexdigest()[:24]}-partial"
     lock = partial.with_name(partial.name + ".lock")
     status = f"pulling {url.rsplit('/', 1)[-1][:40]}"
-    with _exclusive(lock):
+    with _exclusive(lock), _stored_or_removed(partial, blobs.root, None):
         hasher = _resumable(client, url, partial, None,
                             lambda n, total: report(ProgressEvent(status, None, total, n)),
                             f"download of {url}")
@@ -152,8 +153,23 @@ def _hash_partial(partial: Path):
 
 
 @contextmanager
+def _stored_or_removed(partial: Path, folder: Path, size: int | None) -> Iterator[None]:
+    """A write that fails (disk full, permission denied) removes the partial file, which
+    could not be finished here anyway, and raises StorageFull / StorageError."""
+    try:
+        yield
+    except OSError as exc:
+        with suppress(OSError):
+            partial.unlink()
+        raise storage_error(exc, folder, size) from exc
+
+
+@contextmanager
 def _exclusive(path: Path) -> Iterator[None]:
-    with path.open("a") as handle:
+    with storage_errors(path.parent):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = path.open("a")
+    with handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield

