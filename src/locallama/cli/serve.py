@@ -154,18 +154,21 @@ def bind(host: str, port: int) -> socket.socket:
 def _run_until_signal(server: uvicorn.Server, sock: socket.socket, banner: str) -> None:
     """Serve until Ctrl-C or SIGTERM; either ends ``serve`` with status 0.
 
-    uvicorn shuts down gracefully, restores the handlers it found and raises the
-    signal again: SIGTERM's default action would then kill the process after a
-    clean stop, and Ctrl-C would reach click as "Aborted!" and status 1.
+    From before the banner to the end, both signals only ask uvicorn to stop
+    (``server.handle_exit`` sets a flag its loop checks, before and after start-up),
+    so a signal at any moment gives a clean stop: no exception is ever raised at an
+    arbitrary point of start-up or shutdown.  uvicorn installs the same handler while
+    it runs, restores ours after, and raises the signals it caught again: they find
+    the flag already set.
     """
-    previous = signal.signal(signal.SIGTERM, _exit_cleanly)
+    stop = server.handle_exit
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        err_console.print(banner, markup=False)  # after the handler: a SIGTERM now is clean
+        err_console.print(banner, markup=False)  # after the handlers: a signal now is clean
         server.run(sockets=[sock])
-    except KeyboardInterrupt:
-        pass
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _stop_renders_on_exit(server: uvicorn.Server, runtime: LocalRuntime) -> None:
@@ -179,7 +182,3 @@ def _stop_renders_on_exit(server: uvicorn.Server, runtime: LocalRuntime) -> None
         runtime.renderer.close()
 
     server.handle_exit = handle  # type: ignore[method-assign]
-
-
-def _exit_cleanly(_signum: int, _frame: FrameType | None) -> None:
-    raise SystemExit(0)
