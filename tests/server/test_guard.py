@@ -159,6 +159,25 @@ def test_hosts_are_not_checked_on_a_bind_others_reach(tmp_path):
         assert got.status_code == 200
 
 
+def test_a_page_served_by_address_may_call_its_own_server_but_a_rebound_name_may_not(tmp_path):
+    """On a bind others reach, the page at http://<address>:<port> is the server's own
+    origin; a DNS name rebound to that address (Host and Origin both the attacker's
+    name) is not, so a page elsewhere cannot use the server by rebinding."""
+    settings = Settings(host="0.0.0.0", port=free_port(), models_dir=tmp_path / "m")
+    with serve(FakeRuntime(), settings):
+        url = f"http://127.0.0.1:{settings.port}/api/copy"
+        body = '{"source": "a", "destination": "b"}'
+        own = f"192.168.1.20:{settings.port}"
+        mine = httpx.get(url.replace("/api/copy", "/api/tags"),
+                         headers={"Host": own, "Origin": f"http://{own}"})
+        assert mine.status_code == 200
+        assert mine.headers["access-control-allow-origin"] == f"http://{own}"
+        rebound = f"llm.evil.example:{settings.port}"
+        refused = httpx.post(url, content=body, headers={
+            "Host": rebound, "Origin": f"http://{rebound}", "Content-Type": "text/plain"})
+        _ollama_error(refused, 403, "forbidden")
+
+
 def test_host_and_bind_rules():
     assert all(map(is_loopback_host, ["127.0.0.1", "127.9.9.9", "::1", "[::1]", "localhost"]))
     assert not any(map(is_loopback_host, ["0.0.0.0", "::", "192.168.1.4", "example.org"]))

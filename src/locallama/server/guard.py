@@ -12,7 +12,8 @@ A pure ASGI middleware.  For each HTTP request, before any route runs:
    server act with a "simple" ``text/plain`` POST.  Allowed: the local origins Ollama
    allows (``http(s)://localhost|127.0.0.1|0.0.0.0`` with any port, plus ``[::1]``),
    ``app://*``, ``file://*``, ``tauri://*``, ``vscode-webview://*``,
-   ``vscode-file://*``, the server's own origin (same-origin pages), and the
+   ``vscode-file://*``, the server's own origin when the page reached it by a name of this
+   machine or an address (same-origin pages; never another DNS name), and the
    LOCALLAMA_ORIGINS patterns (``*`` matches any run of characters; ``*`` alone
    allows every origin).  No ``Origin`` (curl, SDKs): nothing to check.  A CORS
    preflight from an allowed origin is answered here (204) on every path.
@@ -151,9 +152,12 @@ class Guard:
         origin = origin.strip()
         if any(p.fullmatch(origin) for p in self.origins):
             return True
-        scheme, sep, rest = origin.partition("://")  # same-origin: the server's own page
+        # Same-origin: the server's own page, reached by a name of this machine or an
+        # address.  Never by any other DNS name: on a bind others can reach, that is
+        # what a DNS-rebinding page would send (Host and Origin both its own name).
+        scheme, sep, rest = origin.partition("://")
         return bool(sep) and scheme.lower() in ("http", "https") and \
-            rest.lower() == host_header.strip().lower()
+            rest.lower() == host_header.strip().lower() and host_allowed(host_header)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
