@@ -5,10 +5,10 @@ The script starts `locallama serve` itself on a free loopback port with a fresh
 temporary LOCALLAMA_HOME (the model gets there by `locallama pull gemma3:270m`,
 offline from the bundled package, or `locallama create` from a .gguf path; `tiny`
 writes the random-weight test model of tests/tinymodel.py), creates two models with
-hostile chat templates, warms every kind of request up once, and then runs
---clients concurrent clients for --duration seconds.  All traffic goes to
-127.0.0.1; every loop is bounded in count and in time; the server is stopped at the
-end, on Ctrl-C too.
+hostile chat templates, warms up (every kind of request once, then all clients for
+--warmup seconds) and then runs --clients concurrent clients for --duration seconds.
+All traffic goes to 127.0.0.1; every loop is bounded in count and in time; the
+server is stopped at the end, on Ctrl-C too.
 
 Well-formed requests (each client draws from this mix; answers are 8-16 tokens):
 Ollama /api/generate and /api/chat and OpenAI /v1/chat/completions and
@@ -40,18 +40,20 @@ each with the answer issue 12 documents, in the face's own error shape (Ollama
 The server runs with LOCALLAMA_TEMPLATE_TIMEOUT=1 and
 LOCALLAMA_TEMPLATE_MAX_BYTES=1MiB so that the template probes are refused fast.
 After the run: the model store must be as it was (no cross-origin copy got
-through), the server's RSS (its process and any children) at the end must be
-within 1.10x of the RSS after warm-up, and the idle server must not keep burning
+through), the server's memory (its process and any children) at the end must be
+within 1.10x of the memory after warm-up, and the idle server must not keep burning
 CPU (a runaway template render left behind): more than a quarter of a core over
 5 s fails (an idle server uses next to nothing; a loaded machine can slow a spinning
-thread to half a core).
+thread to half a core).  Memory is sampled once a second; RSS and PSS are both
+shown, and PSS is the one checked: a forked worker shares the server's pages, which
+RSS would count twice.
 
 Prints a table (--json: the same numbers as JSON on stdout, the table on stderr;
 --json PATH: into PATH).  Exit status 0: all well; 1: a check failed (listed);
 2: the server could not be set up; 130: interrupted.
 
     python bench/soak.py [--clients 32] [--duration 300] [--model gemma3:270m|PATH.gguf|tiny]
-                         [--hostile-every 0.5] [--skip KIND,...] [--json [PATH]]
+                         [--warmup 30] [--hostile-every 0.5] [--skip KIND,...] [--json [PATH]]
                          [--server-log PATH]
     python bench/soak.py --duration 20 --clients 4        # a quick check
 """
@@ -91,7 +93,7 @@ MAX_ITERATIONS = 1_000_000  # per client: the loops end by count as well as by t
 EVIL_ORIGIN = "http://evil.example"
 EVIL_HOST = "evil.example"
 BIG_BODY_BYTES = 20_000_000
-RSS_LIMIT = 1.10  # end RSS over start RSS
+MEMORY_LIMIT = 1.10  # end over start (PSS of the server tree)
 IDLE_CPU_LIMIT = 0.25  # cores, averaged over IDLE_WINDOW_S once the run is over
 IDLE_WINDOW_S = 5.0
 LOOP_MODEL, BLOAT_MODEL = "soak-hostile-loop", "soak-hostile-bloat"
@@ -684,25 +686,33 @@ def big_body(port: int, probe: Probe, model: str) -> tuple[int, bytes]:
     with socket.create_connection(("127.0.0.1", port), timeout=HOSTILE_TIMEOUT_S) as sock:
         sock.sendall(request.encode())
 
-        def parts() -> Iterator[bytes]:
-            yield prefix
-            left = filler
-            while left > 0:
-                n = min(piece, left)
-                yield b"x" * n
-                left -= n
-            yield suffix
+        def frame(data: bytes) -> bytes:
+            return b"%x\r\n%s\r\n" % (len(data), data) if probe.chunked else data
 
-        try:
-            for part in parts():
-                if select.select([sock], [], [], 0)[0]:
-                    break  # the server has answered (or closed): stop sending
-                sock.sendall(b"%x\r\n%s\r\n" % (len(part), part) if probe.chunked else part)
-            else:
-                if probe.chunked:
-                    sock.sendall(b"0\r\n\r\n")
-        except OSError:
-            pass  # closed on us mid-body; the answer may still be readable
+        def parts() -> Iterator[bytes]:  # the body, framed
+            yield frame(prefix)
+            for start in range(0, filler, piece):
+                yield frame(b"x" * min(piece, filler - start))
+            yield frame(suffix)
+            if probe.chunked:
+                yield b"0\r\n\r\n"
+
+        pending, pieces = memoryview(b""), parts()
+        while time.monotonic() < deadline:  # send until done or the server answers
+            if not pending:
+                part = next(pieces, None)
+                if part is None:
+                    break
+                pending = memoryview(part)
+            readable, writable, _ = select.select([sock], [sock], [],
+                                                  max(0.0, deadline - time.monotonic()))
+            if readable:
+                break  # an answer (or a close) before the whole body: stop sending
+            if writable:
+                try:
+                    pending = pending[sock.send(pending):]
+                except OSError:
+                    break  # closed on us mid-body; the answer may still be readable
         data = b""
         while time.monotonic() < deadline:
             try:
@@ -733,6 +743,15 @@ def _parse_response(data: bytes) -> tuple[int, bytes]:
     status_line = head.split(b"\r\n", 1)[0].split()
     if len(status_line) < 2 or not status_line[1].isdigit():
         raise OSError("the connection closed without an answer")
+    if b"transfer-encoding: chunked" in head.lower():
+        body = b""
+        while rest:
+            size, _, rest = rest.partition(b"\r\n")
+            n = int(size.split(b";")[0] or b"0", 16)
+            if n == 0:
+                break
+            body, rest = body + rest[:n], rest[n + 2:]
+        rest = body
     return int(status_line[1]), rest
 
 
@@ -794,6 +813,26 @@ class MemorySampler(threading.Thread):
 # -- the run ------------------------------------------------------------------------------
 
 
+def run_wave(server: Server, model: str, args: argparse.Namespace, kinds: list[str],
+             seconds: float, stop: threading.Event, results: Results) -> float:
+    """All clients and the hostile thread for ``seconds``; returns the wall time, s.
+
+    Waits for requests in flight at the deadline (each is bounded by its timeout)."""
+    started = time.monotonic()
+    deadline = started + seconds
+    threads = [threading.Thread(target=client_loop, daemon=True, args=(
+        i, server.url, model, deadline, stop, results, args.seed))
+        for i in range(args.clients)]
+    threads.append(threading.Thread(target=hostile_loop, daemon=True, args=(
+        server.url, server.port, model, kinds, deadline, args.hostile_every, stop, results)))
+    for t in threads:
+        t.start()
+    join_by = deadline + REQUEST_TIMEOUT_S + 30
+    for t in threads:
+        t.join(max(0.0, join_by - time.monotonic()))
+    return time.monotonic() - started
+
+
 def soak(args: argparse.Namespace, home: Path) -> dict[str, Any]:
     """Set up, warm up, run, check; returns the report (see ``main``)."""
     server = Server(home, {})
@@ -801,7 +840,8 @@ def soak(args: argparse.Namespace, home: Path) -> dict[str, Any]:
     stop = threading.Event()
     report: dict[str, Any] = {"config": {"clients": args.clients, "duration_s": args.duration,
                                          "model": args.model,
-                                         "hostile_every_s": args.hostile_every}}
+                                         "hostile_every_s": args.hostile_every,
+                                         "warmup_s": args.warmup}}
     try:
         _log(f"putting {args.model} into a fresh store in {home}")
         model = prepare_model(server, args.model)
@@ -817,7 +857,8 @@ def soak(args: argparse.Namespace, home: Path) -> dict[str, Any]:
                 results.add_hostile(kind, "400", 0.0, (outcome, "refused at /api/create"))
 
         before = store_snapshot(http, server.home / "models")
-        _log("warming up: one request of every kind")
+        _log("warming up: one request of every kind, then all clients for "
+             f"{args.warmup:.0f} s")
         warm = Results()
         mix = Mix(model, random.Random(args.seed))
         for kind in KINDS:
@@ -825,27 +866,16 @@ def soak(args: argparse.Namespace, home: Path) -> dict[str, Any]:
         table = probes(model)
         for kind in kinds:
             send_probe(http, server.port, model, table[kind])
+        # Concurrency has first-time costs too (threads, buffers, batch slots): pay them
+        # before the start is measured.
+        run_wave(server, model, args, kinds, args.warmup, stop, warm)
         mem_start = server.memory()
         sampler = MemorySampler(server, mem_start)
         sampler.start()
 
         _log(f"soaking: {args.clients} clients for {args.duration:.0f} s, hostile "
              f"requests every {args.hostile_every} s ({len(kinds)} kinds)")
-        started = time.monotonic()
-        deadline = started + args.duration
-        threads = [threading.Thread(target=client_loop, daemon=True, args=(
-            i, server.url, model, deadline, stop, results, args.seed))
-            for i in range(args.clients)]
-        threads.append(threading.Thread(target=hostile_loop, daemon=True, args=(
-            server.url, server.port, model, kinds, deadline, args.hostile_every, stop,
-            results)))
-        for t in threads:
-            t.start()
-        join_by = deadline + REQUEST_TIMEOUT_S + 30
-        for t in threads:
-            t.join(max(0.0, join_by - time.monotonic()))
-        stop.set()
-        elapsed = time.monotonic() - started
+        elapsed = run_wave(server, model, args, kinds, args.duration, stop, results)
 
         _log("settling, then checking memory, idle CPU and the store")
         time.sleep(3.0)
@@ -899,8 +929,8 @@ def _summary(results: Results, elapsed: float, start: tuple[int, int],
     ratio = end[1] / start[1] if start[1] else float("nan")
     if not alive:
         failures.append("the server died during the run")
-    elif ratio > RSS_LIMIT:
-        failures.append(f"memory (PSS) grew {ratio:.2f}x (limit {RSS_LIMIT:.2f}x)")
+    elif ratio > MEMORY_LIMIT:
+        failures.append(f"memory (PSS) grew {ratio:.2f}x (limit {MEMORY_LIMIT:.2f}x)")
     if alive and idle_cpu > IDLE_CPU_LIMIT:
         failures.append(f"the idle server still used {idle_cpu:.2f} cores after the run "
                         "(work left behind)")
@@ -952,7 +982,7 @@ def print_table(report: dict[str, Any], out: Any) -> None:
     p(f"\n{'server memory (process + children)':<36}{'start':>9}{'peak':>9}{'end':>9}"
       f"{'end/start':>11}")
     for name, key, limit in (("RSS", "rss_bytes", ""), ("PSS (checked)", "pss_bytes",
-                                                        f"  (limit {RSS_LIMIT:.2f})")):
+                                                        f"  (limit {MEMORY_LIMIT:.2f})")):
         m = report[key]
         p(f"{name:<36}" + "".join(f"{m[k] / MIB:>6.0f}MiB" for k in ("start", "peak", "end"))
           + f"{m['end_over_start']:>11.3f}{limit}")
@@ -986,6 +1016,9 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=300.0, help="seconds (300)")
     parser.add_argument("--model", default="gemma3:270m",
                         help="a model name to pull, a .gguf path, or 'tiny' (gemma3:270m)")
+    parser.add_argument("--warmup", type=float, default=None,
+                        help="seconds of all clients before memory is first measured "
+                             "(a tenth of --duration, 5 to 30)")
     parser.add_argument("--hostile-every", type=float, default=0.5,
                         help="seconds between hostile requests (0.5)")
     parser.add_argument("--skip", default="", help="hostile kinds to leave out, comma-separated")
@@ -995,10 +1028,14 @@ def main() -> int:
                         help="write the numbers as JSON (to stdout without a PATH)")
     args = parser.parse_args()
     args.skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    if args.warmup is None:
+        args.warmup = min(30.0, max(5.0, args.duration / 10))
     unknown = args.skip - set(probes("m"))
-    if unknown or args.clients < 1 or args.duration <= 0 or args.hostile_every <= 0:
+    if unknown or args.clients < 1 or args.duration <= 0 or args.hostile_every <= 0 \
+            or args.warmup < 0:
         parser.error(f"unknown hostile kinds: {', '.join(sorted(unknown))}" if unknown else
-                     "--clients, --duration and --hostile-every must be positive")
+                     "--clients, --duration and --hostile-every must be positive, "
+                     "--warmup not negative")
     # SIGTERM ends the run like Ctrl-C, so the server is stopped either way.
     signal.signal(signal.SIGTERM, _interrupt)
     with tempfile.TemporaryDirectory(prefix="locallama-soak-") as tmp:
