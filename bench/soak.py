@@ -479,8 +479,9 @@ class Mix:
     def tags(self, http: httpx.Client) -> None:
         r = http.get("/api/tags")
         _check_status(r)
-        _expect(any(m.get("name", "").startswith(self.model.split(":")[0])
-                    for m in r.json().get("models", [])), "the model is missing from /api/tags")
+        name = self.model if ":" in self.model else f"{self.model}:latest"
+        _expect(any(m.get("name") == name for m in r.json().get("models", [])),
+                f"{name} is missing from /api/tags")
 
     def show(self, http: httpx.Client) -> None:
         r = http.post("/api/show", json={"model": self.model})
@@ -974,11 +975,12 @@ def print_table(report: dict[str, Any], out: Any) -> None:
     p(f"{'request':<38}{'count':>7}{'errors':>8}{'p50':>9}{'p95':>9}")
     for kind, r in report["requests"].items():
         p(f"{kind:<38}{r['count']:>7}{r['errors']:>8}{r['p50_ms']:>7.0f}ms{r['p95_ms']:>7.0f}ms")
-    p(f"\n{'hostile request':<20}{'count':>7}{'expected':>10}{'refused':>9}  other answers")
+    p(f"\n{'hostile request':<20}{'count':>7}{'expected':>10}{'refused':>9}{'p95':>9}"
+      "  other answers")
     for kind, h in report["hostile"].items():
         ok = "yes" if h["refused"] == h["count"] else "no"
         others = ", ".join(f"{k} x{v}" for k, v in h["outcomes"].items() if k != h["expected"])
-        p(f"{kind:<20}{h['count']:>7}{h['expected']:>10}{ok:>9}  {others}")
+        p(f"{kind:<20}{h['count']:>7}{h['expected']:>10}{ok:>9}{h['p95_ms']:>7.0f}ms  {others}")
     p(f"\n{'server memory (process + children)':<36}{'start':>9}{'peak':>9}{'end':>9}"
       f"{'end/start':>11}")
     for name, key, limit in (("RSS", "rss_bytes", ""), ("PSS (checked)", "pss_bytes",
