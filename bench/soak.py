@@ -44,9 +44,8 @@ through), the server's memory (its process and any children) at the end must be
 within 1.10x of the memory after warm-up, and the idle server must not keep burning
 CPU (a runaway template render left behind): more than a quarter of a core over
 5 s fails (an idle server uses next to nothing; a loaded machine can slow a spinning
-thread to half a core).  Memory is sampled once a second; RSS and PSS are both
-shown, and PSS is the one checked: a forked worker shares the server's pages, which
-RSS would count twice.
+thread to half a core).  RSS is sampled once a second, summed over the server and
+its child processes (template render workers); the table shows how many there were.
 
 Prints a table (--json: the same numbers as JSON on stdout, the table on stderr;
 --json PATH: into PATH).  Exit status 0: all well; 1: a check failed (listed);
@@ -84,8 +83,6 @@ from typing import Any
 import httpx
 import psutil
 
-_HAS_PSS = sys.platform.startswith("linux")
-
 MIB = 1 << 20
 REQUEST_TIMEOUT_S = 120.0  # a well-formed request slower than this is an error
 HOSTILE_TIMEOUT_S = 60.0  # a hostile one: far above LOCALLAMA_TEMPLATE_TIMEOUT
@@ -93,7 +90,7 @@ MAX_ITERATIONS = 1_000_000  # per client: the loops end by count as well as by t
 EVIL_ORIGIN = "http://evil.example"
 EVIL_HOST = "evil.example"
 BIG_BODY_BYTES = 20_000_000
-MEMORY_LIMIT = 1.10  # end over start (PSS of the server tree)
+RSS_LIMIT = 1.10  # end over start, the server and its children together
 IDLE_CPU_LIMIT = 0.25  # cores, averaged over IDLE_WINDOW_S once the run is over
 IDLE_WINDOW_S = 5.0
 LOOP_MODEL, BLOAT_MODEL = "soak-hostile-loop", "soak-hostile-bloat"
@@ -246,16 +243,13 @@ class Server:
             return []
 
     def memory(self) -> tuple[int, int]:
-        """(RSS, PSS) of the whole tree, bytes.  RSS counts a page shared by a forked
-        worker and the server twice; PSS splits it, so it is the one checked (RSS where
-        the system has no PSS)."""
-        rss = pss = 0
+        """(RSS summed over the tree in bytes, how many processes it has)."""
+        rss, processes = 0, 0
         for p in self.tree():
             with contextlib.suppress(psutil.Error):
-                info = p.memory_full_info() if _HAS_PSS else p.memory_info()
-                rss += info.rss
-                pss += getattr(info, "pss", info.rss)
-        return rss, pss
+                rss += p.memory_info().rss
+                processes += 1
+        return rss, processes
 
     def cpu_seconds(self) -> float:
         """CPU time (user + system) used so far by the tree, seconds."""
@@ -798,8 +792,8 @@ def hostile_loop(url: str, port: int, model: str, kinds: list[str], deadline: fl
 
 
 class MemorySampler(threading.Thread):
-    """Samples the server tree's memory once a second; ``peak`` is the highest
-    (RSS, PSS) seen, each on its own."""
+    """Samples the server tree's RSS once a second; ``peak`` is the highest seen (with
+    the number of processes then)."""
 
     def __init__(self, server: Server, start: tuple[int, int]) -> None:
         super().__init__(daemon=True)
@@ -807,8 +801,8 @@ class MemorySampler(threading.Thread):
 
     def run(self) -> None:
         while not self.done.wait(1.0):
-            rss, pss = self.server.memory()
-            self.peak = (max(self.peak[0], rss), max(self.peak[1], pss))
+            sample = self.server.memory()
+            self.peak = max(self.peak, sample)
 
 
 # -- the run ------------------------------------------------------------------------------
@@ -895,7 +889,7 @@ def soak(args: argparse.Namespace, home: Path) -> dict[str, Any]:
         server.stop()
         if args.server_log:
             shutil.copyfile(server.log_path, args.server_log)
-    peak = (max(sampler.peak[0], mem_end[0]), max(sampler.peak[1], mem_end[1]))
+    peak = max(sampler.peak, mem_end)
     report.update(_summary(results, elapsed, mem_start, peak, mem_end, idle_cpu, before,
                            after, alive, tracebacks))
     if report["failures"] and tracebacks:
@@ -927,11 +921,11 @@ def _summary(results: Results, elapsed: float, start: tuple[int, int],
             first = next(iter(s.samples.values()), "")
             failures.append(f"{kind}: {s.count - s.refused} of {s.count} not refused with "
                             f"{s.expected} ({others}; e.g. {first[:120]!r})")
-    ratio = end[1] / start[1] if start[1] else float("nan")
+    ratio = end[0] / start[0] if start[0] else float("nan")
     if not alive:
         failures.append("the server died during the run")
-    elif ratio > MEMORY_LIMIT:
-        failures.append(f"memory (PSS) grew {ratio:.2f}x (limit {MEMORY_LIMIT:.2f}x)")
+    elif ratio > RSS_LIMIT:
+        failures.append(f"RSS grew {ratio:.2f}x (limit {RSS_LIMIT:.2f}x)")
     if alive and idle_cpu > IDLE_CPU_LIMIT:
         failures.append(f"the idle server still used {idle_cpu:.2f} cores after the run "
                         "(work left behind)")
@@ -949,9 +943,8 @@ def _summary(results: Results, elapsed: float, start: tuple[int, int],
         "requests": requests,
         "hostile": hostile,
         "rss_bytes": {"start": start[0], "peak": peak[0], "end": end[0],
-                      "end_over_start": round(end[0] / start[0], 3) if start[0] else None},
-        "pss_bytes": {"start": start[1], "peak": peak[1], "end": end[1],
                       "end_over_start": round(ratio, 3)},
+        "processes": {"start": start[1], "peak": peak[1], "end": end[1]},
         "idle_cpu_cores": round(idle_cpu, 3),
         "store_unchanged": store_same,
         "server_alive": alive,
@@ -981,13 +974,10 @@ def print_table(report: dict[str, Any], out: Any) -> None:
         ok = "yes" if h["refused"] == h["count"] else "no"
         others = ", ".join(f"{k} x{v}" for k, v in h["outcomes"].items() if k != h["expected"])
         p(f"{kind:<20}{h['count']:>7}{h['expected']:>10}{ok:>9}{h['p95_ms']:>7.0f}ms  {others}")
-    p(f"\n{'server memory (process + children)':<36}{'start':>9}{'peak':>9}{'end':>9}"
-      f"{'end/start':>11}")
-    for name, key, limit in (("RSS", "rss_bytes", ""), ("PSS (checked)", "pss_bytes",
-                                                        f"  (limit {MEMORY_LIMIT:.2f})")):
-        m = report[key]
-        p(f"{name:<36}" + "".join(f"{m[k] / MIB:>6.0f}MiB" for k in ("start", "peak", "end"))
-          + f"{m['end_over_start']:>11.3f}{limit}")
+    m, n = report["rss_bytes"], report["processes"]
+    p(f"\nserver RSS (process + children): start {m['start'] / MIB:.0f} MiB ({n['start']} "
+      f"processes), peak {m['peak'] / MIB:.0f} MiB, end {m['end'] / MIB:.0f} MiB "
+      f"({n['end']}); end/start {m['end_over_start']:.3f} (limit {RSS_LIMIT:.2f})")
     p(f"idle CPU after the run: {report['idle_cpu_cores']:.2f} cores (limit "
       f"{IDLE_CPU_LIMIT}); store unchanged: {'yes' if report['store_unchanged'] else 'no'}; "
       f"tracebacks in the server log: {report['server_log_tracebacks']}")

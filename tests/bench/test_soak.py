@@ -139,8 +139,8 @@ def summary(**changes: Any) -> dict[str, Any]:
     results.add("api/chat", 0.1, changes.pop("error", None))
     results.add_hostile("host_ollama", "403", 0.01, (changes.pop("hostile", "403"), ""))
     store = {"tags": [("tiny:latest", "d1")], "manifests": {"m": "h"}}
-    args: dict[str, Any] = {"results": results, "elapsed": 10.0, "start": (100, 100),
-                            "peak": (120, 120), "end": (105, 105), "idle_cpu": 0.0,
+    args: dict[str, Any] = {"results": results, "elapsed": 10.0, "start": (100, 2),
+                            "peak": (120, 3), "end": (105, 2), "idle_cpu": 0.0,
                             "before": store, "after": store, "alive": True, "tracebacks": 0}
     return soak._summary(**{**args, **changes})
 
@@ -151,7 +151,7 @@ def test_the_verdict_fails_on_each_documented_condition():
               "manifests": {"m": "h", "n": "h"}}
     for change, why in ((dict(error="HTTP 503"), "api/chat: 1 of 1"),
                         (dict(hostile="200"), "host_ollama: 1 of 1 not refused"),
-                        (dict(end=(150, 111)), "memory (PSS) grew 1.11x"),
+                        (dict(end=(111, 2)), "RSS grew 1.11x"),
                         (dict(idle_cpu=0.9), "still used 0.90 cores"),
                         (dict(after=copied), "added ['soak-copied-cross-origin:latest']"),
                         (dict(alive=False, after=None), "the server died")):
