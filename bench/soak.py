@@ -188,7 +188,7 @@ class Server:
     ``stop()`` is safe to call more than once and always leaves no process behind.
     """
 
-    def __init__(self, home: Path, extra_env: dict[str, str]) -> None:
+    def __init__(self, home: Path) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.home = home
@@ -198,7 +198,7 @@ class Server:
                          "LOCALLAMA_HOST": f"127.0.0.1:{self.port}",
                          "LOCALLAMA_KEEP_ALIVE": "-1",
                          "LOCALLAMA_TEMPLATE_TIMEOUT": "1",
-                         "LOCALLAMA_TEMPLATE_MAX_BYTES": "1MiB", **extra_env})
+                         "LOCALLAMA_TEMPLATE_MAX_BYTES": "1MiB"})
         self.log_path = home / "serve.log"
         self.process: subprocess.Popen | None = None
 
@@ -830,7 +830,7 @@ def run_wave(server: Server, model: str, args: argparse.Namespace, kinds: list[s
 
 def soak(args: argparse.Namespace, home: Path) -> dict[str, Any]:
     """Set up, warm up, run, check; returns the report (see ``main``)."""
-    server = Server(home, {})
+    server = Server(home)
     results = Results()
     stop = threading.Event()
     report: dict[str, Any] = {"config": {"clients": args.clients, "duration_s": args.duration,
@@ -887,7 +887,7 @@ def soak(args: argparse.Namespace, home: Path) -> dict[str, Any]:
     finally:
         stop.set()
         server.stop()
-        if args.server_log:
+        if args.server_log and server.log_path.exists():
             shutil.copyfile(server.log_path, args.server_log)
     peak = max(sampler.peak, mem_end)
     report.update(_summary(results, elapsed, mem_start, peak, mem_end, idle_cpu, before,
