@@ -975,9 +975,10 @@ def print_table(report: dict[str, Any], out: Any) -> None:
         others = ", ".join(f"{k} x{v}" for k, v in h["outcomes"].items() if k != h["expected"])
         p(f"{kind:<20}{h['count']:>7}{h['expected']:>10}{ok:>9}{h['p95_ms']:>7.0f}ms  {others}")
     m, n = report["rss_bytes"], report["processes"]
-    p(f"\nserver RSS (process + children): start {m['start'] / MIB:.0f} MiB ({n['start']} "
-      f"processes), peak {m['peak'] / MIB:.0f} MiB, end {m['end'] / MIB:.0f} MiB "
-      f"({n['end']}); end/start {m['end_over_start']:.3f} (limit {RSS_LIMIT:.2f})")
+    p(f"\nserver RSS (process + children): start {m['start'] / MIB:.0f} MiB, peak "
+      f"{m['peak'] / MIB:.0f} MiB, end {m['end'] / MIB:.0f} MiB; end/start "
+      f"{m['end_over_start']:.3f} (limit {RSS_LIMIT:.2f}); processes {n['start']} at the "
+      f"start, {n['end']} at the end")
     p(f"idle CPU after the run: {report['idle_cpu_cores']:.2f} cores (limit "
       f"{IDLE_CPU_LIMIT}); store unchanged: {'yes' if report['store_unchanged'] else 'no'}; "
       f"tracebacks in the server log: {report['server_log_tracebacks']}")
