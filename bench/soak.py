@@ -1,0 +1,1055 @@
+"""Soak: many clients and a steady trickle of hostile requests against one
+`locallama serve`, for a bounded time; is it still safe to leave running?
+
+The script starts `locallama serve` itself on a free loopback port with a fresh
+temporary LOCALLAMA_HOME (the model gets there by `locallama pull gemma3:270m`,
+offline from the bundled package, or `locallama create` from a .gguf path; `tiny`
+writes the random-weight test model of tests/tinymodel.py), creates two models with
+hostile chat templates, warms up (every kind of request once, then all clients for
+--warmup seconds) and then runs --clients concurrent clients for --duration seconds.
+All traffic goes to 127.0.0.1; every loop is bounded in count and in time; the
+server is stopped at the end, on Ctrl-C too.
+
+Well-formed requests (each client draws from this mix; answers are 8-16 tokens):
+Ollama /api/generate and /api/chat and OpenAI /v1/chat/completions and
+/v1/completions, streamed and not; /api/tags, /api/show, /v1/models, /api/embed,
+/v1/embeddings; and streams a client drops on purpose after the first chunks.  An
+error is any non-2xx status, a transport failure, a body that is not the documented
+shape, or a stream that breaks or ends without its final chunk; a stream dropped on
+purpose is not an error.
+
+Hostile requests (one thread, one every --hostile-every seconds, kinds in turn),
+each with the answer issue 12 documents, in the face's own error shape (Ollama
+``{"error": "..."}``, OpenAI ``{"error": {"message": ...}}``):
+
+    origin_copy        cross-origin text/plain POST /api/copy           403
+    origin_openai      cross-origin text/plain POST /v1/chat/completions 403
+    host_ollama        GET /api/tags with Host: evil.example            403
+    host_openai        GET /v1/models with Host: evil.example           403
+    big_body           a 20 MB JSON body to /api/chat (Content-Length)  413
+    big_body_chunked   the same, chunked, to /v1/chat/completions       413
+    template_loop      chat with a model whose template loops (~10^10)  400 template_limit_exceeded
+    template_bloat     chat with a model whose template writes 64 MB    400 template_limit_exceeded
+    bad_json_ollama    a broken JSON body to /api/chat                  400
+    bad_json_openai    a broken JSON body to /v1/chat/completions       400
+    route_ollama       GET /api/no-such-route                           404
+    route_openai       POST /v1/no-such-route                           404
+    method_ollama      GET /api/chat                                    405
+    method_openai      GET /v1/chat/completions                         405
+
+The server runs with LOCALLAMA_TEMPLATE_TIMEOUT=1 and
+LOCALLAMA_TEMPLATE_MAX_BYTES=1MiB so that the template probes are refused fast.
+After the run: the model store must be as it was (no cross-origin copy got
+through), the server's memory (its process and any children) at the end must be
+within 1.10x of the memory after warm-up, and the idle server must not keep burning
+CPU (a runaway template render left behind): more than a quarter of a core over
+5 s fails (an idle server uses next to nothing; a loaded machine can slow a spinning
+thread to half a core).  RSS is sampled once a second, summed over the server and
+its child processes (template render workers); the table shows how many there were.
+
+Prints a table (--json: the same numbers as JSON on stdout, the table on stderr;
+--json PATH: into PATH).  Exit status 0: all well; 1: a check failed (listed);
+2: the server could not be set up; 130: interrupted.
+
+    python bench/soak.py [--clients 32] [--duration 300] [--model gemma3:270m|PATH.gguf|tiny]
+                         [--warmup 30] [--hostile-every 0.5] [--skip KIND,...] [--json [PATH]]
+                         [--server-log PATH]
+    python bench/soak.py --duration 20 --clients 4        # a quick check
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import os
+import random
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+
+MIB = 1 << 20
+REQUEST_TIMEOUT_S = 120.0  # a well-formed request slower than this is an error
+HOSTILE_TIMEOUT_S = 60.0  # a hostile one: far above LOCALLAMA_TEMPLATE_TIMEOUT
+MAX_ITERATIONS = 1_000_000  # per client: the loops end by count as well as by time
+EVIL_ORIGIN = "http://evil.example"
+EVIL_HOST = "evil.example"
+BIG_BODY_BYTES = 20_000_000
+RSS_LIMIT = 1.10  # end over start, the server and its children together
+IDLE_CPU_LIMIT = 0.25  # cores, averaged over IDLE_WINDOW_S once the run is over
+IDLE_WINDOW_S = 5.0
+LOOP_MODEL, BLOAT_MODEL = "soak-hostile-loop", "soak-hostile-bloat"
+COPY_TARGET = "soak-copied-cross-origin"
+#: Loops 10^10 times (minutes of CPU) and writes nothing: only a time limit stops it.
+LOOP_TEMPLATE = ("{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}"
+                 "{% endfor %}{{ messages[0]['content'] }}")
+#: Writes 64 MB (10^6 times 64 bytes) quickly: only a size limit stops it early.
+BLOAT_TEMPLATE = ("{% for a in range(1000) %}{% for b in range(1000) %}"
+                  + "0123456789abcdef" * 4 + "{% endfor %}{% endfor %}")
+PROMPTS = ["Why is the sky blue?", "Name three rivers.", "Write a haiku about tea.",
+           "What is a prime number?", "Say hello in French.", "Count to five.",
+           "Describe a cat in one line.", "What is the capital of Italy?"]
+
+
+# -- results ------------------------------------------------------------------------------
+
+
+@dataclass
+class KindStats:
+    """One well-formed kind: how many, how many failed, latencies in seconds."""
+
+    count: int = 0
+    errors: int = 0
+    latencies: list[float] = field(default_factory=list)
+    samples: list[str] = field(default_factory=list)  # the first few error messages
+
+    def add(self, seconds: float, error: str | None) -> None:
+        self.count += 1
+        self.latencies.append(seconds)
+        if error is not None:
+            self.errors += 1
+            if len(self.samples) < 3:
+                self.samples.append(error[:300])
+
+
+@dataclass
+class HostileStats:
+    """One hostile kind: how many, and what came back (labels like "403")."""
+
+    expected: str
+    count: int = 0
+    outcomes: Counter = field(default_factory=Counter)
+    latencies: list[float] = field(default_factory=list)
+    samples: dict[str, str] = field(default_factory=dict)  # an answer body per other outcome
+
+    @property
+    def refused(self) -> int:
+        return self.outcomes[self.expected]
+
+
+class Results:
+    """Shared by every client thread; one lock, cheap updates."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.kinds: dict[str, KindStats] = {}
+        self.hostile: dict[str, HostileStats] = {}
+
+    def add(self, kind: str, seconds: float, error: str | None) -> None:
+        with self.lock:
+            self.kinds.setdefault(kind, KindStats()).add(seconds, error)
+
+    def add_hostile(self, kind: str, expected: str, seconds: float,
+                    outcome: tuple[str, str]) -> None:
+        with self.lock:
+            stats = self.hostile.setdefault(kind, HostileStats(expected))
+            stats.count += 1
+            stats.outcomes[outcome[0]] += 1
+            stats.latencies.append(seconds)
+            if outcome[0] != expected:
+                stats.samples.setdefault(outcome[0], outcome[1][:300])
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The nearest-rank ``q`` quantile (0..1) of ``values``; nan when empty."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+# -- the server -----------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """`locallama serve` in its own session on a free loopback port, its log in a file.
+
+    ``stop()`` is safe to call more than once and always leaves no process behind.
+    """
+
+    def __init__(self, home: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.home = home
+        self.env = {k: v for k, v in os.environ.items()
+                    if k not in ("LOCALLAMA_MODELS", "LOCALLAMA_API_KEY", "LOCALLAMA_ORIGINS")}
+        self.env.update({"LOCALLAMA_HOME": str(home),
+                         "LOCALLAMA_HOST": f"127.0.0.1:{self.port}",
+                         "LOCALLAMA_KEEP_ALIVE": "-1",
+                         "LOCALLAMA_TEMPLATE_TIMEOUT": "1",
+                         "LOCALLAMA_TEMPLATE_MAX_BYTES": "1MiB"})
+        self.log_path = home / "serve.log"
+        self.process: subprocess.Popen | None = None
+
+    def cli(self, *args: str, timeout: float = 900) -> None:
+        """Run ``locallama ARGS`` against the store (no server up yet: in-process)."""
+        done = subprocess.run([sys.executable, "-m", "locallama", *args], env=self.env,
+                              capture_output=True, text=True, timeout=timeout)
+        if done.returncode != 0:
+            raise SetupError(f"locallama {' '.join(args)} failed: "
+                             f"{(done.stderr or done.stdout).strip()[-500:]}")
+
+    def start(self, timeout: float = 120.0) -> None:
+        log = open(self.log_path, "wb")  # noqa: SIM115 - the server's, closed in stop()
+        self._log = log
+        self.process = subprocess.Popen([sys.executable, "-m", "locallama", "serve"],
+                                        env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                        start_new_session=True)  # Ctrl-C is ours to handle
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise SetupError(f"the server exited with code {self.process.returncode}: "
+                                 f"{self.log_tail()}")
+            try:
+                if httpx.get(self.url + "/", timeout=2.0).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise SetupError(f"the server did not answer within {timeout:.0f} s")
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def tree(self) -> list[psutil.Process]:
+        """The server process and its children (template or model workers, if any)."""
+        if not self.alive():
+            return []
+        try:
+            root = psutil.Process(self.process.pid)
+            return [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return []
+
+    def memory(self) -> tuple[int, int]:
+        """(RSS summed over the tree in bytes, how many processes it has)."""
+        rss, processes = 0, 0
+        for p in self.tree():
+            with contextlib.suppress(psutil.Error):
+                rss += p.memory_info().rss
+                processes += 1
+        return rss, processes
+
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) used so far by the tree, seconds."""
+        total = 0.0
+        for p in self.tree():
+            with contextlib.suppress(psutil.Error):
+                t = p.cpu_times()
+                total += t.user + t.system + getattr(t, "children_user", 0.0) \
+                    + getattr(t, "children_system", 0.0)
+        return total
+
+    def log_tail(self, chars: int = 2000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+    def tracebacks(self) -> int:
+        try:
+            return self.log_path.read_text(errors="replace").count("Traceback (most recent")
+        except OSError:
+            return 0
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        children = self.tree()[1:]
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=15)
+        for child in children:  # workers its shutdown missed
+            with contextlib.suppress(psutil.Error):
+                child.kill()
+        self._log.close()
+
+
+class SetupError(Exception):
+    """The soak could not start: no model, no server."""
+
+
+def prepare_model(server: Server, model: str) -> str:
+    """Put ``model`` into the fresh store; returns the name to request it by."""
+    if model == "tiny":
+        sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+        from tinymodel import write_tiny_gguf
+
+        model = str(write_tiny_gguf(server.home / "tiny.gguf"))
+    if model.endswith(".gguf"):
+        path = Path(model).expanduser().resolve()
+        if not path.is_file():
+            raise SetupError(f"no GGUF file at {path}")
+        modelfile = server.home / "Modelfile"
+        modelfile.write_text(f"FROM {path}\n", encoding="utf-8")
+        server.cli("create", "soak", "-f", str(modelfile))
+        return "soak:latest"
+    server.cli("pull", model)
+    return model
+
+
+def create_hostile_models(http: httpx.Client, model: str) -> dict[str, str | None]:
+    """Create the two hostile-template models over /api/create.
+
+    Returns, per model, None when it was created, or the outcome label when the
+    server refused it at create time (a refusal there counts as the probe's answer).
+    """
+    created: dict[str, str | None] = {}
+    for name, template in ((LOOP_MODEL, LOOP_TEMPLATE), (BLOAT_MODEL, BLOAT_TEMPLATE)):
+        response = http.post("/api/create", json={"model": name, "from": model,
+                                                  "template": template, "stream": False},
+                             timeout=HOSTILE_TIMEOUT_S)
+        created[name] = None if response.status_code == 200 else \
+            label(response.status_code, _json(response.content), "ollama",
+                  "template_limit_exceeded")
+        if response.status_code not in (200, 400):
+            raise SetupError(f"creating {name} answered {response.status_code}: "
+                             f"{response.text[:300]}")
+    return created
+
+
+def store_snapshot(http: httpx.Client, models_dir: Path) -> dict[str, Any]:
+    """What the store holds: /api/tags names and digests, and the manifest files on disk
+    with a hash of each (a copy that bypassed the server's listing shows here too)."""
+    tags = http.get("/api/tags", timeout=30).json()["models"]
+    files = {}
+    manifests = models_dir / "manifests"
+    if manifests.is_dir():
+        for path in sorted(manifests.rglob("*")):
+            if path.is_file():
+                files[str(path.relative_to(manifests))] = hashlib.sha256(
+                    path.read_bytes()).hexdigest()[:16]
+    return {"tags": sorted((m["name"], m["digest"]) for m in tags), "manifests": files}
+
+
+# -- well-formed requests ---------------------------------------------------------------
+
+
+class Broken(Exception):
+    """A well-formed request got a wrong answer (the message says what)."""
+
+
+def _json(data: bytes) -> Any:
+    try:
+        return json.loads(data)
+    except ValueError:
+        return None
+
+
+def _check_status(response: httpx.Response) -> None:
+    if not 200 <= response.status_code < 300:
+        response.read()
+        raise Broken(f"HTTP {response.status_code}: {response.text[:200]}")
+
+
+def _expect(ok: bool, what: str) -> None:
+    if not ok:
+        raise Broken(what)
+
+
+def ollama_lines(response: httpx.Response, keep: int | None = None) -> Iterator[dict]:
+    """Parsed NDJSON lines; an ``error`` line is a Broken stream."""
+    for n, line in enumerate(response.iter_lines()):
+        if keep is not None and n >= keep:
+            return
+        if not line.strip():
+            continue
+        chunk = _json(line.encode())
+        _expect(isinstance(chunk, dict), f"a stream line is not a JSON object: {line[:100]}")
+        _expect("error" not in chunk, f"error in the stream: {chunk.get('error')}")
+        yield chunk
+
+
+def sse_events(response: httpx.Response, keep: int | None = None) -> Iterator[Any]:
+    """Parsed ``data:`` events (the string "[DONE]" as is); an error event is Broken."""
+    n = 0
+    for line in response.iter_lines():
+        if not line.startswith("data: "):
+            continue
+        if keep is not None and n >= keep:
+            return
+        n += 1
+        data = line[6:]
+        if data == "[DONE]":
+            yield data
+            continue
+        event = _json(data.encode())
+        _expect(isinstance(event, dict), f"an event is not a JSON object: {data[:100]}")
+        _expect("error" not in event, f"error in the stream: {event.get('error')}")
+        yield event
+
+
+def _last(items: Iterator[Any]) -> Any:
+    """The last item (None when there is none), reading everything."""
+    last = None
+    for item in items:
+        last = item
+    return last
+
+
+class Mix:
+    """The well-formed request kinds; each method raises Broken or an httpx error."""
+
+    def __init__(self, model: str, rng: random.Random) -> None:
+        self.model, self.rng = model, rng
+
+    def _prompt(self) -> str:
+        return self.rng.choice(PROMPTS)
+
+    def _tokens(self) -> int:
+        return self.rng.randint(8, 16)
+
+    def _options(self) -> dict[str, Any]:
+        return {"num_predict": self._tokens(), "temperature": 0.7, "seed": self.rng.randint(0, 9)}
+
+    def _messages(self) -> list[dict[str, str]]:
+        return [{"role": "user", "content": self._prompt()}]
+
+    # Ollama face
+    def generate(self, http: httpx.Client) -> None:
+        r = http.post("/api/generate", json={"model": self.model, "prompt": self._prompt(),
+                                             "stream": False, "options": self._options()})
+        _check_status(r)
+        body = r.json()
+        _expect(body.get("done") is True and isinstance(body.get("response"), str),
+                f"not a generate answer: {r.text[:200]}")
+
+    def generate_stream(self, http: httpx.Client) -> None:
+        body = {"model": self.model, "prompt": self._prompt(), "options": self._options()}
+        with http.stream("POST", "/api/generate", json=body) as r:
+            _check_status(r)
+            last = _last(ollama_lines(r))
+            _expect(bool(last and last.get("done")), "the stream ended without done: true")
+
+    def chat(self, http: httpx.Client) -> None:
+        r = http.post("/api/chat", json={"model": self.model, "messages": self._messages(),
+                                         "stream": False, "options": self._options()})
+        _check_status(r)
+        body = r.json()
+        _expect(body.get("done") is True and isinstance(body.get("message"), dict),
+                f"not a chat answer: {r.text[:200]}")
+
+    def chat_stream(self, http: httpx.Client) -> None:
+        body = {"model": self.model, "messages": self._messages(), "options": self._options()}
+        with http.stream("POST", "/api/chat", json=body) as r:
+            _check_status(r)
+            last = _last(ollama_lines(r))
+            _expect(bool(last and last.get("done")), "the stream ended without done: true")
+
+    def chat_stream_dropped(self, http: httpx.Client) -> None:
+        body = {"model": self.model, "messages": self._messages(),
+                "options": {**self._options(), "num_predict": 64}}
+        with http.stream("POST", "/api/chat", json=body) as r:
+            _check_status(r)
+            for _ in ollama_lines(r, keep=2):
+                pass
+        # leaving the block closes the connection mid-stream
+
+    def tags(self, http: httpx.Client) -> None:
+        r = http.get("/api/tags")
+        _check_status(r)
+        name = self.model if ":" in self.model else f"{self.model}:latest"
+        _expect(any(m.get("name") == name for m in r.json().get("models", [])),
+                f"{name} is missing from /api/tags")
+
+    def show(self, http: httpx.Client) -> None:
+        r = http.post("/api/show", json={"model": self.model})
+        _check_status(r)
+        _expect("details" in r.json(), f"not a show answer: {r.text[:200]}")
+
+    def embed(self, http: httpx.Client) -> None:
+        r = http.post("/api/embed", json={"model": self.model, "input": self._prompt()})
+        _check_status(r)
+        vectors = r.json().get("embeddings")
+        _expect(isinstance(vectors, list) and len(vectors) == 1 and len(vectors[0]) > 0,
+                f"not an embed answer: {r.text[:200]}")
+
+    # OpenAI face
+    def _openai(self, **extra: Any) -> dict[str, Any]:
+        return {"model": self.model, "max_tokens": self._tokens(), "temperature": 0.7, **extra}
+
+    def openai_chat(self, http: httpx.Client) -> None:
+        r = http.post("/v1/chat/completions", json=self._openai(messages=self._messages()))
+        _check_status(r)
+        choices = r.json().get("choices")
+        _expect(bool(choices) and "message" in choices[0], f"not a completion: {r.text[:200]}")
+
+    def openai_chat_stream(self, http: httpx.Client) -> None:
+        body = self._openai(messages=self._messages(), stream=True)
+        with http.stream("POST", "/v1/chat/completions", json=body) as r:
+            _check_status(r)
+            events = list(sse_events(r))
+            _expect(bool(events) and events[-1] == "[DONE]", "the stream ended without [DONE]")
+
+    def openai_chat_stream_dropped(self, http: httpx.Client) -> None:
+        body = self._openai(messages=self._messages(), stream=True, max_tokens=64)
+        with http.stream("POST", "/v1/chat/completions", json=body) as r:
+            _check_status(r)
+            for _ in sse_events(r, keep=2):
+                pass
+
+    def openai_completion(self, http: httpx.Client) -> None:
+        r = http.post("/v1/completions", json=self._openai(prompt=self._prompt()))
+        _check_status(r)
+        choices = r.json().get("choices")
+        _expect(bool(choices) and "text" in choices[0], f"not a completion: {r.text[:200]}")
+
+    def openai_completion_stream(self, http: httpx.Client) -> None:
+        body = self._openai(prompt=self._prompt(), stream=True)
+        with http.stream("POST", "/v1/completions", json=body) as r:
+            _check_status(r)
+            events = list(sse_events(r))
+            _expect(bool(events) and events[-1] == "[DONE]", "the stream ended without [DONE]")
+
+    def models(self, http: httpx.Client) -> None:
+        r = http.get("/v1/models")
+        _check_status(r)
+        _expect(isinstance(r.json().get("data"), list), f"not a model list: {r.text[:200]}")
+
+    def openai_embeddings(self, http: httpx.Client) -> None:
+        r = http.post("/v1/embeddings", json={"model": self.model, "input": self._prompt()})
+        _check_status(r)
+        data = r.json().get("data")
+        _expect(bool(data) and len(data[0].get("embedding", [])) > 0,
+                f"not an embeddings answer: {r.text[:200]}")
+
+
+#: kind -> (Mix method, weight in the draw)
+KINDS: dict[str, tuple[Callable[[Mix, httpx.Client], None], int]] = {
+    "api/generate": (Mix.generate, 3),
+    "api/generate stream": (Mix.generate_stream, 3),
+    "api/chat": (Mix.chat, 3),
+    "api/chat stream": (Mix.chat_stream, 3),
+    "api/chat stream, dropped": (Mix.chat_stream_dropped, 2),
+    "v1/chat/completions": (Mix.openai_chat, 3),
+    "v1/chat/completions stream": (Mix.openai_chat_stream, 3),
+    "v1/chat/completions stream, dropped": (Mix.openai_chat_stream_dropped, 2),
+    "v1/completions": (Mix.openai_completion, 3),
+    "v1/completions stream": (Mix.openai_completion_stream, 3),
+    "api/tags": (Mix.tags, 1),
+    "api/show": (Mix.show, 1),
+    "v1/models": (Mix.models, 1),
+    "api/embed": (Mix.embed, 1),
+    "v1/embeddings": (Mix.openai_embeddings, 1),
+}
+
+
+def run_kind(kind: str, mix: Mix, http: httpx.Client, results: Results) -> None:
+    started = time.perf_counter()
+    error = None
+    try:
+        KINDS[kind][0](mix, http)
+    except Broken as exc:
+        error = str(exc)
+    except (httpx.HTTPError, OSError, ValueError) as exc:
+        error = f"{type(exc).__name__}: {exc}"
+    results.add(kind, time.perf_counter() - started, error)
+
+
+def client_loop(index: int, url: str, model: str, deadline: float, stop: threading.Event,
+                results: Results, seed: int) -> None:
+    """One client: draw a kind, send it, repeat until the deadline (or MAX_ITERATIONS)."""
+    rng = random.Random(seed * 1000 + index)
+    mix = Mix(model, rng)
+    names = list(KINDS)
+    weights = [KINDS[k][1] for k in names]
+    with httpx.Client(base_url=url, timeout=REQUEST_TIMEOUT_S) as http:
+        for _ in range(MAX_ITERATIONS):
+            if stop.is_set() or time.monotonic() >= deadline:
+                return
+            run_kind(rng.choices(names, weights)[0], mix, http, results)
+
+
+# -- hostile requests ---------------------------------------------------------------------
+
+
+def label(status: int, body: Any, face: str, want_code: str | None = None) -> str:
+    """How a refusal looked: "403" when the body has the face's error shape (and the
+    wanted ``code``, when given as a string), else the status with what was wrong."""
+    if face == "ollama":
+        ok = isinstance(body, dict) and isinstance(body.get("error"), str)
+        code = body.get("code") if ok else None
+    else:
+        error = body.get("error") if isinstance(body, dict) else None
+        ok = isinstance(error, dict) and isinstance(error.get("message"), str)
+        code = error.get("code") if ok else None
+    if not ok:
+        return f"{status} (not the {face} error shape)"
+    if want_code is not None and code != want_code:
+        return f"{status} code={code}"
+    return str(status)
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One hostile kind: the request and the answer issue 12 documents."""
+
+    method: str
+    path: str
+    status: int
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes | None = None
+    code: str | None = None  # an error code the answer must carry
+    big: int = 0  # send this many body bytes over a raw socket
+    chunked: bool = False
+
+    @property
+    def face(self) -> str:
+        return "openai" if self.path.startswith("/v1") else "ollama"
+
+    @property
+    def expected(self) -> str:
+        return str(self.status)
+
+
+def probes(model: str) -> dict[str, Probe]:
+    chat = json.dumps({"model": model, "messages": [{"role": "user", "content": "hi"}],
+                       "stream": False}).encode()
+    evil = {"Origin": EVIL_ORIGIN, "Content-Type": "text/plain"}
+    broken = b'{"model": "' + model.encode() + b'", "messages": [{"role": "user", "cont'
+    hostile_chat = {name: json.dumps({"model": name, "stream": False,
+                                      "messages": [{"role": "user", "content": "hi"}]}).encode()
+                    for name in (LOOP_MODEL, BLOAT_MODEL)}
+    return {
+        "origin_copy": Probe("POST", "/api/copy", 403, evil, json.dumps(
+            {"source": model, "destination": COPY_TARGET}).encode()),
+        "origin_openai": Probe("POST", "/v1/chat/completions", 403, evil, chat),
+        "host_ollama": Probe("GET", "/api/tags", 403, {"Host": EVIL_HOST}),
+        "host_openai": Probe("GET", "/v1/models", 403, {"Host": EVIL_HOST}),
+        "big_body": Probe("POST", "/api/chat", 413, big=BIG_BODY_BYTES),
+        "big_body_chunked": Probe("POST", "/v1/chat/completions", 413, big=BIG_BODY_BYTES,
+                                  chunked=True),
+        "template_loop": Probe("POST", "/api/chat", 400, body=hostile_chat[LOOP_MODEL],
+                               code="template_limit_exceeded"),
+        "template_bloat": Probe("POST", "/v1/chat/completions", 400,
+                                body=hostile_chat[BLOAT_MODEL], code="template_limit_exceeded"),
+        "bad_json_ollama": Probe("POST", "/api/chat", 400, body=broken),
+        "bad_json_openai": Probe("POST", "/v1/chat/completions", 400, body=broken),
+        "route_ollama": Probe("GET", "/api/no-such-route", 404),
+        "route_openai": Probe("POST", "/v1/no-such-route", 404, body=b"{}"),
+        "method_ollama": Probe("GET", "/api/chat", 405),
+        "method_openai": Probe("GET", "/v1/chat/completions", 405),
+    }
+
+
+def big_body(port: int, probe: Probe, model: str) -> tuple[int, bytes]:
+    """POST ``probe.big`` bytes of valid JSON over a raw socket, stopping as soon as the
+    server answers (a server that refuses early may close before the body is sent).
+
+    The body asks for one token with a long ignored ``padding`` field, so a server
+    without a limit only parses it.  Returns (status, body); OSError when no answer came.
+    """
+    if probe.face == "ollama":
+        head = {"model": model, "messages": [{"role": "user", "content": "hi"}],
+                "stream": False, "options": {"num_predict": 1}}
+    else:
+        head = {"model": model, "messages": [{"role": "user", "content": "hi"}],
+                "max_tokens": 1}
+    prefix = json.dumps(head)[:-1].encode() + b', "padding": "'
+    suffix = b'"}'
+    filler = probe.big - len(prefix) - len(suffix)
+    framing = "Transfer-Encoding: chunked" if probe.chunked else f"Content-Length: {probe.big}"
+    request = (f"{probe.method} {probe.path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+               f"Content-Type: application/json\r\nConnection: close\r\n{framing}\r\n\r\n")
+    piece = 64 * 1024
+    deadline = time.monotonic() + HOSTILE_TIMEOUT_S
+    with socket.create_connection(("127.0.0.1", port), timeout=HOSTILE_TIMEOUT_S) as sock:
+        sock.sendall(request.encode())
+
+        def frame(data: bytes) -> bytes:
+            return b"%x\r\n%s\r\n" % (len(data), data) if probe.chunked else data
+
+        def parts() -> Iterator[bytes]:  # the body, framed
+            yield frame(prefix)
+            for start in range(0, filler, piece):
+                yield frame(b"x" * min(piece, filler - start))
+            yield frame(suffix)
+            if probe.chunked:
+                yield b"0\r\n\r\n"
+
+        pending, pieces = memoryview(b""), parts()
+        while time.monotonic() < deadline:  # send until done or the server answers
+            if not pending:
+                part = next(pieces, None)
+                if part is None:
+                    break
+                pending = memoryview(part)
+            readable, writable, _ = select.select([sock], [sock], [],
+                                                  max(0.0, deadline - time.monotonic()))
+            if readable:
+                break  # an answer (or a close) before the whole body: stop sending
+            if writable:
+                try:
+                    pending = pending[sock.send(pending):]
+                except OSError:
+                    break  # closed on us mid-body; the answer may still be readable
+        data = b""
+        while time.monotonic() < deadline:
+            try:
+                more = sock.recv(65536)
+            except OSError:
+                break
+            if not more:
+                break
+            data += more
+            if _complete(data):
+                break
+    return _parse_response(data)
+
+
+def _complete(data: bytes) -> bool:
+    head, sep, rest = data.partition(b"\r\n\r\n")
+    if not sep:
+        return False
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return len(rest) >= int(value.strip())
+    return False
+
+
+def _parse_response(data: bytes) -> tuple[int, bytes]:
+    head, _, rest = data.partition(b"\r\n\r\n")
+    status_line = head.split(b"\r\n", 1)[0].split()
+    if len(status_line) < 2 or not status_line[1].isdigit():
+        raise OSError("the connection closed without an answer")
+    if b"transfer-encoding: chunked" in head.lower():
+        body = b""
+        while rest:
+            size, _, rest = rest.partition(b"\r\n")
+            n = int(size.split(b";")[0] or b"0", 16)
+            if n == 0:
+                break
+            body, rest = body + rest[:n], rest[n + 2:]
+        rest = body
+    return int(status_line[1]), rest
+
+
+def send_probe(http: httpx.Client, port: int, model: str, probe: Probe) -> tuple[str, str]:
+    """Send one hostile request; the outcome label ("403", "200", "timeout", ...) and
+    the start of the answer's body (or the transport error)."""
+    try:
+        if probe.big:
+            status, data = big_body(port, probe, model)
+        else:
+            headers = probe.headers
+            if probe.body is not None and "Content-Type" not in headers:
+                headers = {**headers, "Content-Type": "application/json"}
+            r = http.request(probe.method, probe.path, headers=headers, content=probe.body)
+            status, data = r.status_code, r.content
+    except httpx.TimeoutException as exc:
+        return "timeout", str(exc)
+    except (httpx.HTTPError, OSError) as exc:
+        return f"no answer ({type(exc).__name__})", str(exc)
+    text = data[:300].decode("utf-8", "replace")
+    if status != probe.status:
+        return str(status), text
+    return label(status, _json(data), probe.face, probe.code), text
+
+
+def hostile_loop(url: str, port: int, model: str, kinds: list[str], deadline: float,
+                 every: float, stop: threading.Event, results: Results) -> None:
+    """Send the hostile kinds in turn, one every ``every`` seconds, until the deadline."""
+    table = probes(model)
+    with httpx.Client(base_url=url, timeout=HOSTILE_TIMEOUT_S) as http:
+        for n in range(MAX_ITERATIONS):
+            if stop.is_set() or time.monotonic() >= deadline or not kinds:
+                return
+            kind = kinds[n % len(kinds)]
+            started = time.perf_counter()
+            outcome = send_probe(http, port, model, table[kind])
+            elapsed = time.perf_counter() - started
+            results.add_hostile(kind, table[kind].expected, elapsed, outcome)
+            stop.wait(max(0.0, every - elapsed))
+
+
+# -- memory -----------------------------------------------------------------------------
+
+
+class MemorySampler(threading.Thread):
+    """Samples the server tree's RSS once a second; ``peak`` is the highest seen (with
+    the number of processes then)."""
+
+    def __init__(self, server: Server, start: tuple[int, int]) -> None:
+        super().__init__(daemon=True)
+        self.server, self.peak, self.done = server, start, threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(1.0):
+            sample = self.server.memory()
+            self.peak = max(self.peak, sample)
+
+
+# -- the run ------------------------------------------------------------------------------
+
+
+def run_wave(server: Server, model: str, args: argparse.Namespace, kinds: list[str],
+             seconds: float, stop: threading.Event, results: Results) -> float:
+    """All clients and the hostile thread for ``seconds``; returns the wall time, s.
+
+    Waits for requests in flight at the deadline (each is bounded by its timeout)."""
+    started = time.monotonic()
+    deadline = started + seconds
+    threads = [threading.Thread(target=client_loop, daemon=True, args=(
+        i, server.url, model, deadline, stop, results, args.seed))
+        for i in range(args.clients)]
+    threads.append(threading.Thread(target=hostile_loop, daemon=True, args=(
+        server.url, server.port, model, kinds, deadline, args.hostile_every, stop, results)))
+    for t in threads:
+        t.start()
+    join_by = deadline + REQUEST_TIMEOUT_S + 30
+    for t in threads:
+        t.join(max(0.0, join_by - time.monotonic()))
+    return time.monotonic() - started
+
+
+def soak(args: argparse.Namespace, home: Path) -> dict[str, Any]:
+    """Set up, warm up, run, check; returns the report (see ``main``)."""
+    server = Server(home)
+    results = Results()
+    stop = threading.Event()
+    report: dict[str, Any] = {"config": {"clients": args.clients, "duration_s": args.duration,
+                                         "model": args.model,
+                                         "hostile_every_s": args.hostile_every,
+                                         "warmup_s": args.warmup}}
+    try:
+        _log(f"putting {args.model} into a fresh store in {home}")
+        model = prepare_model(server, args.model)
+        server.start()
+        _log(f"locallama serve is up at {server.url} (log: {server.log_path})")
+        http = httpx.Client(base_url=server.url, timeout=REQUEST_TIMEOUT_S)
+        kinds = [k for k in probes(model) if k not in args.skip]
+        refused_at_create = create_hostile_models(http, model)
+        for name, kind in ((LOOP_MODEL, "template_loop"), (BLOAT_MODEL, "template_bloat")):
+            outcome = refused_at_create[name]
+            if outcome is not None and kind in kinds:  # the create was the probe
+                kinds.remove(kind)
+                results.add_hostile(kind, "400", 0.0, (outcome, "refused at /api/create"))
+
+        before = store_snapshot(http, server.home / "models")
+        _log("warming up: one request of every kind, then all clients for "
+             f"{args.warmup:.0f} s")
+        warm = Results()
+        mix = Mix(model, random.Random(args.seed))
+        for kind in KINDS:
+            run_kind(kind, mix, http, warm)
+        table = probes(model)
+        for kind in kinds:
+            send_probe(http, server.port, model, table[kind])
+        # Concurrency has first-time costs too (threads, buffers, batch slots): pay them
+        # before the start is measured.
+        run_wave(server, model, args, kinds, args.warmup, stop, warm)
+        mem_start = server.memory()
+        sampler = MemorySampler(server, mem_start)
+        sampler.start()
+
+        _log(f"soaking: {args.clients} clients for {args.duration:.0f} s, hostile "
+             f"requests every {args.hostile_every} s ({len(kinds)} kinds)")
+        elapsed = run_wave(server, model, args, kinds, args.duration, stop, results)
+
+        _log("settling, then checking memory, idle CPU and the store")
+        time.sleep(3.0)
+        cpu_before = server.cpu_seconds()
+        time.sleep(IDLE_WINDOW_S)
+        idle_cpu = (server.cpu_seconds() - cpu_before) / IDLE_WINDOW_S
+        sampler.done.set()
+        sampler.join()
+        mem_end = server.memory()
+        tracebacks = server.tracebacks()  # now: stopping a server can log its own
+        alive = server.alive()
+        after = store_snapshot(http, server.home / "models") if alive else None
+        http.close()
+    finally:
+        stop.set()
+        server.stop()
+        if args.server_log and server.log_path.exists():
+            shutil.copyfile(server.log_path, args.server_log)
+    peak = max(sampler.peak, mem_end)
+    report.update(_summary(results, elapsed, mem_start, peak, mem_end, idle_cpu, before,
+                           after, alive, tracebacks))
+    if report["failures"] and tracebacks:
+        report["server_log_tail"] = server.log_tail(3000)
+    return report
+
+
+def _summary(results: Results, elapsed: float, start: tuple[int, int],
+             peak: tuple[int, int], end: tuple[int, int], idle_cpu: float, before: dict,
+             after: dict | None, alive: bool, tracebacks: int) -> dict[str, Any]:
+    failures: list[str] = []
+    requests = {}
+    for kind in KINDS:
+        s = results.kinds.get(kind, KindStats())
+        requests[kind] = {"count": s.count, "errors": s.errors,
+                          "p50_ms": round(percentile(s.latencies, 0.5) * 1000, 1),
+                          "p95_ms": round(percentile(s.latencies, 0.95) * 1000, 1),
+                          "error_samples": s.samples}
+        if s.errors:
+            failures.append(f"{kind}: {s.errors} of {s.count} well-formed requests failed "
+                            f"(first: {s.samples[0]})")
+    hostile = {}
+    for kind, s in results.hostile.items():
+        hostile[kind] = {"count": s.count, "expected": s.expected, "refused": s.refused,
+                         "outcomes": dict(s.outcomes), "other_answer_samples": s.samples,
+                         "p95_ms": round(percentile(s.latencies, 0.95) * 1000, 1)}
+        if s.refused != s.count:
+            others = ", ".join(f"{k} x{v}" for k, v in s.outcomes.items() if k != s.expected)
+            first = next(iter(s.samples.values()), "")
+            failures.append(f"{kind}: {s.count - s.refused} of {s.count} not refused with "
+                            f"{s.expected} ({others}; e.g. {first[:120]!r})")
+    ratio = end[0] / start[0] if start[0] else float("nan")
+    if not alive:
+        failures.append("the server died during the run")
+    elif ratio > RSS_LIMIT:
+        failures.append(f"RSS grew {ratio:.2f}x (limit {RSS_LIMIT:.2f}x)")
+    if alive and idle_cpu > IDLE_CPU_LIMIT:
+        failures.append(f"the idle server still used {idle_cpu:.2f} cores after the run "
+                        "(work left behind)")
+    store_same = after is not None and before == after and not any(
+        name.startswith(COPY_TARGET) for name, _ in after["tags"])
+    if after is not None and not store_same:
+        added = sorted(set(after["tags"]) - set(before["tags"]))
+        gone = sorted(set(before["tags"]) - set(after["tags"]))
+        files = sorted(set(after["manifests"].items()) ^ set(before["manifests"].items()))
+        failures.append(f"the model store changed: added {[n for n, _ in added]}, removed "
+                        f"{[n for n, _ in gone]}, manifests differing {[f for f, _ in files]}")
+    total = sum(s.count for s in results.kinds.values())
+    return {
+        "elapsed_s": round(elapsed, 1),
+        "requests": requests,
+        "hostile": hostile,
+        "rss_bytes": {"start": start[0], "peak": peak[0], "end": end[0],
+                      "end_over_start": round(ratio, 3)},
+        "processes": {"start": start[1], "peak": peak[1], "end": end[1]},
+        "idle_cpu_cores": round(idle_cpu, 3),
+        "store_unchanged": store_same,
+        "server_alive": alive,
+        "server_log_tracebacks": tracebacks,
+        "totals": {"requests": total,
+                   "errors": sum(s.errors for s in results.kinds.values()),
+                   "requests_per_s": round(total / elapsed, 2) if elapsed else 0.0,
+                   "hostile": sum(s.count for s in results.hostile.values()),
+                   "hostile_not_refused": sum(s.count - s.refused
+                                              for s in results.hostile.values())},
+        "failures": failures,
+        "passed": not failures,
+    }
+
+
+def print_table(report: dict[str, Any], out: Any) -> None:
+    c = report["config"]
+    p = lambda *a: print(*a, file=out)  # noqa: E731
+    p(f"\nsoak: {c['model']}, {c['clients']} clients, {report['elapsed_s']:.0f} s, "
+      f"a hostile request every {c['hostile_every_s']} s\n")
+    p(f"{'request':<38}{'count':>7}{'errors':>8}{'p50':>9}{'p95':>9}")
+    for kind, r in report["requests"].items():
+        p(f"{kind:<38}{r['count']:>7}{r['errors']:>8}{r['p50_ms']:>7.0f}ms{r['p95_ms']:>7.0f}ms")
+    p(f"\n{'hostile request':<20}{'count':>7}{'expected':>10}{'refused':>9}{'p95':>9}"
+      "  other answers")
+    for kind, h in report["hostile"].items():
+        ok = "yes" if h["refused"] == h["count"] else "no"
+        others = ", ".join(f"{k} x{v}" for k, v in h["outcomes"].items() if k != h["expected"])
+        p(f"{kind:<20}{h['count']:>7}{h['expected']:>10}{ok:>9}{h['p95_ms']:>7.0f}ms  {others}")
+    m, n = report["rss_bytes"], report["processes"]
+    p(f"\nserver RSS (process + children): start {m['start'] / MIB:.0f} MiB, peak "
+      f"{m['peak'] / MIB:.0f} MiB, end {m['end'] / MIB:.0f} MiB; end/start "
+      f"{m['end_over_start']:.3f} (limit {RSS_LIMIT:.2f}); processes {n['start']} at the "
+      f"start, {n['end']} at the end")
+    p(f"idle CPU after the run: {report['idle_cpu_cores']:.2f} cores (limit "
+      f"{IDLE_CPU_LIMIT}); store unchanged: {'yes' if report['store_unchanged'] else 'no'}; "
+      f"tracebacks in the server log: {report['server_log_tracebacks']}")
+    t = report["totals"]
+    p(f"totals: {t['requests']} well-formed requests ({t['requests_per_s']:.1f}/s), "
+      f"{t['errors']} errors; {t['hostile']} hostile, {t['hostile_not_refused']} not refused")
+    if report["failures"]:
+        p("\nFAILED:")
+        for failure in report["failures"]:
+            p(f"  - {failure}")
+    else:
+        p("\npassed")
+
+
+def _interrupt(_signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _log(message: str) -> None:
+    print(f"[soak] {message}", file=sys.stderr, flush=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=__doc__.split("\n\n", 1)[1])
+    parser.add_argument("--clients", type=int, default=32, help="concurrent clients (32)")
+    parser.add_argument("--duration", type=float, default=300.0, help="seconds (300)")
+    parser.add_argument("--model", default="gemma3:270m",
+                        help="a model name to pull, a .gguf path, or 'tiny' (gemma3:270m)")
+    parser.add_argument("--warmup", type=float, default=None,
+                        help="seconds of all clients before memory is first measured "
+                             "(a tenth of --duration, 5 to 30)")
+    parser.add_argument("--hostile-every", type=float, default=0.5,
+                        help="seconds between hostile requests (0.5)")
+    parser.add_argument("--skip", default="", help="hostile kinds to leave out, comma-separated")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--server-log", metavar="PATH", help="keep the server's log here")
+    parser.add_argument("--json", nargs="?", const="-", metavar="PATH",
+                        help="write the numbers as JSON (to stdout without a PATH)")
+    args = parser.parse_args()
+    args.skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    if args.warmup is None:
+        args.warmup = min(30.0, max(5.0, args.duration / 10))
+    unknown = args.skip - set(probes("m"))
+    if unknown or args.clients < 1 or args.duration <= 0 or args.hostile_every <= 0 \
+            or args.warmup < 0:
+        parser.error(f"unknown hostile kinds: {', '.join(sorted(unknown))}" if unknown else
+                     "--clients, --duration and --hostile-every must be positive, "
+                     "--warmup not negative")
+    # SIGTERM ends the run like Ctrl-C, so the server is stopped either way.
+    signal.signal(signal.SIGTERM, _interrupt)
+    with tempfile.TemporaryDirectory(prefix="locallama-soak-") as tmp:
+        try:
+            report = soak(args, Path(tmp))
+        except KeyboardInterrupt:
+            _log("interrupted; the server is stopped")
+            return 130
+        except (SetupError, httpx.HTTPError, subprocess.TimeoutExpired) as exc:
+            _log(f"setup failed: {exc}")
+            return 2
+    if args.json == "-":
+        print_table(report, sys.stderr)
+        json.dump(report, sys.stdout, indent=2)
+        print()
+    else:
+        print_table(report, sys.stdout)
+        if args.json:
+            Path(args.json).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    return 1 if report["failures"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
