@@ -445,6 +445,26 @@ def test_a_client_that_drops_a_stream_stops_the_generation(client, server, tmp_p
         client.delete("long")
 
 
+def test_a_client_that_leaves_a_non_streaming_answer_stops_the_generation(
+        client, server, tmp_path):
+    """No stream to close here: the server must notice the client left and cancel."""
+    digest = client.create_blob(write_tiny_gguf(tmp_path / "long.gguf", n_ctx_train=16384))
+    client.create(model="long", files={"long.gguf": digest}, parameters={"num_ctx": 16384})
+    try:
+        client.generate(model="long", prompt="Hi", options=FEW)  # loaded
+        [entry] = [e for e in server.runtime.loader.entries() if e.name == "long:latest"]
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(server.url + "/api/generate", timeout=1.5, json={
+                "model": "long", "prompt": "Tell me everything", "stream": False,
+                "options": {"num_predict": 100_000, "temperature": 0}})
+        left = time.monotonic()
+        while entry.model.scheduler.active() and time.monotonic() - left < 3:
+            time.sleep(0.01)
+        assert entry.model.scheduler.active() == 0, "the abandoned generation kept going"
+    finally:
+        client.delete("long")
+
+
 def test_truncate_false_refuses_a_prompt_longer_than_the_context(client, server):
     long, options = "word " * 400, {"num_ctx": 128, "num_predict": 2}
     for path, body in (("generate", {"prompt": long}),

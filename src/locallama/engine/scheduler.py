@@ -27,11 +27,13 @@ import llama_cpp
 
 from locallama.engine.model import LoadedModel, Piece
 from locallama.engine.params import GenerationStats, TokenLogprob
+from locallama.engine.render import CLIENT_GONE
 from locallama.engine.sampling import Sampler
 from locallama.engine.stops import StopMatcher, Utf8Stream
 from locallama.errors import Cancelled, InvalidRequest, LocallamaError, ServerBusy
 from locallama.options import Options
 
+_GONE_POLL_S = 0.05  # how often a waiting request looks whether its client left
 _SCORE_ROWS = 64  # logits rows per step when scoring a prompt (a row is vocabulary-sized)
 
 
@@ -148,9 +150,22 @@ class Scheduler:
         return self._stream(job)
 
     def _stream(self, job: Job) -> Iterator[Piece]:
+        """The job's pieces as the loop makes them.  When the request has a
+        ``CLIENT_GONE`` event (a server request) and it is set, the job is cancelled
+        within ``_GONE_POLL_S``: a client that leaves a non-streaming answer, or one
+        still queued, stops its work too, not only one whose stream is closed."""
+        gone = CLIENT_GONE.get()
         try:
             while True:
-                kind, value = job.events.get()
+                if gone is None:
+                    kind, value = job.events.get()
+                else:
+                    if gone.is_set():
+                        raise Cancelled("the client went away")
+                    try:
+                        kind, value = job.events.get(timeout=_GONE_POLL_S)
+                    except queue.Empty:
+                        continue
                 if kind == "piece":
                     yield value
                 elif kind == "error":
