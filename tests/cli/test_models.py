@@ -168,19 +168,10 @@ def test_a_full_disk_is_one_line_for_pull_create_quantize_and_cp(cli, cli_env, t
 
 
 def test_create_and_pull_on_a_full_tmpfs_are_one_line(cli, cli_env, tmp_path, tiny_gguf):
-    import subprocess
-
     from fakeregistry import fake_registry
+    from faulthelpers import tmpfs
 
-    models = tmp_path / "small"
-    models.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(models)],
-                             capture_output=True, text=True)
-    if mounted.returncode != 0:
-        import pytest
-
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
-    try:
+    with tmpfs(tmp_path / "small", "256k") as models:
         cli_env["LOCALLAMA_MODELS"] = str(models)
         (tmp_path / "Modelfile").write_text(f"FROM {tiny_gguf}\n")
         created = cli("create", "tiny")
@@ -194,8 +185,6 @@ def test_create_and_pull_on_a_full_tmpfs_are_one_line(cli, cli_env, tmp_path, ti
         _one_error_line(pulled, f"Error: no space left on the device that holds {models}")
         assert _leftovers(models) == []
         assert json.loads(cli("list", "--json").stdout) == []
-    finally:
-        subprocess.run(["umount", "-l", str(models)], capture_output=True)
 
 
 def test_a_broken_model_is_listed_as_broken_and_rm_removes_it(cli, tmp_path, tiny_gguf):

@@ -20,6 +20,7 @@ import ollama
 import pytest
 
 from fakeregistry import fake_registry
+from faulthelpers import WAIT_S, store_files, tmpfs, wait_for
 from liveserver import free_port, serve
 from locallama.cli.common import server_answers
 from locallama.client import RemoteRuntime
@@ -30,20 +31,6 @@ from locallama.settings import Settings
 from locallama.store import blobs as blobs_module
 
 LOCALLAMA = str(Path(sys.executable).with_name("locallama"))
-WAIT_S = 30  # generous: the machine is shared
-
-
-def _store_files(root: Path) -> list[str]:
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
-
-
-def _wait_for(predicate, what: str) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 class _Serve:
@@ -96,7 +83,7 @@ def test_a_server_killed_mid_upload_leaves_no_partial_after_restart(tmp_path, ti
         uploader = threading.Thread(target=upload, daemon=True)
         uploader.start()
         try:
-            _wait_for(lambda: any(p.stat().st_size >= 200_000
+            wait_for(lambda: any(p.stat().st_size >= 200_000
                                   for p in blobs.glob(".blob-*.partial")), "the upload's partial")
         finally:
             first.kill()
@@ -124,7 +111,7 @@ def test_a_server_killed_mid_upload_leaves_no_partial_after_restart(tmp_path, ti
             assert names == ["tiny:latest"]
         finally:
             second.kill()
-    assert not [n for n in _store_files(models) if n.endswith((".partial", ".tmp", "-partial"))]
+    assert not [n for n in store_files(models) if n.endswith((".partial", ".tmp", "-partial"))]
 
 
 # -- a full disk: 507 ----------------------------------------------------------------------------
@@ -156,7 +143,7 @@ def _assert_507(response: httpx.Response) -> None:
 def test_a_full_disk_answers_507_and_leaves_the_store_unchanged(live, monkeypatch, tmp_path):
     url, runtime = live
     root = runtime.store.root
-    before = _store_files(root)
+    before = store_files(root)
     monkeypatch.setattr(blobs_module, "write_all", _full)
     data = b"a blob that does not fit"
     digest = "sha256:" + hashlib.sha256(data).hexdigest()
@@ -167,19 +154,13 @@ def test_a_full_disk_answers_507_and_leaves_the_store_unchanged(live, monkeypatc
     remote = RemoteRuntime(Settings(host="127.0.0.1", port=int(url.rsplit(":", 1)[1])))
     with pytest.raises(StorageFull, match="no space left"):  # the CLI's one line, remotely
         remote.copy("tiny", "twin")
-    assert _store_files(root) == before
+    assert store_files(root) == before
     names = [m["name"] for m in httpx.get(f"{url}/api/tags").json()["models"]]
     assert names == ["tiny:latest"]
 
 
 def test_an_upload_bigger_than_a_real_tmpfs_answers_507(tmp_path, tiny_gguf):
-    small = tmp_path / "small"
-    small.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(small)],
-                             capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
-    try:
+    with tmpfs(tmp_path / "small", "256k") as small:
         settings = Settings(host="127.0.0.1", port=free_port(), models_dir=small,
                             history_file=tmp_path / "history")
         runtime = LocalRuntime(settings)
@@ -189,9 +170,7 @@ def test_an_upload_bigger_than_a_real_tmpfs_answers_507(tmp_path, tiny_gguf):
             _assert_507(httpx.post(f"{url}/api/blobs/{digest}", content=data))
             assert httpx.head(f"{url}/api/blobs/{digest}").status_code == 404
         runtime.close()
-        assert _store_files(small) == []
-    finally:
-        subprocess.run(["umount", "-l", str(small)], capture_output=True)
+        assert store_files(small) == []
 
 
 def test_the_openai_face_answers_507_in_its_shape():

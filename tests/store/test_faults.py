@@ -8,14 +8,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from fakeregistry import FakeRegistry, fake_registry
+from faulthelpers import store_files, tmpfs, wait_for
 from locallama.errors import BadModelFile, ModelNotFound, StorageError, StorageFull
 from locallama.runtime.local import LocalRuntime
 from locallama.settings import Settings
@@ -23,37 +21,6 @@ from locallama.store import Store, parse_name
 from locallama.store import blobs as blobs_module
 from locallama.store import manifests as mf
 from locallama.store.partials import sweep
-
-WAIT_S = 30  # generous: the machine is shared
-
-
-@contextmanager
-def tmpfs(path: Path, size: str, *options: str) -> Iterator[Path]:
-    """A small real file system at ``path`` (root only; the test is skipped elsewhere)."""
-    path.mkdir(parents=True, exist_ok=True)
-    opts = ",".join((f"size={size}", *options))
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(path)],
-                             capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], capture_output=True)
-
-
-def store_files(root: Path) -> list[str]:
-    """Every file under the store, relative, leftovers included."""
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
-
-
-def wait_for(predicate, what: str) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def partials(folder: Path, prefix: str) -> list[Path]:
