@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import json
 import os
@@ -18,6 +19,7 @@ import pytest
 
 from liveserver import free_port
 from locallama.cli.common import get_runtime, server_answers
+from locallama.cli.serve import FORCED_EXIT_AFTER_S, GRACEFUL_SHUTDOWN_S
 from locallama.client import RemoteRuntime
 from locallama.runtime.local import LocalRuntime
 
@@ -344,3 +346,27 @@ def test_text_logs_name_each_request(served: Served):
     assert served.stop(signal.SIGTERM) == 0
     lines = [line for line in served.log.read_text().splitlines() if '"GET /api/tags"' in line]
     assert len(lines) == 1 and lines[0].startswith("INFO:") and " 200 " in lines[0], lines
+
+
+def test_sigterm_while_llama_cpp_works_on_a_huge_prompt_stops_cleanly(served: Served):
+    """A request can sit in one long llama.cpp call (tokenizing millions of characters)
+    that nothing can interrupt.  SIGTERM must still end serve with status 0 soon after
+    the graceful period, and must not free the model under that call (llama.cpp then
+    aborts: status 134 and a C++ backtrace)."""
+    def huge() -> None:
+        with contextlib.suppress(httpx.HTTPError):
+            httpx.post(served.url + "/api/generate", timeout=120, json={
+                "model": "tiny", "prompt": "\n" * 8_000_000, "raw": True, "stream": False,
+                "options": {"num_predict": 1}})
+
+    sender = threading.Thread(target=huge, daemon=True)
+    sender.start()
+    time.sleep(3)  # the body is in, the model loaded, the prompt being tokenized
+    assert sender.is_alive(), "the huge prompt was answered too fast to test anything"
+    started = time.monotonic()
+    code = served.stop(signal.SIGTERM)
+    took = time.monotonic() - started
+    log = served.log.read_text()
+    assert code == 0, log[-3000:]
+    assert "terminate called" not in log and "Aborted" not in log
+    assert took < GRACEFUL_SHUTDOWN_S + FORCED_EXIT_AFTER_S + 3, took

@@ -8,11 +8,16 @@ unless ``--log-prompts`` is given.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import logging
+import os
 import signal
 import socket
+import sys
+import threading
+import time
 from datetime import UTC, datetime
 from enum import StrEnum
 from types import FrameType
@@ -32,6 +37,7 @@ if TYPE_CHECKING:
     from locallama.runtime.local import LocalRuntime
 
 GRACEFUL_SHUTDOWN_S = 5  # how long open answers may take to finish on Ctrl-C
+FORCED_EXIT_AFTER_S = 3  # after that, how long before the process ends whatever runs
 
 
 class LogFormat(StrEnum):
@@ -65,7 +71,7 @@ def serve(
                                 log_config=log_config(log_format.value), access_log=False,
                                 timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
         server = uvicorn.Server(config)
-        _stop_renders_on_exit(server, runtime)
+        _on_stop(server, runtime)
         _run_until_signal(server, sock, f"locallama is listening on {settings.base_url}")
     finally:
         runtime.close()
@@ -171,14 +177,34 @@ def _run_until_signal(server: uvicorn.Server, sock: socket.socket, banner: str) 
             signal.signal(sig, handler)
 
 
-def _stop_renders_on_exit(server: uvicorn.Server, runtime: LocalRuntime) -> None:
-    """On SIGTERM or Ctrl-C, kill the chat-template renders in flight as well: their
-    requests then end at once, instead of holding the graceful shutdown (and the
-    threads that Python joins at exit) for as long as a template runs."""
+def _on_stop(server: uvicorn.Server, runtime: LocalRuntime) -> None:
+    """What SIGTERM or Ctrl-C does besides asking uvicorn to stop.
+
+    Chat-template renders in flight are killed, so their requests end at once.  A
+    request thread inside one long llama.cpp call (tokenizing a huge prompt) cannot
+    be interrupted, and Python would wait for it at exit; so a watchdog ends the
+    process ``FORCED_EXIT_AFTER_S`` after the graceful period, whatever still runs
+    (status 0: the stop was asked for).
+    """
     handle_exit = server.handle_exit
+    armed = threading.Event()
 
     def handle(signum: int, frame: FrameType | None) -> None:
         handle_exit(signum, frame)
         runtime.renderer.close()
+        if not armed.is_set():
+            armed.set()
+            threading.Thread(target=_exit_after, name="locallama-exit", daemon=True,
+                             args=(GRACEFUL_SHUTDOWN_S + FORCED_EXIT_AFTER_S,)).start()
 
     server.handle_exit = handle  # type: ignore[method-assign]
+
+
+def _exit_after(seconds: float) -> None:
+    time.sleep(seconds)
+    logging.getLogger("locallama.server").warning(
+        "stopping now: a request was still inside llama.cpp %.0f s after the stop", seconds)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(0)

@@ -267,13 +267,27 @@ class ModelLoader:
                     else:
                         entry.unload_when_idle = True
 
-    def close(self) -> None:
+    def close(self) -> int:
+        """Unload every model not in use; returns how many are left loaded.
+
+        A model in use has a request thread inside llama.cpp (a long tokenization,
+        say, at shutdown): freeing its weights and context under that call makes
+        llama.cpp abort the process, so it is left as it is, for the process's end
+        to reclaim, and unloads when its last request ends if the process lives on.
+        """
         with self._lock:
             self._closed = True
+            busy = 0
             for entry in list(self._loaded.values()):
-                if entry.model is not None:
+                if entry.model is None:
+                    continue
+                if entry.active:
+                    entry.unload_when_idle = True
+                    busy += 1
+                else:
                     self._drop(entry)
             self._lock.notify_all()
+            return busy
 
 
 def _same(loaded: ContextParams, wanted: ContextParams) -> bool:

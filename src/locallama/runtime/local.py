@@ -422,6 +422,8 @@ class LocalRuntime:
         return path
 
     def close(self) -> None:
+        """Stop the template workers and unload the models (those still inside a
+        llama.cpp call are left for the process's end: see ``ModelLoader.close``)."""
         self.renderer.close()
         self.loader.close()
 
