@@ -7,6 +7,16 @@ message; nothing else in the code decides how an error looks to a user.
 
 from __future__ import annotations
 
+#: the most characters of an error message an answer carries (see ``capped``)
+MESSAGE_LIMIT = 1000
+
+
+def capped(message: str, limit: int = MESSAGE_LIMIT) -> str:
+    """``message`` as an answer may carry it: its first ``limit`` characters and "…" when
+    it is longer.  Some messages quote what a stranger chose (a template's
+    ``raise_exception``, a registry's answer), which may be any size."""
+    return message if len(message) <= limit else message[:limit] + "…"
+
 
 class LocallamaError(Exception):
     """Base class: an error with a message fit to show a user as it is."""

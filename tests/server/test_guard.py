@@ -128,6 +128,22 @@ def test_locallama_origins_with_a_wildcard_allows_its_origins(tmp_path):
                           "forbidden")
 
 
+def test_origin_null_is_refused_unless_locallama_origins_lists_it(fake, tmp_path):
+    """Browsers send ``Origin: null`` from file:// pages and sandboxed frames."""
+    _ollama_error(httpx.get(fake + "/api/tags", headers={"Origin": "null"}), 403, "forbidden")
+    settings = Settings.from_env({"LOCALLAMA_HOST": f"127.0.0.1:{free_port()}",
+                                  "LOCALLAMA_ORIGINS": "null",
+                                  "LOCALLAMA_MODELS": str(tmp_path / "models")})
+    with serve(FakeRuntime(), settings) as url:
+        preflight = httpx.options(url + "/api/chat", headers={
+            "Origin": "null", "Access-Control-Request-Method": "POST"})
+        assert preflight.status_code == 204
+        assert preflight.headers["access-control-allow-origin"] == "null"
+        got = httpx.get(url + "/api/tags", headers={"Origin": "null"})
+        assert got.status_code == 200 and got.headers["access-control-allow-origin"] == "null"
+        _ollama_error(httpx.get(url + "/api/tags", headers={"Origin": EVIL}), 403, "forbidden")
+
+
 def test_a_star_alone_allows_every_origin(tmp_path):
     settings = Settings(port=free_port(), models_dir=tmp_path / "m", allowed_origins=("*",))
     with serve(FakeRuntime(), settings) as url:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+import time
+
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from fakeruntime import FakeRuntime
 from liveserver import serve
+from tinymodel import write_tiny_gguf
 
 
 def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -77,3 +82,58 @@ def test_each_app_counts_only_its_own_requests(tmp_path):
                          "locallama_http_requests_total", route="/api/tags", method="GET",
                          status="200") for u in (first, second)]
     assert counts == [2, 1]
+
+
+def test_odd_methods_share_one_label_so_clients_cannot_grow_the_series(tmp_path):
+    with serve(FakeRuntime(), tmp=tmp_path) as url:
+        for i in range(5):
+            assert httpx.request(f"XABC{i}", url + "/api/tags").status_code == 405
+        httpx.request("XYZ", url + "/no/such/path")
+        samples = _samples(httpx.get(url + "/metrics").text)
+    requests = "locallama_http_requests_total"
+    assert _value(samples, requests, route="/api/tags", method="other", status="405") == 5
+    assert _value(samples, requests, route="<unmatched>", method="other", status="404") == 1
+    methods = {dict(labels).get("method") for name, labels in samples if name == requests}
+    assert methods <= {"GET", "other"}, methods
+
+
+def test_a_client_that_left_is_logged_and_counted_as_499_not_500(server, tmp_path, caplog):
+    """nginx's 499 "client closed request": the server did not fail, the client left."""
+    url = server.url
+    gguf = write_tiny_gguf(tmp_path / "slow.gguf", n_ctx_train=16384)
+    created = httpx.post(url + "/api/create", timeout=120, json={
+        "model": "slow", "files": {"slow.gguf": _upload(url, gguf)},
+        "parameters": {"num_ctx": 16384}})
+    assert created.status_code == 200, created.text
+    try:
+        with caplog.at_level(logging.INFO, logger="locallama.access"):
+            with pytest.raises(httpx.ReadTimeout):
+                httpx.post(url + "/api/generate", timeout=1.5, json={
+                    "model": "slow", "prompt": "Tell me everything", "stream": False,
+                    "options": {"num_predict": 100_000, "temperature": 0}})
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and not _generate_records(caplog):
+                time.sleep(0.02)
+        [record] = _generate_records(caplog)
+        assert record.request["status"] == 499
+        samples = _samples(httpx.get(url + "/metrics").text)
+        requests = "locallama_http_requests_total"
+        assert _value(samples, requests, route="/api/generate", method="POST", status="499") == 1
+        assert (requests, (("method", "POST"), ("route", "/api/generate"),
+                           ("status", "500"))) not in samples
+    finally:
+        httpx.request("DELETE", url + "/api/delete", json={"model": "slow"}, timeout=60)
+
+
+def _upload(url: str, path) -> str:
+    import hashlib
+
+    data = path.read_bytes()
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    assert httpx.post(f"{url}/api/blobs/{digest}", content=data, timeout=60).status_code == 201
+    return digest
+
+
+def _generate_records(caplog) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name == "locallama.access"
+            and r.request["route"] == "/api/generate"]

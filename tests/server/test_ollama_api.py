@@ -624,3 +624,27 @@ def test_an_empty_generate_loads_with_its_options(server):
     # (an embedding context of the same model, from an earlier test, may be listed too)
     assert 256 in [m["context_length"] for m in running if m["name"] == "tiny:latest"]
     httpx.post(f"{server.url}/api/generate", json={"model": "tiny", "keep_alive": 0}, timeout=60)
+
+
+def test_a_huge_template_error_is_cut_to_a_readable_size_in_both_faces(server):
+    """A template (a stranger's code) chooses its error message; the body stays small."""
+    made = post(server, "/api/create", {"model": "shouty", "from": "tiny",
+                                        "template": "{{ raise_exception('x' * 300000) }}"})
+    assert made.status_code == 200, made.text[:500]
+    try:
+        answers = [post(server, "/api/generate", {"model": "shouty", "prompt": "Hi",
+                                                   "stream": False}),
+                   post(server, "/api/chat", {"model": "shouty", "stream": False,
+                                               "messages": HELLO}),
+                   post(server, "/v1/chat/completions", {"model": "shouty",
+                                                         "messages": HELLO})]
+        for answer in answers:
+            assert answer.status_code == 400, answer.text[:500]
+            assert len(answer.content) < 2000
+            body = answer.json()
+            message = body["error"] if isinstance(body["error"], str) else \
+                body["error"]["message"]
+            assert "template" in message.lower() and "xxxx" in message, message
+            assert message.endswith("…"), message
+    finally:
+        post(server, "/api/delete", {"model": "shouty"}, method="DELETE")

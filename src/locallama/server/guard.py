@@ -26,7 +26,9 @@ A pure ASGI middleware.  For each HTTP request, before any route runs:
 Refusals and any fault that escapes a route are answered in the error shape of
 the face the path belongs to (``/v1/*``: OpenAI's, anything else: Ollama's).  After
 the answer, one access-log record (logger ``locallama.access``) and the request
-metrics are written.
+metrics are written: labelled by route template (``<unmatched>`` for no route) and
+method (``other`` for any method outside the standard seven), so clients cannot grow
+the label set; a request whose client left before any answer is recorded as 499.
 """
 
 from __future__ import annotations
@@ -64,6 +66,10 @@ DEFAULT_ORIGINS: tuple[str, ...] = tuple(
 ) + ("app://*", "file://*", "tauri://*", "vscode-webview://*", "vscode-file://*")
 
 ALLOW_METHODS = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
+#: the methods counted under their own name in the metrics (others count as ``other``)
+STANDARD_METHODS = frozenset(m.strip() for m in ALLOW_METHODS.split(","))
+#: logged and counted for a request whose client left before any answer (nginx's 499)
+CLIENT_CLOSED_REQUEST = 499
 #: sent when a preflight names no headers; when it names some, they are echoed back
 ALLOW_HEADERS = ("Authorization, Content-Type, User-Agent, Accept, X-Requested-With, "
                  "OpenAI-Organization, OpenAI-Project, X-Stainless-Lang, "
@@ -125,6 +131,7 @@ class _Exchange:
     bytes_out: int = 0
     started: bool = False  # the response's start was sent
     overflow: bool = False  # the body passed its limit
+    left: bool = False  # the client disconnected before the response's start was sent
     body: list[bytes] = field(default_factory=list)  # kept only with log_prompts
     scope: Scope | None = None  # the scope the app saw (it names the route)
 
@@ -206,7 +213,9 @@ class Guard:
 
         async def limited() -> Message:
             message = await receive()
-            if message["type"] == "http.request":
+            if message["type"] == "http.disconnect" and not ex.started:
+                ex.left = True
+            elif message["type"] == "http.request":
                 chunk = message.get("body", b"")
                 ex.bytes_in += len(chunk)
                 if ex.bytes_in > limit:
@@ -300,9 +309,9 @@ class Guard:
     def _record(self, scope: Scope, ex: _Exchange, note: metrics_mod.RequestNote,
                 seconds: float) -> None:
         route = self._route(scope, ex)
-        status = ex.status or 500  # nothing was sent: the client left or the app failed
+        status = _status(ex)
         if self.metrics is not None:
-            self.metrics.observe_request(route, ex.method, status, seconds)
+            self.metrics.observe_request(route, metric_method(ex.method), status, seconds)
         if not access_log.isEnabledFor(logging.INFO):
             return
         client = scope.get("client")
@@ -317,6 +326,21 @@ class Guard:
             entry.update(_prompt_fields(b"".join(ex.body)))
         access_log.info("%s %s %s %.3fs", ex.method, ex.path, status, seconds,
                         extra={"request": entry})
+
+
+def _status(ex: _Exchange) -> int:
+    """The status to log and count: the one sent; 499 (nginx's "client closed request")
+    when the client left before any was sent, whatever the app answered after; 500 when
+    nothing was sent although the client stayed (the app failed)."""
+    if ex.left:
+        return CLIENT_CLOSED_REQUEST
+    return ex.status or 500
+
+
+def metric_method(method: str) -> str:
+    """A request method as a metrics label: the standard ones as they are, any other
+    (a client may send any token) as ``other``, so clients cannot grow the label set."""
+    return method if method in STANDARD_METHODS else "other"
 
 
 def _template(routes: Sequence[Any], scope: Scope) -> str | None:

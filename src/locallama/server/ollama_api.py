@@ -50,6 +50,7 @@ from locallama.errors import (
     ServerBusy,
     StorageFull,
     Unauthorized,
+    capped,
 )
 from locallama.options import parse_keep_alive
 from locallama.progress import Progress, silent
@@ -117,7 +118,8 @@ def _status(exc: LocallamaError) -> int:
 
 
 def _error_body(exc: LocallamaError) -> dict[str, Any]:
-    body: dict[str, Any] = {"error": exc.message, "code": exc.code}
+    """The error object of an answer or stream; the message capped (``errors.capped``)."""
+    body: dict[str, Any] = {"error": capped(exc.message), "code": exc.code}
     if param := getattr(exc, "param", None):
         body["param"] = param
     return body

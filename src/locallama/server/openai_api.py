@@ -46,6 +46,7 @@ from locallama.errors import (
     ServerBusy,
     StorageFull,
     Unauthorized,
+    capped,
 )
 from locallama.runtime.base import ChatRequest, Chunk, GenerateRequest, Runtime, TokenLogprob
 from locallama.server.openai_schemas import (
@@ -98,8 +99,9 @@ def _status(exc: LocallamaError) -> tuple[int, str]:
 
 
 def _error_body(exc: LocallamaError) -> dict[str, Any]:
+    """The error object of an answer or stream; the message capped (``errors.capped``)."""
     param = getattr(exc, "param", None) or ("model" if isinstance(exc, ModelNotFound) else None)
-    return {"error": {"message": exc.message, "type": _status(exc)[1], "param": param,
+    return {"error": {"message": capped(exc.message), "type": _status(exc)[1], "param": param,
                       "code": exc.code}}
 
 

@@ -52,7 +52,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     no temporary file.
     """
     with locked_temp(path.parent, f".{path.name}.", ".tmp") as (fd, tmp), \
-            storage_errors(path.parent, len(data)):
+            storage_errors(path.parent, len(data), partial=tmp):
         write_all(fd, data)
         os.fsync(fd)
         os.replace(tmp, path)
@@ -111,10 +111,10 @@ class BlobStore:
         with locked_temp(self.root, ".blob-") as (fd, tmp):
             for block in _blocks(stream):
                 h.update(block)
-                with storage_errors(self.root, needed):
+                with storage_errors(self.root, needed, partial=tmp):
                     write_all(fd, block)
                 size += len(block)
-            with storage_errors(self.root, needed):
+            with storage_errors(self.root, needed, partial=tmp):
                 os.fsync(fd)
             digest = "sha256:" + h.hexdigest()
             if want and digest != want:

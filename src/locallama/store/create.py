@@ -118,7 +118,7 @@ def _quantized(store: Store, source: Path, info: GGUFInfo, quantize: Quantize,
     # Locked while llama.cpp writes it (it opens the same path, so the same file),
     # so a sweep by another process leaves it alone, and one after a kill removes it.
     with locked_temp(store.blobs.root, ".quantize-") as (_, tmp):
-        with storage_errors(store.blobs.root):
+        with storage_errors(store.blobs.root, partial=tmp):
             quantize.quantizer(source, tmp, info, quantize.type, report)
         new = read_gguf_info(tmp)
         report(ProgressEvent("verifying sha256 digest"))

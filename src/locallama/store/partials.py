@@ -25,7 +25,7 @@ import shutil
 import stat
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -211,16 +211,23 @@ def _unlink(path: Path) -> bool:
 # -- OSError -> StorageError ------------------------------------------------------------
 
 
-def storage_error(exc: OSError, path: Path, needed: int | None = None) -> StorageError:
+def storage_error(exc: OSError, path: Path, needed: int | None = None, *,
+                  partial: Path | None = None) -> StorageError:
     """The typed error for a failed write at ``path``.
 
     ENOSPC / EDQUOT give StorageFull: "no space left on the device that holds
-    PATH (needed ~X, free Y)", ``needed`` in bytes when known.  Anything else
-    gives StorageError: "cannot write PATH: REASON".
+    PATH (needed ~X, free Y)", ``needed`` in bytes when known.  ``partial`` is the
+    temporary file the failed write went to, if any: on a full disk it is emptied
+    first (it cannot be finished, and its writer removes it anyway), so Y is the
+    space free without it, not the nothing it left.  Anything else gives
+    StorageError: "cannot write PATH: REASON", and ``partial`` is left as it is.
     """
     from locallama.gguf_info import format_bytes
 
     if exc.errno in FULL:
+        if partial is not None:
+            with suppress(OSError):  # its writer may still hold it open: emptying frees it
+                os.truncate(partial, 0)
         free = _free(path)
         parts = [f"needed ~{format_bytes(needed)}"] if needed else []
         if free is not None:
@@ -236,12 +243,14 @@ def storage_error(exc: OSError, path: Path, needed: int | None = None) -> Storag
 
 
 @contextmanager
-def storage_errors(path: Path, needed: int | None = None) -> Iterator[None]:
-    """Turn an ``OSError`` raised inside the block into StorageFull / StorageError."""
+def storage_errors(path: Path, needed: int | None = None, *,
+                   partial: Path | None = None) -> Iterator[None]:
+    """Turn an ``OSError`` raised inside the block into StorageFull / StorageError
+    (see :func:`storage_error` for ``needed`` and ``partial``)."""
     try:
         yield
     except OSError as exc:
-        raise storage_error(exc, path, needed) from exc
+        raise storage_error(exc, path, needed, partial=partial) from exc
 
 
 def _free(path: Path) -> int | None:

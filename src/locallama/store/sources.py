@@ -104,7 +104,7 @@ def _pull_bundled(store: Store, name: ModelName, module, report: Progress) -> Mo
         say(f"pulling {digest[7:19]}", 0)
         with locked_temp(store.blobs.root, ".bundled-") as (_, partial):
             try:
-                with storage_errors(store.blobs.root, size):
+                with storage_errors(store.blobs.root, size, partial=partial):
                     module.assemble(output_path=partial, overwrite=True)  # checks the sha256
                     os.replace(partial, store.blobs.path(digest))
             except StorageError:
