@@ -238,3 +238,84 @@ def test_no_worker_outlives_its_parent(tmp_path):
         while not all(gone(p) for p in pids) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert all(gone(p) for p in pids), how
+
+
+# -- compiling and translating: bounded too, and never in this process -----------------
+
+#: What once froze a server: every unclosed ``{{`` rescanned the rest of the text.
+UNCLOSED = "{{ .Prompt }}" + "{{" * 30000
+#: 4.4 MB of blocks: seconds and gigabytes to compile.
+HUGE = "{% if a %}x{% endif %}" * 200000
+NESTED = ["{{" + "(" * 2000 + "1" + ")" * 2000 + "}}", "{% if a %}" * 3000 + "{% endif %}" * 3000]
+
+
+@pytest.mark.parametrize("tail", ["{{" * 30000, "{{" * 300000 + "}}", "{{" + " " * 600000,
+                                  "{{ if" * 100000, "{{- " * 100000 + ".Prompt }}"])
+def test_go_templates_are_translated_in_linear_time(tail):
+    started = time.monotonic()
+    with pytest.raises(TemplateError, match="unclosed action"):
+        select_template("{{ .Prompt }}" + tail, None)
+    assert time.monotonic() - started < 1
+
+
+def test_an_unclosed_go_action_is_a_template_error():
+    with pytest.raises(TemplateError, match="unclosed action at character 13"):
+        select_template(UNCLOSED, None)
+    with pytest.raises(TemplateError, match="unclosed action at character 0"):
+        select_template("{{ .System {{ .Prompt }}", None)
+
+
+def test_compiling_runs_in_a_worker_under_the_time_limit(renderer):
+    before = rss()
+    started = time.monotonic()
+    template = select_template(HUGE, None)
+    with pytest.raises(TemplateLimitExceeded) as caught:
+        template.check(renderer=renderer, model="huge:latest")
+    assert time.monotonic() - started < 5  # the limit is 1 s
+    assert str(caught.value) == ("model 'huge:latest': chat template ran past its 1 s time "
+                                 "limit (LOCALLAMA_TEMPLATE_TIMEOUT)")
+    with pytest.raises(TemplateLimitExceeded):  # rendering compiles under the limit too
+        template.render(MESSAGES, renderer=renderer, model="huge:latest")
+    assert rss() - before < 64 * MIB  # compiling it here took gigabytes
+    assert ChatTemplate("ok").render([], renderer=renderer).prompt == "ok"
+
+
+def test_this_process_never_compiles_a_template(renderer, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("a template was compiled in the server process")
+
+    monkeypatch.setattr("jinja2.Environment.compile", refuse)
+    for source in ("{{ messages[0].content }}", "{% for %}", "[{{ .Prompt }}]"):
+        select_template(source, None)
+    with pytest.raises(TemplateError, match="does not compile"):
+        select_template("{% for %}", None).check(renderer=renderer)
+    select_template("[{{ .Prompt }}]", None).check(renderer=renderer)
+    assert select_template("[{{ .Prompt }}]", None).render(
+        MESSAGES, renderer=renderer).prompt == "[Hi]"
+
+
+@pytest.mark.parametrize("source", NESTED)
+def test_a_deeply_nested_template_is_a_template_error(renderer, source):
+    template = select_template(source, None)
+    for attempt in (lambda: template.check(renderer=renderer, model="deep:latest"),
+                    lambda: template.render(MESSAGES, renderer=renderer, model="deep:latest")):
+        with pytest.raises(TemplateError, match="nested too deeply") as caught:
+            attempt()
+        assert not isinstance(caught.value, TemplateLimitExceeded)
+    assert ChatTemplate("ok").render([], renderer=renderer).prompt == "ok"
+
+
+def test_a_template_that_recurses_forever_is_a_template_error(renderer):
+    template = ChatTemplate("{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}")
+    with pytest.raises(TemplateError, match="recursed or nested too deeply"):
+        template.render(MESSAGES, renderer=renderer)
+
+
+def test_a_cheap_template_is_compiled_once_per_worker(renderer):
+    template = ChatTemplate("{% for m in messages %}{{ m.content }}{% endfor %}")
+    template.check(renderer=renderer)
+    started = time.perf_counter()
+    for _ in range(50):
+        template.check(renderer=renderer)
+        assert template.render(MESSAGES, renderer=renderer).prompt == "Be brief.Hi"
+    assert (time.perf_counter() - started) / 100 < 0.02

@@ -42,8 +42,11 @@ def test_template_injection_fails_cleanly(payload):
 
 
 def test_syntax_error_is_a_template_error():
+    template = ChatTemplate("{% for %}")  # compiled in a worker, not here
     with pytest.raises(TemplateError, match="does not compile"):
-        ChatTemplate("{% for %}")
+        template.check()
+    with pytest.raises(TemplateError, match="does not compile"):
+        template.render(MESSAGES)
 
 
 def test_go_prompt_template_is_translated():

@@ -115,6 +115,87 @@ def test_others_are_answered_during_a_hostile_render_and_leaving_stops_it(
     assert len(runtime.renderer.pids()) <= runtime.renderer.workers
 
 
+# -- hostile templates at create time and per request ----------------------------------
+
+UNCLOSED = "{{ .Prompt }}" + "{{" * 30000  # once quadratic to translate
+HUGE = "{% if a %}x{% endif %}" * 200000  # 4.4 MB: seconds and gigabytes to compile
+NESTED = ["{{" + "(" * 2000 + "1" + ")" * 2000 + "}}", "{% if a %}" * 3000 + "{% endif %}" * 3000]
+
+
+def template_request(url: str, route: str, name: str, template: str) -> httpx.Response:
+    """POST ``template`` to /api/create (as model ``name``, from tiny) or /api/generate."""
+    if route == "/api/create":
+        body = {"model": name, "from": "tiny", "template": template, "stream": False}
+    else:
+        body = {"model": "tiny", "prompt": "Hi", "template": template, "stream": False,
+                "options": {"num_predict": 1}}
+    return httpx.post(url + route, timeout=120, json=body)
+
+
+@pytest.mark.parametrize("route", ["/api/create", "/api/generate"])
+def test_a_go_template_of_unclosed_actions_is_refused_at_once_and_stalls_nobody(hostile, route):
+    runtime, url = hostile
+    with ThreadPoolExecutor(1) as pool:
+        started = time.monotonic()
+        answer = pool.submit(template_request, url, route, "evil", UNCLOSED)
+        for _ in range(5):
+            asked = time.monotonic()
+            assert httpx.get(url + "/api/version", timeout=10).status_code == 200
+            assert time.monotonic() - asked < 1
+        refused = answer.result()
+    assert time.monotonic() - started < 2
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["code"] == "invalid_template"
+    assert "unclosed action" in refused.json()["error"]
+    assert not runtime.store.exists("evil")
+
+
+@pytest.mark.parametrize("route", ["/api/create", "/api/generate"])
+def test_a_template_too_big_to_compile_stops_at_its_limit_outside_the_server(hostile, route):
+    runtime, url = hostile
+    server = psutil.Process()  # the test server runs in this process
+    before = server.memory_info().rss
+    with ThreadPoolExecutor(1) as pool:
+        started = time.monotonic()
+        answer = pool.submit(template_request, url, route, "huge", HUGE)
+        assert wait_for(lambda: runtime.renderer.busy() == 1 or answer.done())
+        asked = time.monotonic()
+        assert httpx.get(url + "/api/version", timeout=10).status_code == 200
+        assert time.monotonic() - asked < 1
+        refused = answer.result()
+    assert time.monotonic() - started < 10  # the limit is 1 s; compiling here took 20 s
+    assert server.memory_info().rss - before < 64 * 1024 * 1024  # and 2 GB
+    name = "huge:latest" if route == "/api/create" else "tiny:latest"
+    assert refused.status_code == 400, refused.text
+    assert refused.json() == {
+        "error": f"model '{name}': chat template ran past its 1 s time limit "
+                 "(LOCALLAMA_TEMPLATE_TIMEOUT)",
+        "code": "template_limit_exceeded"}
+    assert not runtime.store.exists("huge")
+
+
+@pytest.mark.parametrize("route", ["/api/create", "/api/generate"])
+@pytest.mark.parametrize("template", NESTED, ids=["parentheses", "blocks"])
+def test_a_deeply_nested_template_is_an_invalid_template(hostile, route, template):
+    runtime, url = hostile
+    refused = template_request(url, route, "deep", template)
+    assert refused.status_code == 400, refused.text
+    assert refused.json() == {"error": "chat template does not compile: it is nested too deeply",
+                              "code": "invalid_template"}
+    assert not runtime.store.exists("deep")
+
+
+def test_a_broken_template_is_refused_by_create_in_one_line(hostile):
+    runtime, url = hostile
+    refused = template_request(url, "/api/create", "broken", "{% for %}")
+    assert refused.status_code == 400
+    assert refused.json()["code"] == "invalid_template"
+    assert refused.json()["error"].startswith("chat template does not compile: ")
+    assert "\n" not in refused.json()["error"]
+    assert template_request(url, "/api/create", "fine", "<{{ .Prompt }}>").status_code == 200
+    assert runtime.store.exists("fine")
+
+
 # -- the queue bound -------------------------------------------------------------------
 
 

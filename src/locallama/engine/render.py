@@ -1,4 +1,5 @@
-"""Render chat templates in worker processes, under a time limit and an output-size limit.
+"""Compile and render chat templates in worker processes, under a time limit, an
+output-size limit and a memory cap.
 
 A chat template is a stranger's program, and a Python thread cannot be stopped: a
 template that loops for hours, or builds a string of gigabytes, would hold a
@@ -9,7 +10,11 @@ compiled templates by source).  The caller's thread waits for the answer with a
 deadline; when the time limit passes, the client goes away (``CLIENT_GONE``, set
 by the server) or the renderer is closed, the worker is killed (SIGKILL) and a
 fresh one replaces it on the next render.  Nothing of the render survives in this
-process.
+process.  Compiling is a stranger's work too (a few megabytes of nested blocks take
+seconds and gigabytes to compile), so it happens in the workers under the same
+limits: ``Renderer.check`` compiles without rendering, and a worker compiles each
+source once and keeps it.  A template nested too deeply for the compiler or the
+renderer (RecursionError) is a TemplateError like any other broken template.
 
 Inside a worker: the output is produced with ``Template.generate`` and counted as
 it grows, so writing past ``max_bytes`` stops at once; ``*`` and ``**`` are
@@ -51,6 +56,7 @@ MEMORY_HEADROOM = 256 * MIB
 DEFAULT_WORKERS = 2
 _POLL_S = 0.05  # how often a waiting render looks at the client and the renderer
 _CACHE = 64  # compiled templates a worker keeps
+_TOO_DEEP = "chat template does not compile: it is nested too deeply"
 
 #: Set by the server for the request in hand: the client went away, stop its work.
 #: ``anyio.to_thread`` copies context variables, so the worker thread sees it.
@@ -159,6 +165,14 @@ class Renderer:
         finally:
             self._release(worker, keep)
 
+    def check(self, source: str, *, model: str = "") -> None:
+        """Compile the Jinja ``source`` in a worker, under the same limits as ``render``
+        (the worker keeps the compiled template for later renders).  Returns None;
+        raises TemplateError when it does not compile (a syntax error, nesting too
+        deep), TemplateLimitExceeded naming ``model`` when compiling runs past the time
+        limit or the memory cap, and Cancelled as ``render`` does."""
+        self.render(source, [], model=model)
+
     def close(self) -> None:
         """Kill every worker now; renders in flight raise Cancelled.  A later render
         starts a fresh worker (closing is for shutdown, but is not fatal)."""
@@ -252,7 +266,8 @@ def default_renderer() -> Renderer:
 
 def _serve(fd: int, max_bytes: int) -> None:
     """The worker's loop: read (source, contexts, max_bytes), answer b"o"+text or
-    b"e"+JSON {kind, message}; end when the parent's end closes."""
+    b"e"+JSON {kind, message}; end when the parent's end closes.  No contexts: only
+    compile (the answer is b"o")."""
     import resource
 
     from locallama.engine import templates  # imported before the cap is measured
@@ -281,6 +296,9 @@ def _serve(fd: int, max_bytes: int) -> None:
             return  # the parent replaces this worker
         except TemplateError as exc:
             answer = b"e" + json.dumps({"kind": "template", "message": str(exc)}).encode()
+        except RecursionError:  # outside the compile and the template's own code
+            answer = b"e" + json.dumps({"kind": "template", "message":
+                                        "chat template nested too deeply"}).encode()
         conn.send_bytes(answer)
 
 
@@ -294,6 +312,13 @@ def _render(cache: dict[str, Any], templates: Any, source: str,
         except jinja2.TemplateSyntaxError as exc:
             raise TemplateError(f"chat template does not compile: {exc.message} "
                                 f"(line {exc.lineno})") from None
+        except MemoryError:
+            raise
+        except RecursionError:
+            raise TemplateError(_TOO_DEEP) from None
+        except Exception as exc:  # the code jinja2 generated does not compile either
+            raise TemplateError(f"chat template does not compile: "
+                                f"{type(exc).__name__}: {str(exc)[:500]}") from None
         if len(cache) >= _CACHE:
             cache.pop(next(iter(cache)))
         cache[source] = template

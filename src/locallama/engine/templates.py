@@ -3,11 +3,13 @@
 Templates come from strangers (a GGUF's ``tokenizer.chat_template`` or a
 Modelfile TEMPLATE), so they are compiled and rendered in jinja2's immutable
 sandbox: a template that reaches for Python internals fails with TemplateError
-and nothing else happens.  Compiling happens here (it is bounded: the optimizer
-that would evaluate constant expressions at compile time is off); rendering
-happens in a worker process under a time and an output-size limit
-(:mod:`locallama.engine.render`), so a template that loops forever or builds a
-huge string is stopped, names its model and limit, and leaves nothing behind.
+and nothing else happens.  Compiling and rendering both happen in a worker process
+under a time limit, an output-size limit and a memory cap
+(:mod:`locallama.engine.render`), so a template that takes forever to compile,
+loops forever, nests too deeply or builds a huge string is stopped, names its model
+and limit, and leaves nothing behind; this process never compiles a stranger's
+Jinja.  The one step that runs here, translating a Go template to Jinja, is a single
+linear scan.
 
 Three kinds are understood:
 
@@ -23,7 +25,6 @@ Three kinds are understood:
 
 from __future__ import annotations
 
-import functools
 import operator
 import re
 from collections.abc import Callable, Iterator
@@ -107,7 +108,7 @@ def sandbox(max_bytes: int = DEFAULT_MAX_BYTES) -> ImmutableSandboxedEnvironment
     sandbox, strict about unsafe attributes, with ``*``/``**`` bounded by
     ``max_bytes`` and nothing evaluated at compile time (``optimized=False``, no
     filter or ``*``/``**``/``%`` folded over constants: compiling a stranger's
-    template must not run it, so compiling stays in-process and cheap)."""
+    template must not run it).  Used by the renderer's workers, not the server."""
     env = _StrictSandbox(
         trim_blocks=True, lstrip_blocks=True, undefined=jinja2.ChainableUndefined,
         optimized=False,
@@ -119,14 +120,6 @@ def sandbox(max_bytes: int = DEFAULT_MAX_BYTES) -> ImmutableSandboxedEnvironment
     return env
 
 
-
-@functools.lru_cache(maxsize=64)
-def _compiles(source: str) -> None:
-    """Compile ``source`` in the sandbox (raises TemplateSyntaxError), once per source:
-    here compiling only checks a template; the renderer's workers keep their own."""
-    sandbox().from_string(source)
-
-
 @dataclass(frozen=True)
 class Rendered:
     prompt: str
@@ -134,11 +127,13 @@ class Rendered:
 
 
 class ChatTemplate:
-    """A compiled template; ``render`` returns the prompt for a conversation.
+    """A Jinja template; ``render`` returns the prompt for a conversation.
 
-    ``render`` runs the template through ``renderer`` (a worker process under the
-    time and output limits; the process-wide default when None) and raises
-    TemplateError, TemplateLimitExceeded (naming ``model``) or Cancelled.
+    Nothing is compiled here.  ``check`` compiles the template and ``render`` runs
+    it, both through ``renderer`` (a worker process under the time, output and
+    memory limits; the process-wide default when None), and raise TemplateError
+    (a syntax error, a template nested too deeply, a failure while rendering),
+    TemplateLimitExceeded (naming ``model``) or Cancelled.
     """
 
     kind = "jinja"
@@ -147,11 +142,10 @@ class ChatTemplate:
         self.source = source
         self.bos_token = bos_token
         self.eos_token = eos_token
-        try:
-            _compiles(source)
-        except jinja2.TemplateSyntaxError as exc:
-            raise TemplateError(f"chat template does not compile: {exc.message} "
-                                f"(line {exc.lineno})") from None
+
+    def check(self, *, renderer: Renderer | None = None, model: str = "") -> None:
+        """Compile the template in a worker: returns None, or raises as ``render`` does."""
+        (renderer or default_renderer()).check(self.source, model=model)
 
     def render(
         self,
@@ -175,17 +169,20 @@ class ChatTemplate:
 
 
 class GoPromptTemplate:
-    """Ollama's prompt/response Go template, rendered once per user turn."""
+    """Ollama's prompt/response Go template, rendered once per user turn.
+
+    Translated to Jinja here (TemplateError when it is not the supported subset);
+    ``check`` and ``render`` work as :class:`ChatTemplate`'s do."""
 
     kind = "go"
 
     def __init__(self, source: str) -> None:
         self.source = source
         self.jinja = go_to_jinja(source)
-        try:
-            _compiles(self.jinja)
-        except jinja2.TemplateSyntaxError as exc:
-            raise TemplateError(f"template does not compile: {exc.message}") from None
+
+    def check(self, *, renderer: Renderer | None = None, model: str = "") -> None:
+        """Compile the translated template in a worker: None, or raises as ``render`` does."""
+        (renderer or default_renderer()).check(self.jinja, model=model)
 
     def render(self, messages: list[dict[str, Any]], add_generation_prompt: bool = True,
                tools: list[dict[str, Any]] | None = None, *,
@@ -215,6 +212,9 @@ class FallbackTemplate:
     kind = "fallback"
     source = ""
 
+    def check(self, *, renderer: Renderer | None = None, model: str = "") -> None:
+        """Nothing to compile."""
+
     def render(self, messages: list[dict[str, Any]], add_generation_prompt: bool = True,
                tools: list[dict[str, Any]] | None = None, *,
                renderer: Renderer | None = None, model: str = "") -> Rendered:
@@ -235,6 +235,8 @@ Template = ChatTemplate | GoPromptTemplate | FallbackTemplate
 
 
 def is_go_template(source: str) -> bool:
+    """Whether ``source`` reads like a Go template (a ``{{ .Field }}``, ``{{ $x }}``,
+    ``{{ if .X }}``, ``{{ range }}`` or ``{{ end }}`` action); linear in its length."""
     return bool(re.search(r"\{\{-?\s*(\.|\$|if\s+\.|range\s|end\s*-?\}\})", source))
 
 
@@ -244,7 +246,19 @@ def select_template(
     bos_token: str = "",
     eos_token: str = "",
 ) -> Template:
-    """Pick the template for a model: Modelfile TEMPLATE, else the GGUF's, else fallback."""
+    """Pick the template for a model: Modelfile TEMPLATE, else the GGUF's, else fallback.
+
+    Nothing is compiled (``check`` does that, in a worker).  Raises TemplateError for
+    a Go template outside the supported subset, or one too large to translate.
+    """
+    try:
+        return _select(modelfile_template, gguf_template, bos_token, eos_token)
+    except (RecursionError, MemoryError):
+        raise TemplateError("chat template is too deeply nested or too large") from None
+
+
+def _select(modelfile_template: str | None, gguf_template: str | None,
+            bos_token: str, eos_token: str) -> Template:
     if modelfile_template:
         if not is_go_template(modelfile_template):
             return ChatTemplate(modelfile_template, bos_token, eos_token)
@@ -255,44 +269,69 @@ def select_template(
     return FallbackTemplate()
 
 
-_GO_ACTION = re.compile(r"\{\{(-?)\s*(.*?)\s*(-?)\}\}", re.S)
-
-
 def go_to_jinja(source: str) -> str:
-    """Translate the prompt/response subset of Go templates to Jinja."""
+    """Translate the prompt/response subset of Go templates to Jinja.
+
+    One left-to-right scan (linear in ``len(source)``): text outside ``{{ … }}`` is
+    kept as it is; each action ends at the first ``}}`` after its ``{{``.  Raises
+    TemplateError for an action that is never closed (no ``}}``, or another ``{{``
+    before it), an unsupported expression, or unbalanced ``if``/``end``.
+    """
     stack: list[str] = []
-
-    def expr(text: str) -> str:
-        text = re.sub(r"\$?\.(System|Prompt|Response|Suffix)", r"\1", text)
-        if re.search(r"[^\w\s\"'()]", text):
-            raise TemplateError(f"unsupported Go template expression: {text!r}")
-        return text
-
-    def action(match: re.Match[str]) -> str:
-        left, body, right = match.group(1), match.group(2), match.group(3)
-        lt, rt = ("-" if left else ""), ("-" if right else "")
-        if body in ("if", "else if", "with", "range", ""):
-            raise TemplateError(f"Go template action {{{{ {body} }}}} is incomplete")
-        if body.startswith("if "):
-            stack.append("if")
-            return f"{{%{lt} if {expr(body[3:])} %{rt}}}"
-        if body.startswith("else if "):
-            return f"{{%{lt} elif {expr(body[8:])} %{rt}}}"
-        if body == "else":
-            return f"{{%{lt} else %{rt}}}"
-        if body == "end":
-            if not stack:
-                raise TemplateError("Go template has an {{ end }} without an {{ if }}")
-            stack.pop()
-            return f"{{%{lt} endif %{rt}}}"
-        if body.startswith("/*"):
-            return ""
-        return f"{{{{{lt} {expr(body)} {rt}}}}}"
-
-    result = _GO_ACTION.sub(action, source)
+    out: list[str] = []
+    at = 0
+    while True:
+        start = source.find("{{", at)
+        if start < 0:
+            out.append(source[at:])
+            break
+        end = source.find("}}", start + 2)
+        if end < 0 or source.find("{{", start + 2, end) >= 0:
+            raise TemplateError(f"Go template has an unclosed action at character {start}")
+        out.append(source[at:start])
+        out.append(_go_action(source[start + 2:end], stack))
+        at = end + 2
     if stack:
         raise TemplateError("Go template has an {{ if }} without an {{ end }}")
-    return result
+    return "".join(out)
+
+
+def _go_action(inner: str, stack: list[str]) -> str:
+    """The Jinja for one Go action, ``inner`` being the text between ``{{`` and ``}}``;
+    ``stack`` holds the open ``if`` blocks."""
+    left = "-" if inner.startswith("-") else ""
+    inner = inner[len(left):]
+    right = "-" if inner.endswith("-") else ""
+    body = (inner[:-1] if right else inner).strip()
+    lt, rt = left, right
+    if body in ("if", "else if", "with", "range", ""):
+        raise TemplateError(f"Go template action {{{{ {body} }}}} is incomplete")
+    if body.startswith("if "):
+        stack.append("if")
+        return f"{{%{lt} if {_go_expr(body[3:])} %{rt}}}"
+    if body.startswith("else if "):
+        return f"{{%{lt} elif {_go_expr(body[8:])} %{rt}}}"
+    if body == "else":
+        return f"{{%{lt} else %{rt}}}"
+    if body == "end":
+        if not stack:
+            raise TemplateError("Go template has an {{ end }} without an {{ if }}")
+        stack.pop()
+        return f"{{%{lt} endif %{rt}}}"
+    if body.startswith("/*"):
+        return ""
+    return f"{{{{{lt} {_go_expr(body)} {rt}}}}}"
+
+
+_GO_FIELD = re.compile(r"\$?\.(System|Prompt|Response|Suffix)")
+_GO_UNSUPPORTED = re.compile(r"[^\w\s\"'()]")
+
+
+def _go_expr(text: str) -> str:
+    text = _GO_FIELD.sub(r"\1", text)
+    if _GO_UNSUPPORTED.search(text):
+        raise TemplateError(f"unsupported Go template expression: {text!r}")
+    return text
 
 
 def guarded(generate: Callable[..., Iterator[str]], context: dict[str, Any]
@@ -306,5 +345,7 @@ def guarded(generate: Callable[..., Iterator[str]], context: dict[str, Any]
         raise
     except SecurityError as exc:
         raise TemplateError(f"chat template tried an unsafe operation: {exc}") from None
+    except RecursionError:
+        raise TemplateError("chat template failed: it recursed or nested too deeply") from None
     except Exception as exc:  # any failure inside a stranger's template is its fault
         raise TemplateError(f"chat template failed: {type(exc).__name__}: {exc}") from None

@@ -372,8 +372,9 @@ class LocalRuntime:
         name = parse_name(model)
         parsed = parse_modelfile(modelfile)
         self.store.sweep()  # what a killed writer left
-        if parsed.template:
-            select_template(parsed.template, None)  # refuse a broken template up front
+        if parsed.template:  # refuse a broken template up front (compiled in a worker)
+            select_template(parsed.template, None).check(renderer=self.renderer,
+                                                         model=name.display)
         resolve_options(parse_parameters(parsed.parameters), strict=True)  # ranges too
         step = None
         if quantize:
