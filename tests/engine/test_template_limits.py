@@ -12,7 +12,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from locallama.engine.render import CLIENT_GONE, Renderer
+from locallama.cancel import CLIENT_GONE
+from locallama.engine.render import Renderer
 from locallama.engine.templates import ChatTemplate, sandbox, select_template
 from locallama.errors import Cancelled, TemplateError, TemplateLimitExceeded
 

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import contextvars
 import json
 import os
 import signal
@@ -47,6 +46,7 @@ from typing import Any
 
 import jinja2
 
+from locallama.cancel import CLIENT_GONE
 from locallama.errors import Cancelled, TemplateError, TemplateLimitExceeded
 
 MIB = 1024 * 1024
@@ -57,12 +57,6 @@ DEFAULT_WORKERS = 2
 _POLL_S = 0.05  # how often a waiting render looks at the client and the renderer
 _CACHE = 64  # compiled templates a worker keeps
 _TOO_DEEP = "chat template does not compile: it is nested too deeply"
-
-#: Set by the server for the request in hand: the client went away, stop its work.
-#: ``anyio.to_thread`` copies context variables, so the worker thread sees it.
-CLIENT_GONE: contextvars.ContextVar[threading.Event | None] = contextvars.ContextVar(
-    "locallama_client_gone", default=None)
-
 
 class _Worker:
     """One renderer process and the parent's end of its socket."""

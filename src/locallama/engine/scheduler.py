@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 
 import llama_cpp
 
+from locallama.cancel import CLIENT_GONE
 from locallama.engine.model import LoadedModel, Piece
 from locallama.engine.params import GenerationStats, TokenLogprob
-from locallama.engine.render import CLIENT_GONE
 from locallama.engine.sampling import Sampler
 from locallama.engine.stops import StopMatcher, Utf8Stream
 from locallama.errors import Cancelled, InvalidRequest, LocallamaError, ServerBusy

@@ -249,16 +249,8 @@ def select_template(
     """Pick the template for a model: Modelfile TEMPLATE, else the GGUF's, else fallback.
 
     Nothing is compiled (``check`` does that, in a worker).  Raises TemplateError for
-    a Go template outside the supported subset, or one too large to translate.
+    a Go template outside the supported subset.
     """
-    try:
-        return _select(modelfile_template, gguf_template, bos_token, eos_token)
-    except (RecursionError, MemoryError):
-        raise TemplateError("chat template is too deeply nested or too large") from None
-
-
-def _select(modelfile_template: str | None, gguf_template: str | None,
-            bos_token: str, eos_token: str) -> Template:
     if modelfile_template:
         if not is_go_template(modelfile_template):
             return ChatTemplate(modelfile_template, bos_token, eos_token)
@@ -299,11 +291,10 @@ def go_to_jinja(source: str) -> str:
 def _go_action(inner: str, stack: list[str]) -> str:
     """The Jinja for one Go action, ``inner`` being the text between ``{{`` and ``}}``;
     ``stack`` holds the open ``if`` blocks."""
-    left = "-" if inner.startswith("-") else ""
-    inner = inner[len(left):]
-    right = "-" if inner.endswith("-") else ""
-    body = (inner[:-1] if right else inner).strip()
-    lt, rt = left, right
+    lt = "-" if inner.startswith("-") else ""  # Go's and Jinja's whitespace trimming
+    inner = inner[len(lt):]
+    rt = "-" if inner.endswith("-") else ""
+    body = (inner[:-1] if rt else inner).strip()
     if body in ("if", "else if", "with", "range", ""):
         raise TemplateError(f"Go template action {{{{ {body} }}}} is incomplete")
     if body.startswith("if "):

@@ -13,17 +13,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from locallama import __version__
 from locallama.errors import (
-    Forbidden,
     InvalidRequest,
     LocallamaError,
     MethodNotAllowed,
-    PayloadTooLarge,
     RouteNotFound,
-    Unauthorized,
 )
 from locallama.metrics import LoadedSample, Metrics
 from locallama.runtime.base import Runtime
-from locallama.server.guard import Guard
+from locallama.server.guard import Guard, is_openai_path
 from locallama.server.streaming import WatchDisconnect
 from locallama.settings import Settings
 
@@ -43,8 +40,7 @@ def create_app(runtime: Runtime, settings: Settings, *, log_prompts: bool = Fals
     app.state.metrics = metrics = Metrics(lambda: _loaded(runtime))
 
     def face(request: Request) -> ModuleType:  # the face module the path belongs to
-        path = request.url.path
-        return openai_api if path == "/v1" or path.startswith("/v1/") else ollama_api
+        return openai_api if is_openai_path(request.url.path) else ollama_api
 
     @app.exception_handler(LocallamaError)
     async def _locallama_error(request: Request, exc: LocallamaError) -> JSONResponse:
@@ -81,22 +77,17 @@ def create_app(runtime: Runtime, settings: Settings, *, log_prompts: bool = Fals
 
 
 def _typed(request: Request, exc: StarletteHTTPException) -> LocallamaError:
-    """The typed error for a status Starlette or FastAPI raised."""
-    where = f"{request.method} {request.url.path}"
+    """The typed error for a status Starlette or FastAPI raised: an unknown route, a
+    wrong method, a body FastAPI could not parse.  (401, 403 and 413 never get here:
+    the guard answers them before any route.)"""
     if exc.status_code == 404:
         return RouteNotFound(f"no route {request.url.path} here")
     if exc.status_code == 405:
         allowed = (exc.headers or {}).get("Allow", "")
-        return MethodNotAllowed(f"{where} is not allowed" +
+        return MethodNotAllowed(f"{request.method} {request.url.path} is not allowed" +
                                 (f"; this path takes {allowed}" if allowed else ""))
     if exc.status_code == 400:
         return InvalidRequest("the request body is not valid JSON (UTF-8 text expected)")
-    if exc.status_code == 413:
-        return PayloadTooLarge(str(exc.detail))
-    if exc.status_code == 401:
-        return Unauthorized(str(exc.detail))
-    if exc.status_code == 403:
-        return Forbidden(str(exc.detail))
     return LocallamaError(str(exc.detail))
 
 

@@ -52,6 +52,7 @@ from locallama import metrics as metrics_mod
 from locallama.errors import Forbidden, LocallamaError, PayloadTooLarge
 from locallama.metrics import Metrics
 from locallama.server import auth
+from locallama.server.streaming import as_error
 from locallama.settings import Settings
 
 access_log = logging.getLogger("locallama.access")
@@ -236,7 +237,6 @@ class Guard:
             elif ex.started:
                 raise
             else:
-                from locallama.server.streaming import as_error
                 await self._answer_error(scope, send_out, ex, as_error(exc, "server"))
                 return
         if ex.overflow and not ex.started:
@@ -279,7 +279,7 @@ class Guard:
                             error: LocallamaError) -> None:
         from locallama.server import ollama_api, openai_api
 
-        face = openai_api if _is_openai(ex.path) else ollama_api
+        face = openai_api if is_openai_path(ex.path) else ollama_api
         response = face.error_response(error)
         if error.code == "invalid_api_key":
             response.headers["WWW-Authenticate"] = "Bearer"
@@ -371,7 +371,9 @@ def _prompt_fields(body: bytes) -> dict[str, Any]:
     return {k: data[k] for k in _PROMPT_FIELDS if k in data}
 
 
-def _is_openai(path: str) -> bool:
+def is_openai_path(path: str) -> bool:
+    """Whether ``path`` belongs to the OpenAI face (``/v1``); every other path answers
+    in the Ollama face's shape."""
     return path == "/v1" or path.startswith("/v1/")
 
 

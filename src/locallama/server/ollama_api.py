@@ -38,18 +38,9 @@ from fastapi.routing import APIRoute
 
 from locallama import __version__
 from locallama.errors import (
-    DigestMismatch,
-    Forbidden,
     InvalidRequest,
     LocallamaError,
-    MethodNotAllowed,
-    ModelNotFound,
     NotSupported,
-    PayloadTooLarge,
-    RouteNotFound,
-    ServerBusy,
-    StorageFull,
-    Unauthorized,
     capped,
 )
 from locallama.options import parse_keep_alive
@@ -78,12 +69,12 @@ from locallama.server.ollama_schemas import (
     tag_json,
     timestamp,
 )
+from locallama.server.status import error_headers, http_status
 from locallama.server.streaming import (
     ClosingStreamingResponse,
     as_error,
     blocking,
     call,
-    error_headers,
     open_stream,
     progress_events,
 )
@@ -92,29 +83,6 @@ T = TypeVar("T")
 NDJSON = "application/x-ndjson"
 
 # -- errors -----------------------------------------------------------------------------
-
-
-#: status codes by error class, most specific first (Ollama's where it has one)
-_STATUS: tuple[tuple[type[LocallamaError], int], ...] = (
-    (Unauthorized, 401),
-    (Forbidden, 403),
-    (ModelNotFound, 404),
-    (RouteNotFound, 404),
-    (MethodNotAllowed, 405),
-    (PayloadTooLarge, 413),
-    (InvalidRequest, 400),
-    (DigestMismatch, 400),
-    (NotSupported, 501),
-    (ServerBusy, 503),
-    (StorageFull, 507),
-)
-
-
-def _status(exc: LocallamaError) -> int:
-    for cls, status in _STATUS:
-        if isinstance(exc, cls):
-            return status
-    return 500  # a bad or too large model file, a failed pull: Ollama answers 500 too
 
 
 def _error_body(exc: LocallamaError) -> dict[str, Any]:
@@ -128,7 +96,8 @@ def _error_body(exc: LocallamaError) -> dict[str, Any]:
 def error_response(exc: LocallamaError) -> JSONResponse:
     """An error as Ollama sends it: ``{"error": message}`` with the status that fits
     (and ``Retry-After`` when the server is busy)."""
-    return JSONResponse(_error_body(exc), status_code=_status(exc), headers=error_headers(exc))
+    return JSONResponse(_error_body(exc), status_code=http_status(exc),
+                        headers=error_headers(exc))
 
 
 def validation_error_response(exc: RequestValidationError) -> JSONResponse:

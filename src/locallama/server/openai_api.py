@@ -33,19 +33,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from locallama.errors import (
-    DigestMismatch,
-    Forbidden,
-    InvalidRequest,
     LocallamaError,
-    MethodNotAllowed,
     ModelNotFound,
-    NotSupported,
-    PayloadTooLarge,
     PullError,
-    RouteNotFound,
-    ServerBusy,
-    StorageFull,
-    Unauthorized,
     capped,
 )
 from locallama.runtime.base import ChatRequest, Chunk, GenerateRequest, Runtime, TokenLogprob
@@ -59,11 +49,11 @@ from locallama.server.openai_schemas import (
     invalid,
     token_lists,
 )
+from locallama.server.status import error_headers, http_status
 from locallama.server.streaming import (
     ClosingStreamingResponse,
     as_error,
     call,
-    error_headers,
     open_stream,
 )
 from locallama.store import ModelEntry, parse_name
@@ -74,28 +64,12 @@ FINGERPRINT = "fp_locallama"
 # -- errors -----------------------------------------------------------------------
 
 
-#: status codes and OpenAI error types by error class, most specific first
-_STATUS: tuple[tuple[type[LocallamaError], int, str], ...] = (
-    (Unauthorized, 401, "invalid_request_error"),
-    (Forbidden, 403, "invalid_request_error"),
-    (ModelNotFound, 404, "invalid_request_error"),
-    (RouteNotFound, 404, "invalid_request_error"),
-    (MethodNotAllowed, 405, "invalid_request_error"),
-    (PayloadTooLarge, 413, "invalid_request_error"),
-    (InvalidRequest, 400, "invalid_request_error"),
-    (DigestMismatch, 400, "invalid_request_error"),
-    (NotSupported, 501, "invalid_request_error"),
-    (PullError, 502, "server_error"),
-    (ServerBusy, 503, "server_error"),
-    (StorageFull, 507, "server_error"),
-)
-
-
 def _status(exc: LocallamaError) -> tuple[int, str]:
-    for cls, status, kind in _STATUS:
-        if isinstance(exc, cls):
-            return status, kind
-    return 500, "server_error"  # bad model file, too large, internal faults
+    """The status (a failed pull is a bad gateway here) and OpenAI's error ``type``:
+    ``server_error`` for a fault of the server, else ``invalid_request_error``."""
+    status = http_status(exc, ((PullError, 502),))
+    return status, "server_error" if status >= 500 and status != 501 else \
+        "invalid_request_error"
 
 
 def _error_body(exc: LocallamaError) -> dict[str, Any]:

@@ -36,8 +36,8 @@ from anyio.lowlevel import RunVar
 from starlette.responses import StreamingResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from locallama.engine.render import CLIENT_GONE
-from locallama.errors import Cancelled, LocallamaError, ServerBusy
+from locallama.cancel import CLIENT_GONE
+from locallama.errors import Cancelled, LocallamaError
 from locallama.progress import Progress, ProgressEvent
 
 T = TypeVar("T")
@@ -194,13 +194,6 @@ def blocking(stream: AsyncIterator[bytes]) -> Iterator[bytes]:
     while (block := anyio.from_thread.run(next_block)) is not None:
         if block:
             yield block
-
-
-def error_headers(exc: LocallamaError) -> dict[str, str]:
-    """Headers an error answer carries: ``Retry-After`` (seconds) for ServerBusy."""
-    if isinstance(exc, ServerBusy):
-        return {"Retry-After": str(max(1, exc.retry_after))}
-    return {}
 
 
 def as_error(exc: BaseException, face: str) -> LocallamaError:

@@ -1,0 +1,56 @@
+"""HTTP statuses and headers for the typed errors: one table for every face.
+
+Both faces answer a given error with the same status (the OpenAI face adds its
+error ``type``, derived from the status, and answers a failed pull with 502).
+Most specific classes first: the first ``isinstance`` match wins.
+"""
+
+from __future__ import annotations
+
+from locallama.errors import (
+    DigestMismatch,
+    Forbidden,
+    InvalidRequest,
+    LocallamaError,
+    MethodNotAllowed,
+    ModelNotFound,
+    NotSupported,
+    PayloadTooLarge,
+    RouteNotFound,
+    ServerBusy,
+    StorageFull,
+    Unauthorized,
+)
+
+StatusTable = tuple[tuple[type[LocallamaError], int], ...]
+
+STATUS: StatusTable = (
+    (Unauthorized, 401),
+    (Forbidden, 403),
+    (ModelNotFound, 404),
+    (RouteNotFound, 404),
+    (MethodNotAllowed, 405),
+    (PayloadTooLarge, 413),
+    (InvalidRequest, 400),
+    (DigestMismatch, 400),
+    (NotSupported, 501),
+    (ServerBusy, 503),
+    (StorageFull, 507),
+)
+
+
+def http_status(exc: LocallamaError, first: StatusTable = ()) -> int:
+    """The status for ``exc``: from ``first`` (a face's own entries), else ``STATUS``,
+    else 500 (a bad or too large model file, a failed write, an internal fault: Ollama
+    answers 500 too)."""
+    for cls, status in (*first, *STATUS):
+        if isinstance(exc, cls):
+            return status
+    return 500
+
+
+def error_headers(exc: LocallamaError) -> dict[str, str]:
+    """Headers an error answer carries: ``Retry-After`` (seconds) for ServerBusy."""
+    if isinstance(exc, ServerBusy):
+        return {"Retry-After": str(max(1, exc.retry_after))}
+    return {}
