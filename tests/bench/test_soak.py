@@ -22,6 +22,7 @@ from locallama.settings import Settings
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 import soak  # noqa: E402
+import soak_probes  # noqa: E402
 
 LIMIT = 16 << 20
 
@@ -49,7 +50,8 @@ def hardened_app(lax: bool) -> Any:
                                     (b"content-length", str(len(data)).encode())]})
             await send({"type": "http.response.body", "body": data})
 
-        if headers.get("origin") == soak.EVIL_ORIGIN or headers.get("host") == soak.EVIL_HOST:
+        if headers.get("origin") == soak_probes.EVIL_ORIGIN or \
+                headers.get("host") == soak_probes.EVIL_HOST:
             return await answer(403, "forbidden", "forbidden")
         if int(headers.get("content-length", "0")) > LIMIT:  # refused before reading
             return await answer(413, "too large", "request_too_large")
@@ -92,9 +94,9 @@ def fake(request: pytest.FixtureRequest) -> Iterator[tuple[int, bool]]:
 def test_probes_count_as_refused_only_with_the_documented_answer(fake: tuple[int, bool]):
     port, lax = fake
     with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
-        outcomes = {kind: soak.send_probe(http, port, "m", probe)[0]
-                    for kind, probe in soak.probes("m").items()}
-    expected = {kind: probe.expected for kind, probe in soak.probes("m").items()}
+        outcomes = {kind: soak_probes.send_probe(http, port, "m", probe)[0]
+                    for kind, probe in soak_probes.probes("m").items()}
+    expected = {kind: probe.expected for kind, probe in soak_probes.probes("m").items()}
     if not lax:
         assert outcomes == expected
     else:  # a 20 MB body read in full and answered 200; bare FastAPI 404/405 bodies
@@ -106,9 +108,9 @@ def test_probes_count_as_refused_only_with_the_documented_answer(fake: tuple[int
 
 def test_a_refusal_with_the_wrong_code_is_not_the_documented_one():
     body = {"error": "chat template error: boom", "code": "invalid_template"}
-    assert soak.label(400, body, "ollama", "template_limit_exceeded") == \
+    assert soak_probes.label(400, body, "ollama", "template_limit_exceeded") == \
         "400 code=invalid_template"
-    assert soak.label(400, {**body, "code": "template_limit_exceeded"}, "ollama",
+    assert soak_probes.label(400, {**body, "code": "template_limit_exceeded"}, "ollama",
                       "template_limit_exceeded") == "400"
 
 
