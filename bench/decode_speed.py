@@ -18,8 +18,8 @@ from pathlib import Path
 
 import llama_cpp
 
-from locallama.runtime.base import GenerateRequest
 from locallama.runtime.local import LocalRuntime
+from locallama.runtime.types import GenerateRequest
 from locallama.settings import Settings
 
 PROMPT = "The history of the printing press begins"

@@ -23,8 +23,8 @@ from pathlib import Path
 import httpx
 import uvicorn
 
-from locallama.runtime.base import ChatRequest, GenerateRequest
 from locallama.runtime.local import LocalRuntime
+from locallama.runtime.types import ChatRequest, GenerateRequest, Message
 from locallama.server.app import create_app
 from locallama.settings import Settings
 
@@ -45,7 +45,7 @@ def in_process_generate(runtime: LocalRuntime, tokens: int) -> float:
 
 def in_process_chat(runtime: LocalRuntime, tokens: int) -> float:
     started = time.perf_counter()
-    messages = [{"role": "user", "content": PROMPT}]
+    messages = [Message("user", PROMPT)]
     final = list(runtime.chat(ChatRequest("gemma3:270m", messages, options(tokens))))[-1]
     return final.eval_count / (time.perf_counter() - started)
 

@@ -28,6 +28,7 @@ from pathlib import Path
 from locallama.gguf_info import read_gguf_info
 from locallama.runtime.local import LocalRuntime
 from locallama.settings import Settings
+from locallama.store.modelfile import Modelfile
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from tinymodel import write_tiny_gguf  # noqa: E402
@@ -50,7 +51,7 @@ def find_llama_quantize(given: str | None) -> str | None:
 def ours(runtime: LocalRuntime, source: Path, qtype: str, work: Path) -> tuple[float, int]:
     name = f"bench-{qtype.lower()}"
     started = time.perf_counter()
-    runtime.create(name, f"FROM {source}\n", work, quantize=qtype)
+    runtime.create(name, Modelfile(from_=str(source)), work, quantize=qtype)
     seconds = time.perf_counter() - started
     size = runtime.store.get(name).model_path.stat().st_size
     runtime.delete(name)
@@ -82,7 +83,7 @@ def main() -> None:
             home.pull(DEFAULT)
         bundled = home.store.get(DEFAULT).model_path
         home.close()
-        runtime.create("gemma-f16", f"FROM {bundled}\n", work, quantize="F16")
+        runtime.create("gemma-f16", Modelfile(from_=str(bundled)), work, quantize="F16")
         sources = {"tiny (F32)": write_tiny_gguf(work / "tiny.gguf"),
                    "gemma3 270M (F16)": runtime.store.get("gemma-f16").model_path}
 

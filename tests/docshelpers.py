@@ -17,7 +17,7 @@ from pypdf import PdfWriter
 from pypdf.generic import DecodedStreamObject, DictionaryObject, NameObject
 
 from fakeruntime import FakeRuntime
-from locallama.runtime.base import Chunk, Embeddings, ModelDetails
+from locallama.runtime.types import Chunk, Embeddings, ModelDetails
 
 DIMS = 512
 STOPWORDS = frozenset({

@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 
 from locallama.errors import Cancelled, InvalidRequest, PullError
 from locallama.progress import ProgressEvent
-from locallama.runtime.base import ChatRequest, Chunk, Embeddings, GenerateRequest
-from locallama.store import ModelEntry, parse_name
+from locallama.runtime.types import ChatRequest, Chunk, Embeddings, GenerateRequest, ModelEntry
+from locallama.store import parse_name
 
 
 class FakeRuntime:

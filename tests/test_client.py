@@ -29,10 +29,11 @@ from locallama.errors import (
     NotSupported,
     TemplateError,
 )
-from locallama.runtime.base import ChatRequest, Chunk, GenerateRequest
 from locallama.runtime.local import LocalRuntime
+from locallama.runtime.types import ChatRequest, Chunk, GenerateRequest, Message, ToolCall
 from locallama.settings import Settings
 from locallama.store import ModelName
+from locallama.store.modelfile import parse_modelfile
 from tinymodel import tiny_parameter_count, write_tiny_gguf
 
 GREEDY = {"temperature": 0, "seed": 42, "num_predict": 12}
@@ -45,8 +46,8 @@ LONG_CTX = 8192  # the "long" model fills this in ~10 s on a CPU: long enough to
 def _fill_store(home: Path, tiny: Path, long: Path) -> LocalRuntime:
     runtime = LocalRuntime(Settings(host="127.0.0.1", port=free_port(),
                                     models_dir=home / "models", history_file=home / "history"))
-    runtime.create("tiny", f"FROM {tiny}\n", home)
-    runtime.create("long", f"FROM {long}\n", home)
+    runtime.create("tiny", parse_modelfile(f"FROM {tiny}\n"), home)
+    runtime.create("long", parse_modelfile(f"FROM {long}\n"), home)
     return runtime
 
 
@@ -121,7 +122,7 @@ def test_generate_streams_text_then_counts(runtime):
 
 
 def test_chat_streams_an_answer(runtime):
-    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
+    messages = [Message("system", "Be brief."), Message("user", "Hi")]
     text, chunks = answer(runtime, ChatRequest("tiny", messages, dict(GREEDY)))
     assert text and chunks[-1].eval_count == 12
 
@@ -146,13 +147,14 @@ def test_create_copy_delete(runtime, make_gguf, tmp_path):
         'FROM ./fresh.gguf\nPARAMETER temperature 0.3\nPARAMETER stop "###"\n'
         "SYSTEM Answer briefly.\nMESSAGE user Hi\nMESSAGE assistant Hello\nLICENSE MIT\n")
     events = []
-    runtime.create("made", (tmp_path / "Modelfile").read_text(), tmp_path, events.append)
+    runtime.create("made", parse_modelfile((tmp_path / "Modelfile").read_text()), tmp_path,
+                   events.append)
     assert events and events[-1].status
     d = runtime.show("made")
     assert d.parameters == {"temperature": 0.3, "stop": ["###"]}
     assert d.system == "Answer briefly." and d.licenses == ["MIT"]
-    assert d.messages == [{"role": "user", "content": "Hi"},
-                          {"role": "assistant", "content": "Hello"}]
+    assert d.messages == [Message("user", "Hi"),
+                          Message("assistant", "Hello")]
     assert answer(runtime, GenerateRequest("made", "Hi", options={"num_predict": 2}))[0]
 
     runtime.copy("made", "made-too")
@@ -164,7 +166,7 @@ def test_create_copy_delete(runtime, make_gguf, tmp_path):
 
 
 def test_create_from_a_stored_model_inherits(runtime, tmp_path):
-    runtime.create("child", "FROM tiny\nPARAMETER num_predict 3\n", tmp_path)
+    runtime.create("child", parse_modelfile("FROM tiny\nPARAMETER num_predict 3\n"), tmp_path)
     try:
         assert runtime.show("child").parameters == {"num_predict": 3}
         assert answer(runtime, GenerateRequest("child", "Once"))[1][-1].eval_count == 3
@@ -179,7 +181,8 @@ def test_create_with_quantize_and_an_importance_matrix(runtime, make_gguf, tmp_p
     make_gguf("q.gguf", seed=4)
     imatrix = write_gguf_imatrix(tmp_path / "imatrix.gguf", importance(2))
     events = []
-    runtime.create("q", "FROM ./q.gguf\n", tmp_path, events.append, quantize="q4_0",
+    runtime.create("q", parse_modelfile("FROM ./q.gguf\n"), tmp_path, events.append,
+                   quantize="q4_0",
                    imatrix=imatrix)
     try:
         assert "using an importance matrix for 14 tensors" in [e.status for e in events]
@@ -201,7 +204,7 @@ def test_bad_requests_are_invalid_requests(runtime):
     with pytest.raises(InvalidRequest, match="num_predict"):
         list(runtime.generate(GenerateRequest("tiny", "hi", options={"num_predict": -7})))
     with pytest.raises(InvalidRequest, match="role"):
-        list(runtime.chat(ChatRequest("tiny", [{"role": "wizard", "content": "x"}])))
+        list(runtime.chat(ChatRequest("tiny", [Message("wizard", "x")])))
 
 
 @pytest.mark.parametrize(("modelfile", "error", "match"), [
@@ -214,7 +217,7 @@ def test_bad_requests_are_invalid_requests(runtime):
 ])
 def test_create_errors(runtime, tmp_path, modelfile, error, match):
     with pytest.raises(error, match=match):
-        runtime.create("broken", modelfile, tmp_path)
+        runtime.create("broken", parse_modelfile(modelfile), tmp_path)
     assert "broken:latest" not in {e.name.display for e in runtime.list()}
 
 
@@ -240,7 +243,7 @@ def test_load_ps_unload(runtime):
     loaded = {i.name: i for i in runtime.ps()}
     info = loaded["tiny:latest"]
     assert info.digest == runtime.show("tiny").digest
-    assert info.size > 0 and info.context_length > 0 and info.details["family"] == "llama"
+    assert info.size > 0 and info.context_length > 0 and info.details.family == "llama"
     assert info.expires_at is not None and info.expires_at.tzinfo is not None
     assert 500 < info.expires_at.timestamp() - time.time() <= 600
     runtime.load("tiny", keep_alive=-1)
@@ -262,7 +265,7 @@ def test_remote_generate_equals_local(local, remote):
 
 
 def test_remote_chat_and_embed_equal_local(local, remote):
-    request = ChatRequest("tiny", [{"role": "user", "content": "Tell me a story"}], GREEDY)
+    request = ChatRequest("tiny", [Message("user", "Tell me a story")], GREEDY)
     assert answer(remote, request)[0] == answer(local, request)[0]
     a, b = local.embed("tiny", ["hi there"]), remote.embed("tiny", ["hi there"])
     assert b.prompt_eval_count == a.prompt_eval_count
@@ -283,7 +286,7 @@ def test_remote_errors_equal_local(local, remote, tmp_path):
         lambda rt: list(rt.generate(GenerateRequest("ghost", "hi"))),
         lambda rt: rt.show("../../etc/passwd"),
         lambda rt: list(rt.generate(GenerateRequest("tiny", "hi", options={"top_p": 2}))),
-        lambda rt: rt.create("x", "FROM tiny\nTEMPLATE {% for %}\n", tmp_path),
+        lambda rt: rt.create("x", parse_modelfile("FROM tiny\nTEMPLATE {% for %}\n"), tmp_path),
     ]
     for call in calls:
         with pytest.raises(LocallamaError) as expected:
@@ -361,7 +364,7 @@ def test_create_uploads_the_file_and_sends_ollamas_shape(tmp_path, make_gguf):
                  'PARAMETER temperature 0.5\nPARAMETER stop "a"\nPARAMETER stop "b"\n'
                  "MESSAGE user Hi\nLICENSE MIT\n")
     events = []
-    fake(handler).create("m", modelfile, tmp_path, events.append)
+    fake(handler).create("m", parse_modelfile(modelfile), tmp_path, events.append)
     (head, blob_path, _), (post, post_path, data), (_, create_path, body) = seen
     digest = blob_path.removeprefix("/api/blobs/")
     assert (head, post, post_path, create_path) == ("HEAD", "POST", blob_path, "/api/create")
@@ -383,7 +386,7 @@ def test_create_from_a_model_name_sends_from_and_skips_uploads(tmp_path):
         seen.append(json.loads(request.read()))
         return ndjson({"status": "success"})
 
-    fake(handler).create("m", "FROM llama3.2\n", tmp_path)
+    fake(handler).create("m", parse_modelfile("FROM llama3.2\n"), tmp_path)
     assert seen == [{"model": "m", "stream": True, "from": "llama3.2"}]
 
 
@@ -427,8 +430,8 @@ def test_tool_calls_arrive_on_the_final_chunk():
         {"message": {"role": "assistant", "content": "", "tool_calls": [call]}, "done": False},
         {"message": {"role": "assistant", "content": ""}, "done": True, "done_reason": "stop",
          "eval_count": 3, "prompt_eval_count": 5}))
-    chunks = list(rt.chat(ChatRequest("m", [{"role": "user", "content": "hi"}])))
-    assert len(chunks) == 1 and chunks[0].tool_calls == [call]
+    chunks = list(rt.chat(ChatRequest("m", [Message("user", "hi")])))
+    assert len(chunks) == 1 and chunks[0].tool_calls == [ToolCall("f", {"x": 1})]
     assert chunks[0].prompt_tokens == 5
 
 

@@ -30,21 +30,27 @@ from locallama import errors
 from locallama.errors import InvalidRequest, LocallamaError, ModelNotFound, NotSupported
 from locallama.options import parse_parameters
 from locallama.progress import Progress, ProgressEvent, silent
-from locallama.runtime.base import (
+from locallama.runtime.types import (
     ChatRequest,
     Chunk,
+    Details,
     Embeddings,
     GenerateRequest,
     KeepAlive,
     LoadedModelInfo,
+    Message,
     ModelDetails,
+    ModelEntry,
     TokenLogprob,
+    ToolCall,
 )
+from locallama.server.ollama_schemas import message_json, tools_json
 from locallama.settings import Settings
-from locallama.store import ModelEntry, parse_name
+from locallama.store import parse_name
 from locallama.store.blobs import CHUNK, digest_file
 from locallama.store.create import source_path as modelfile_path
-from locallama.store.modelfile import parse_modelfile
+from locallama.store.modelfile import Modelfile
+from locallama.store.sources import bundled_names
 
 #: a LocallamaError class for each ``code`` a server may put beside ``error``
 _BY_CODE: dict[str, type[LocallamaError]] = {
@@ -93,9 +99,10 @@ class RemoteRuntime:
 
     def chat(self, request: ChatRequest) -> Iterator[Chunk]:
         body = {
-            "model": request.model, "messages": request.messages,
+            "model": request.model, "messages": [message_json(m) for m in request.messages],
             "options": request.options or None, "format": request.format,
-            "tools": request.tools or None, "keep_alive": request.keep_alive,
+            "tools": tools_json(request.tools) if request.tools else None,
+            "keep_alive": request.keep_alive,
             "logprobs": request.logprobs or None, "top_logprobs": request.top_logprobs or None,
             "truncate": None if request.truncate else False,
             "shift": None if request.shift else False,
@@ -115,7 +122,7 @@ class RemoteRuntime:
             for data in lines:
                 part = (data.get("message") or {}) if chat else data
                 text = part.get("content" if chat else "response") or ""
-                tool_calls = part.get("tool_calls") or tool_calls
+                tool_calls = _tool_calls(part.get("tool_calls")) or tool_calls
                 if data.get("done"):
                     yield _final_chunk(data, text, tool_calls)
                     return
@@ -149,11 +156,24 @@ class RemoteRuntime:
             LoadedModelInfo(
                 name=m.get("name") or m.get("model", ""), digest=_digest(m.get("digest", "")),
                 size=m.get("size", 0), expires_at=_expiry(m.get("expires_at")),
-                context_length=m.get("context_length", 0), details=m.get("details") or {},
+                context_length=m.get("context_length", 0), details=_details_of(m.get("details")),
                 size_vram=m.get("size_vram", 0),
             )
             for m in self._call("GET", "/api/ps").get("models") or []
         ]
+
+    def waiting(self) -> dict[str, int]:
+        """The Ollama API does not say how many requests wait."""
+        return {}
+
+    def estimate(self, model: str, num_ctx: int, num_parallel: int = 1) -> int | None:
+        """The model file is on the server, not here."""
+        return None
+
+    def offline_models(self) -> list[str]:
+        """The bundled default: a locallama server pulls it without a network, and so
+        does this process when no server answers."""
+        return bundled_names()
 
     def tokenize(self, model: str, text: str) -> list[int]:
         return self._call("POST", "/api/tokenize", {"model": model, "content": text})["tokens"]
@@ -174,17 +194,17 @@ class RemoteRuntime:
         return _details(data, entry.name.display if entry else name.display,
                         entry.digest if entry else "", entry.size if entry else 0)
 
-    def create(self, model: str, modelfile: str, base_dir: Path,
+    def create(self, model: str, modelfile: Modelfile, base_dir: Path,
                progress: Progress | None = None, quantize: str | None = None,
                imatrix: Path | None = None) -> None:
-        """Parse the Modelfile here; upload a local FROM (and ADAPTER) file; send the rest.
+        """Upload a local FROM (and ADAPTER) file; send the rest of the Modelfile.
 
         The body is Ollama's current /api/create shape; the server validates the
         template and option ranges, as LocalRuntime.create does.
         """
         report = progress or silent
         parse_name(model)
-        parsed = parse_modelfile(modelfile)
+        parsed = modelfile
         params = parse_parameters(parsed.parameters)
         body: dict[str, Any] = {"model": model, "stream": True}
         source = modelfile_path(parsed.from_, base_dir)
@@ -364,16 +384,29 @@ def _logprobs(items: list[dict[str, Any]] | None) -> list[TokenLogprob] | None:
 
 
 def _entry(m: dict[str, Any]) -> ModelEntry:
-    details = m.get("details") or {}
-    config = {"model_format": details.get("format", "gguf"),
-              "model_family": details.get("family", ""),
-              "model_families": details.get("families") or [],
-              "model_type": details.get("parameter_size", ""),
-              "file_type": details.get("quantization_level", "")}
     return ModelEntry(name=parse_name(m.get("model") or m["name"]),
                       digest=_digest(m.get("digest", "")), size=m.get("size", 0),
-                      modified=datetime.fromisoformat(m["modified_at"]), config=config,
-                      broken=m.get("broken") or None)
+                      modified=datetime.fromisoformat(m["modified_at"]),
+                      details=_details_of(m.get("details")), broken=m.get("broken") or None)
+
+
+def _details_of(d: Any) -> Details:
+    d = d if isinstance(d, dict) else {}
+    return Details(format=d.get("format") or "gguf", family=d.get("family") or "",
+                   families=list(d.get("families") or []),
+                   parameter_size=d.get("parameter_size") or "",
+                   quantization_level=d.get("quantization_level") or "")
+
+
+def _tool_calls(items: Any) -> list[ToolCall]:
+    return [ToolCall(c["function"].get("name", ""), c["function"].get("arguments") or {})
+            for c in items or () if isinstance(c, dict) and isinstance(c.get("function"), dict)]
+
+
+def _message(m: dict[str, Any]) -> Message:
+    return Message(role=m.get("role", ""), content=m.get("content") or "",
+                   images=list(m.get("images") or []),
+                   tool_calls=_tool_calls(m.get("tool_calls")), tool_name=m.get("tool_name"))
 
 
 def _details(data: dict[str, Any], name: str, digest: str, size: int) -> ModelDetails:
@@ -389,7 +422,7 @@ def _details(data: dict[str, Any], name: str, digest: str, size: int) -> ModelDe
         quantization=(data.get("details") or {}).get("quantization_level", ""),
         template=data.get("template") or None, system=data.get("system") or None,
         parameters=_parameters(data.get("parameters")),
-        messages=list(data.get("messages") or []),
+        messages=[_message(m) for m in data.get("messages") or () if isinstance(m, dict)],
         licenses=[license_] if isinstance(license_, str) else list(license_),
         modelfile=data.get("modelfile", ""), model_info=info,
         modified_at=data.get("modified_at", ""),

@@ -19,6 +19,7 @@ import uvicorn
 from liveserver import free_port, serve
 from locallama.runtime.local import LocalRuntime
 from locallama.settings import Settings
+from locallama.store.modelfile import parse_modelfile
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 import soak  # noqa: E402
@@ -119,7 +120,7 @@ def test_every_well_formed_kind_passes_against_the_real_server(tmp_path: Path,
     settings = Settings(host="127.0.0.1", port=free_port(), models_dir=tmp_path / "models",
                         history_file=tmp_path / "history")
     runtime = LocalRuntime(settings)
-    runtime.create("tiny", f"FROM {tiny_gguf}\n", tmp_path)
+    runtime.create("tiny", parse_modelfile(f"FROM {tiny_gguf}\n"), tmp_path)
     results = soak.Results()
     try:
         with serve(runtime, settings) as url, httpx.Client(base_url=url, timeout=60) as http:

@@ -22,6 +22,7 @@ import pytest
 
 from locallama.runtime.local import LocalRuntime
 from locallama.settings import Settings
+from locallama.store.modelfile import parse_modelfile
 from tinymodel import SPECIAL_TOKENS, write_tiny_gguf
 
 LOCALLAMA = str(Path(sys.executable).with_name("locallama"))
@@ -76,8 +77,9 @@ def store(tmp_path: Path, tiny_gguf: Path, cli_env: dict[str, str]) -> Path:
     models = Path(cli_env["LOCALLAMA_MODELS"])
     rt = LocalRuntime(Settings(models_dir=models, history_file=tmp_path / "unused"))
     try:
-        rt.create("tiny", f"FROM {tiny_gguf}\n{TINY}", tmp_path)
-        rt.create("other", f'FROM {tiny_gguf}\n{TINY}SYSTEM "I am other."\n', tmp_path)
+        rt.create("tiny", parse_modelfile(f"FROM {tiny_gguf}\n{TINY}"), tmp_path)
+        rt.create("other", parse_modelfile(f'FROM {tiny_gguf}\n{TINY}SYSTEM "I am other."\n'),
+                  tmp_path)
     finally:
         rt.close()
     return models
@@ -89,9 +91,9 @@ def chatty(store: Path, tmp_path: Path) -> str:
     path = _chatty_gguf(tmp_path / "chatty.gguf")
     rt = LocalRuntime(Settings(models_dir=store, history_file=tmp_path / "unused"))
     try:
-        rt.create("chatty", f"FROM {path}\nPARAMETER num_predict 100000\n"
+        rt.create("chatty", parse_modelfile(f"FROM {path}\nPARAMETER num_predict 100000\n"
                             "PARAMETER num_ctx 32768\nPARAMETER temperature 1\n"
-                            "PARAMETER num_thread 1\n", tmp_path)
+                            "PARAMETER num_thread 1\n"), tmp_path)
     finally:
         rt.close()
     return "chatty"

@@ -16,6 +16,7 @@ from locallama.evals.fewshot import build_items
 from locallama.evals.tasks import TASKS
 from locallama.runtime.local import LocalRuntime
 from locallama.settings import Settings
+from locallama.store.modelfile import parse_modelfile
 
 OPTIONS = {"num_ctx": 2048}
 
@@ -24,7 +25,7 @@ OPTIONS = {"num_ctx": 2048}
 def runtime(tmp_path_factory, tiny_gguf):
     home = tmp_path_factory.mktemp("eval")
     rt = LocalRuntime(Settings(models_dir=home / "models", history_file=home / "h"))
-    rt.create("tiny", f"FROM {tiny_gguf}\n", home)
+    rt.create("tiny", parse_modelfile(f"FROM {tiny_gguf}\n"), home)
     yield rt
     rt.close()
 

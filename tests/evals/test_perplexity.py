@@ -16,6 +16,7 @@ from locallama.evals.perplexity import (
 )
 from locallama.runtime.local import LocalRuntime
 from locallama.settings import Settings
+from locallama.store.modelfile import parse_modelfile
 
 CTX = 64
 
@@ -24,7 +25,7 @@ CTX = 64
 def tiny_runtime(tmp_path: Path, tiny_gguf: Path):
     rt = LocalRuntime(Settings(models_dir=tmp_path / "models", history_file=tmp_path / "h",
                                num_parallel=2))
-    rt.create("tiny", f"FROM {tiny_gguf}\n", tmp_path)
+    rt.create("tiny", parse_modelfile(f"FROM {tiny_gguf}\n"), tmp_path)
     yield rt
     rt.close()
 

@@ -10,6 +10,7 @@ from locallama.errors import InvalidRequest
 from locallama.evals.speed import _vocab_size, bench_json, run_bench
 from locallama.runtime.local import LocalRuntime
 from locallama.settings import Settings
+from locallama.store.modelfile import parse_modelfile
 
 
 class Watched:
@@ -40,7 +41,7 @@ class Watched:
 def tiny_runtime(tmp_path: Path, tiny_gguf: Path):
     rt = LocalRuntime(Settings(models_dir=tmp_path / "models", history_file=tmp_path / "h",
                                num_parallel=2))
-    rt.create("tiny", f"FROM {tiny_gguf}\n", tmp_path)
+    rt.create("tiny", parse_modelfile(f"FROM {tiny_gguf}\n"), tmp_path)
     yield rt
     rt.close()
 

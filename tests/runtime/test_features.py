@@ -10,7 +10,8 @@ import pytest
 from locallama.engine.tools import parse_tool_calls
 from locallama.errors import InvalidRequest
 from locallama.options import parse_keep_alive
-from locallama.runtime.base import ChatRequest, GenerateRequest
+from locallama.runtime.types import ChatRequest, GenerateRequest, Message, Tool
+from locallama.store.modelfile import parse_modelfile
 
 
 def run(runtime, request):
@@ -98,17 +99,18 @@ def test_echo_scores_equal_generation_logprobs_and_a_plain_llama_evaluation(runt
 
 
 def test_tools_need_a_template_that_reads_them(runtime):
-    tools = [{"type": "function", "function": {"name": "get_time", "parameters": {}}}]
+    tools = [Tool("get_time", parameters={})]
     with pytest.raises(InvalidRequest, match="does not support tools"):
-        list(runtime.chat(ChatRequest("tiny", [{"role": "user", "content": "hi"}], tools=tools)))
+        list(runtime.chat(ChatRequest("tiny", [Message("user", "hi")], tools=tools)))
 
 
 def test_tools_reach_the_template_and_calls_are_parsed(runtime, tmp_path, tiny_gguf):
     template = ('{% if tools %}TOOLS:{% for t in tools %}{{ t.function.name }};{% endfor %}'
                 '{% endif %}{% for m in messages %}{{ m.content }}{% endfor %}')
-    runtime.create("toolish", f'FROM {tiny_gguf}\nTEMPLATE """{template}"""\n', tmp_path)
-    tools = [{"type": "function", "function": {"name": "get_time", "parameters": {}}}]
-    chunks = list(runtime.chat(ChatRequest("toolish", [{"role": "user", "content": "hi"}],
+    runtime.create("toolish", parse_modelfile(f'FROM {tiny_gguf}\nTEMPLATE """{template}"""\n'),
+                   tmp_path)
+    tools = [Tool("get_time", parameters={})]
+    chunks = list(runtime.chat(ChatRequest("toolish", [Message("user", "hi")],
                                            {"num_predict": 3}, tools=tools)))
     prompt = runtime.tokenize("toolish", "TOOLS:get_time;hi")
     assert chunks[-1].context[: len(prompt)] == prompt
@@ -133,7 +135,7 @@ def test_tools_reach_the_template_and_calls_are_parsed(runtime, tmp_path, tiny_g
 def test_tool_call_parsing(text, content, calls):
     got_content, got_calls = parse_tool_calls(text, {"f", "g"})
     assert got_content == content
-    assert [(c["function"]["name"], c["function"]["arguments"]) for c in got_calls] == calls
+    assert [(c.name, c.arguments) for c in got_calls] == calls
 
 
 def test_images_are_refused_for_models_without_vision(runtime):
@@ -218,7 +220,7 @@ def test_several_models_stay_loaded_up_to_the_configured_cap(tmp_path, make_gguf
                                     max_loaded_models=2, num_parallel=2))
     try:
         for seed, name in enumerate(("one", "two", "three")):
-            runtime.create(name, f"FROM {make_gguf(seed=seed)}\n", tmp_path)
+            runtime.create(name, parse_modelfile(f"FROM {make_gguf(seed=seed)}\n"), tmp_path)
         for name in ("one", "two"):
             list(runtime.generate(GenerateRequest(name, "hi", options={"num_predict": 1})))
         assert sorted(i.name for i in runtime.ps()) == ["one:latest", "two:latest"]

@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from locallama.errors import BadModelFile, InvalidRequest, ModelNotFound, TemplateError
-from locallama.runtime.base import ChatRequest, GenerateRequest
+from locallama.runtime.types import ChatRequest, GenerateRequest, Message
+from locallama.store.modelfile import parse_modelfile
 
 
 def complete(runtime, prompt="The cat sat on the", **options):
@@ -53,12 +54,12 @@ def test_counts_and_timings(runtime):
 
 
 def test_second_chat_turn_evaluates_only_the_new_tokens(runtime):
-    first = [{"role": "user", "content": "Hello there, how are you today?"}]
+    first = [Message("user", "Hello there, how are you today?")]
     chunks = list(runtime.chat(ChatRequest("tiny", first, {"num_predict": 6, "temperature": 0})))
     answer = "".join(c.text for c in chunks)
     turn_one = chunks[-1]
-    second = first + [{"role": "assistant", "content": answer},
-                      {"role": "user", "content": "Tell me more."}]
+    second = first + [Message("assistant", answer),
+                      Message("user", "Tell me more.")]
     turn_two = list(runtime.chat(ChatRequest("tiny", second, {"num_predict": 6,
                                                               "temperature": 0})))[-1]
     whole_prompt = len(turn_two.context) - turn_two.eval_count
@@ -67,8 +68,8 @@ def test_second_chat_turn_evaluates_only_the_new_tokens(runtime):
 
 
 def test_chat_renders_the_gguf_template_with_system(runtime, tmp_path, tiny_gguf):
-    runtime.create("sys", f"FROM {tiny_gguf}\nSYSTEM Be terse.\n", tmp_path)
-    final = list(runtime.chat(ChatRequest("sys", [{"role": "user", "content": "Hi"}],
+    runtime.create("sys", parse_modelfile(f"FROM {tiny_gguf}\nSYSTEM Be terse.\n"), tmp_path)
+    final = list(runtime.chat(ChatRequest("sys", [Message("user", "Hi")],
                                           {"num_predict": 1})))[-1]
     expected = ("<|im_start|>system\nBe terse.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n"
                 "<|im_start|>assistant\n")
@@ -77,7 +78,8 @@ def test_chat_renders_the_gguf_template_with_system(runtime, tmp_path, tiny_gguf
 
 
 def test_modelfile_parameters_apply_and_requests_override(runtime, tmp_path, tiny_gguf):
-    runtime.create("short", f"FROM {tiny_gguf}\nPARAMETER num_predict 3\n", tmp_path)
+    runtime.create("short", parse_modelfile(f"FROM {tiny_gguf}\nPARAMETER num_predict 3\n"),
+                   tmp_path)
     req = GenerateRequest("short", "Once upon")
     assert list(runtime.generate(req))[-1].eval_count == 3
     req.options = {"num_predict": 5}
@@ -85,7 +87,8 @@ def test_modelfile_parameters_apply_and_requests_override(runtime, tmp_path, tin
 
 
 def test_create_from_an_existing_model_inherits_and_overrides(runtime, tmp_path):
-    runtime.create("child", "FROM tiny\nPARAMETER temperature 0.1\nSYSTEM hi\n", tmp_path)
+    runtime.create("child", parse_modelfile("FROM tiny\nPARAMETER temperature 0.1\nSYSTEM hi\n"),
+                   tmp_path)
     details = runtime.show("child")
     assert details.parameters == {"temperature": 0.1}
     assert details.system == "hi"
@@ -134,7 +137,7 @@ def test_bad_options_are_invalid_requests(runtime):
     with pytest.raises(InvalidRequest, match="num_predict"):
         list(runtime.generate(GenerateRequest("tiny", "hi", options={"num_predict": -7})))
     with pytest.raises(InvalidRequest, match="role"):
-        list(runtime.chat(ChatRequest("tiny", [{"role": "wizard", "content": "x"}])))
+        list(runtime.chat(ChatRequest("tiny", [Message("wizard", "x")])))
 
 
 @pytest.mark.parametrize(
@@ -151,7 +154,7 @@ def test_bad_options_are_invalid_requests(runtime):
 def test_create_errors_leave_the_store_as_it_was(runtime, tmp_path, modelfile, error, match):
     before = sorted(p.name for p in (tmp_path / "models" / "blobs").iterdir())
     with pytest.raises(error, match=match):
-        runtime.create("broken", modelfile, tmp_path)
+        runtime.create("broken", parse_modelfile(modelfile), tmp_path)
     assert not runtime.store.exists("broken")
     assert sorted(p.name for p in (tmp_path / "models" / "blobs").iterdir()) == before
 
@@ -160,7 +163,7 @@ def test_create_from_a_malformed_gguf_is_refused(runtime, tmp_path):
     bad = tmp_path / "bad.gguf"
     bad.write_bytes(b"GGUF" + b"\x00" * 10)
     with pytest.raises(BadModelFile):
-        runtime.create("bad", f"FROM {bad}\n", tmp_path)
+        runtime.create("bad", parse_modelfile(f"FROM {bad}\n"), tmp_path)
     assert not runtime.store.exists("bad")
 
 
@@ -181,6 +184,6 @@ def test_create_from_a_stored_blob_does_not_copy_it_again(runtime, tmp_path, mon
     blob = runtime.store.get("tiny").model_path
     copies = []
     monkeypatch.setattr(runtime.store.blobs, "add_file", lambda p: copies.append(p))
-    runtime.create("again", f"FROM {blob}\n", tmp_path)
+    runtime.create("again", parse_modelfile(f"FROM {blob}\n"), tmp_path)
     assert copies == []
     assert runtime.store.get("again").model_path == blob

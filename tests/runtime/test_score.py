@@ -5,7 +5,7 @@ import math
 import pytest
 
 from locallama.errors import InvalidRequest
-from locallama.runtime.base import GenerateRequest
+from locallama.runtime.types import GenerateRequest
 
 
 def test_a_score_is_the_sum_of_the_echoed_token_logprobs(runtime):

@@ -10,6 +10,7 @@ import pytest
 from liveserver import free_port, serve
 from locallama.runtime.local import LocalRuntime
 from locallama.settings import Settings
+from locallama.store.modelfile import parse_modelfile
 
 
 @dataclass
@@ -26,7 +27,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, tiny_gguf: Path):
     settings = Settings(host="127.0.0.1", port=free_port(), models_dir=home / "models",
                         history_file=home / "history")
     runtime = LocalRuntime(settings)
-    runtime.create("tiny", f"FROM {tiny_gguf}\n", home)
+    runtime.create("tiny", parse_modelfile(f"FROM {tiny_gguf}\n"), home)
     with serve(runtime, settings) as url:
         yield LiveServer(runtime, settings, url)
     runtime.close()

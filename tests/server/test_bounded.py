@@ -25,6 +25,7 @@ import pytest
 from liveserver import free_port, serve
 from locallama.runtime.local import LocalRuntime
 from locallama.settings import Settings
+from locallama.store.modelfile import parse_modelfile
 from tinymodel import write_tiny_gguf
 
 LOOP = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"
@@ -40,7 +41,7 @@ def hostile(tmp_path_factory: pytest.TempPathFactory, tiny_gguf: Path) -> Iterat
     settings = Settings(host="127.0.0.1", port=free_port(), models_dir=home / "models",
                         history_file=home / "history", template_timeout=1.0)
     runtime = LocalRuntime(settings)
-    runtime.create("tiny", f"FROM {tiny_gguf}\n", home)
+    runtime.create("tiny", parse_modelfile(f"FROM {tiny_gguf}\n"), home)
     with serve(runtime, settings) as url:
         created = httpx.post(url + "/api/create", timeout=60, json={
             "model": "loop", "from": "tiny", "template": LOOP, "stream": False})
@@ -205,8 +206,8 @@ def queued(tmp_path: Path) -> Iterator[tuple]:
     settings = Settings(host="127.0.0.1", port=free_port(), models_dir=tmp_path / "models",
                         history_file=tmp_path / "history", num_parallel=1, max_queue=1)
     runtime = LocalRuntime(settings)
-    runtime.create("long", f"FROM {write_tiny_gguf(tmp_path / 'long.gguf', n_ctx_train=16384)}"
-                   "\nPARAMETER num_ctx 16384\n", tmp_path)
+    long = write_tiny_gguf(tmp_path / "long.gguf", n_ctx_train=16384)
+    runtime.create("long", parse_modelfile(f"FROM {long}\nPARAMETER num_ctx 16384\n"), tmp_path)
     with serve(runtime, settings) as url:
         yield runtime, url
     runtime.close()

@@ -22,7 +22,7 @@ import pytest
 from fakeruntime import FakeRuntime
 from liveserver import serve
 from locallama import __version__
-from locallama.runtime.base import ChatRequest, Chunk, GenerateRequest
+from locallama.runtime.types import ChatRequest, Chunk, GenerateRequest, Message, ToolCall
 from tinymodel import write_tiny_gguf
 
 FEW = {"num_predict": 4, "temperature": 0}
@@ -517,12 +517,14 @@ def fake():
 
 
 CALL = {"function": {"name": "get_weather", "arguments": {"city": "Paris"}}}
+RUNTIME_CALL = ToolCall("get_weather", {"city": "Paris"})
 TOOLS = [{"type": "function", "function": {"name": "get_weather", "parameters": {
     "type": "object", "properties": {"city": {"type": "string"}}}}}]
 
 
 def test_tool_calls_come_back_in_ollama_shape(fake):
-    fake.script = [Chunk(done=True, done_reason="stop", tool_calls=[CALL], eval_count=7)]
+    fake.script = [Chunk(done=True, done_reason="stop", tool_calls=[RUNTIME_CALL],
+                         eval_count=7)]
     r = fake.client.chat(model="fake", messages=HELLO, tools=TOOLS)
     [call] = r.message.tool_calls
     assert call.function.name == "get_weather" and call.function.arguments == {"city": "Paris"}
@@ -540,10 +542,12 @@ def test_what_reaches_the_runtime(fake):
                      logprobs=True, top_logprobs=3)
     request = fake.requests[-1]
     assert isinstance(request, ChatRequest)
-    assert request.messages == [{"role": "system", "content": "Be brief."}, *HELLO,
-                                {"role": "assistant", "content": "", "tool_calls": [CALL]},
-                                {"role": "tool", "content": "sunny", "tool_name": "get_weather"}]
-    assert request.tools[0]["function"]["name"] == "get_weather"
+    assert request.messages == [Message("system", "Be brief."),
+                                *[Message(m["role"], m["content"]) for m in HELLO],
+                                Message("assistant", "", tool_calls=[RUNTIME_CALL]),
+                                Message("tool", "sunny", tool_name="get_weather")]
+    assert request.tools[0].name == "get_weather"
+    assert [t.function_json() for t in request.tools] == TOOLS
     assert (request.format, request.keep_alive, request.logprobs, request.top_logprobs) == (
         "json", "1m", True, 3)
     assert request.options == {"num_ctx": 128, "stop": ["END"]}

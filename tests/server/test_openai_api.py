@@ -20,7 +20,7 @@ from openai import OpenAI
 
 from fakeruntime import FakeRuntime
 from liveserver import serve
-from locallama.runtime.base import Chunk
+from locallama.runtime.types import Chunk, ToolCall
 
 HELLO = [{"role": "user", "content": "Hello there"}]
 GREEDY = {"temperature": 0, "extra_body": {"options": {"repeat_penalty": 1.0}}}
@@ -458,7 +458,7 @@ def fake():
         yield runtime
 
 
-CALL = {"function": {"name": "get_weather", "arguments": {"city": "Paris"}}}
+CALL = ToolCall("get_weather", {"city": "Paris"})
 
 
 def test_tool_calls_come_back_in_openai_shape(fake):
@@ -470,7 +470,7 @@ def test_tool_calls_come_back_in_openai_shape(fake):
     assert call.function.name == "get_weather"
     assert json.loads(call.function.arguments) == {"city": "Paris"}
     assert r.choices[0].finish_reason == "tool_calls" and r.choices[0].message.content is None
-    assert fake.requests[-1].tools == TOOLS
+    assert [t.function_json() for t in fake.requests[-1].tools] == TOOLS
 
     chunks = list(fake.client.chat.completions.create(
         model="fake", messages=HELLO, tools=TOOLS, stream=True))
@@ -498,14 +498,14 @@ def test_what_reaches_the_runtime(fake):
         extra_body={"options": {"num_ctx": 128, "temperature": 1.5}})
     assert [c.message.content for c in r.choices] == ["ok", "ok", "ok"]
     first, *rest = fake.requests
-    assert [m["role"] for m in first.messages] == ["system", "user", "assistant", "tool"]
-    assert first.messages[1]["content"] == "one\ntwo"
-    assert first.messages[2]["tool_calls"] == [CALL]
-    assert first.messages[3]["tool_name"] == "get_weather"
+    assert [m.role for m in first.messages] == ["system", "user", "assistant", "tool"]
+    assert first.messages[1].content == "one\ntwo"
+    assert first.messages[2].tool_calls == [CALL]
+    assert first.messages[3].tool_name == "get_weather"
     assert first.options == {"num_ctx": 128, "temperature": 0.5, "num_predict": 9,
                              "stop": ["END"], "seed": 5}
     assert [r.options["seed"] for r in rest] == [6, 7]
-    assert first.tools == TOOLS
+    assert [t.function_json() for t in first.tools] == TOOLS
 
     fake.requests.clear()
     fake.client.completions.create(model="fake", prompt=["a", "b"], echo=True, logprobs=2)

@@ -29,6 +29,7 @@ from locallama.runtime.local import LocalRuntime
 from locallama.server import openai_api
 from locallama.settings import Settings
 from locallama.store import blobs as blobs_module
+from locallama.store.modelfile import parse_modelfile
 
 LOCALLAMA = str(Path(sys.executable).with_name("locallama"))
 
@@ -122,7 +123,7 @@ def live(tmp_path: Path, tiny_gguf: Path):
     settings = Settings(host="127.0.0.1", port=free_port(), models_dir=tmp_path / "models",
                         history_file=tmp_path / "history")
     runtime = LocalRuntime(settings)
-    runtime.create("tiny", f"FROM {tiny_gguf}\n", tmp_path)
+    runtime.create("tiny", parse_modelfile(f"FROM {tiny_gguf}\n"), tmp_path)
     with serve(runtime, settings) as url:
         yield url, runtime
     runtime.close()

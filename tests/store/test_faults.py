@@ -23,6 +23,7 @@ from locallama.settings import Settings
 from locallama.store import Store, parse_name
 from locallama.store import blobs as blobs_module
 from locallama.store import manifests as mf
+from locallama.store.modelfile import parse_modelfile
 from locallama.store.partials import sweep
 
 
@@ -90,7 +91,7 @@ def test_a_killed_quantizing_create_leaves_nothing_after_the_next_create(tmp_pat
 
     runtime = LocalRuntime(Settings(models_dir=models, history_file=tmp_path / "h"))
     try:
-        runtime.create("other", f"FROM {tiny_gguf}\n", tmp_path)
+        runtime.create("other", parse_modelfile(f"FROM {tiny_gguf}\n"), tmp_path)
     finally:
         runtime.close()
     assert partials(blobs, ".quantize-") == []
@@ -289,7 +290,7 @@ def test_broken_manifests_are_listed_with_the_reason_and_can_be_removed(tmp_path
 
     listed = {e.name.model: e for e in store.list()}
     assert set(listed) == {"good", "shared", "badjson", "baddigest", "lost"}
-    assert listed["good"].broken is None and listed["good"].config["model_family"] == "llama"
+    assert listed["good"].broken is None and listed["good"].details.family == "llama"
     assert "not a valid manifest" in listed["badjson"].broken
     assert "invalid digest 'sha256:zz" in listed["baddigest"].broken
     assert listed["lost"].broken == (
@@ -346,7 +347,8 @@ def test_a_quantize_onto_a_full_tmpfs_is_storage_full_and_leaves_nothing(tmp_pat
         try:
             with pytest.raises(StorageFull, match=f"no space left on the device that holds "
                                                   f"{root / 'blobs'}"):
-                runtime.create("q", f"FROM {tiny_gguf}\n", tmp_path, quantize="q8_0")
+                runtime.create("q", parse_modelfile(f"FROM {tiny_gguf}\n"), tmp_path,
+                               quantize="q8_0")
             assert runtime.list() == []
         finally:
             runtime.close()

@@ -15,8 +15,8 @@ import pytest
 
 from fakeregistry import FakeRegistry, digest_of, fake_registry
 from locallama.errors import DigestMismatch, ModelNotFound, PullError
-from locallama.runtime.base import GenerateRequest
 from locallama.runtime.local import LocalRuntime
+from locallama.runtime.types import GenerateRequest
 from locallama.settings import Settings
 
 

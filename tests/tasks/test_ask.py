@@ -11,7 +11,7 @@ import pytest
 
 from docshelpers import WordsRuntime
 from locallama.errors import InvalidRequest
-from locallama.runtime.base import ChatRequest, GenerateRequest
+from locallama.runtime.types import ChatRequest, GenerateRequest
 from locallama.settings import Settings
 from locallama.tasks.ask import ask_documents, citations, index_home, unknown_citations
 from locallama.tasks.budget import TEMPLATE_TOKENS, Budget
@@ -54,7 +54,7 @@ def test_the_best_passages_go_into_the_recipe_and_come_back_as_sources(settings,
     assert [h.source for h in result.sources][0] == "cats.md" and len(result.sources) == 2
     [request] = rt.requests
     assert isinstance(request, ChatRequest)
-    prompt = request.messages[-1]["content"]
+    prompt = request.messages[-1].content
     assert "Where do cats sleep?" in prompt
     for hit in result.sources:  # every source given is in the prompt, under its citation
         assert f"[{hit.source}#{hit.index}]\n{hit.text}" in prompt
@@ -104,13 +104,13 @@ def test_passages_are_fitted_to_the_context(settings, tmp_path):
     result = ask(rt, settings, folder, question=question, k=3,
                  num_ctx=context_for(question, 2 * 62 + 30))
     assert len(result.sources) == 2
-    prompt = rt.requests[-1].messages[-1]["content"]
+    prompt = rt.requests[-1].messages[-1].content
     assert prompt.count("word59") == 2
     # no room for even one whole passage: the best one's beginning, still cited
     result = ask(rt, settings, folder, question="aword1", k=3,
                  num_ctx=context_for("aword1", 40))
     assert [(h.source, h.index) for h in result.sources] == [("a.md", 1)]
-    prompt = rt.requests[-1].messages[-1]["content"]
+    prompt = rt.requests[-1].messages[-1].content
     assert "[a.md#1]\naword0 aword1" in prompt and "word59" not in prompt
 
 

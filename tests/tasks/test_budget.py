@@ -7,6 +7,7 @@ import pytest
 from locallama.errors import InvalidRequest
 from locallama.runtime.local import LocalRuntime
 from locallama.settings import Settings
+from locallama.store.modelfile import parse_modelfile
 from locallama.tasks.budget import TEMPLATE_TOKENS, Budget, context_size
 from taskruntime import TaskRuntime
 
@@ -16,9 +17,9 @@ def tiny(tmp_path_factory, tiny_gguf: Path):
     """The tiny model (training context 2048) with a Modelfile num_ctx of 1024."""
     folder = tmp_path_factory.mktemp("budget")
     rt = LocalRuntime(Settings(models_dir=folder / "models", history_file=folder / "h"))
-    rt.create("tiny", f"FROM {tiny_gguf}\nPARAMETER num_ctx 1024\n", folder)
-    rt.create("tiny-default", f"FROM {tiny_gguf}\n", folder)
-    rt.create("tiny-huge", f"FROM {tiny_gguf}\nPARAMETER num_ctx 65536\n", folder)
+    rt.create("tiny", parse_modelfile(f"FROM {tiny_gguf}\nPARAMETER num_ctx 1024\n"), folder)
+    rt.create("tiny-default", parse_modelfile(f"FROM {tiny_gguf}\n"), folder)
+    rt.create("tiny-huge", parse_modelfile(f"FROM {tiny_gguf}\nPARAMETER num_ctx 65536\n"), folder)
     yield rt
     rt.close()
 

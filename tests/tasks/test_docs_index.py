@@ -12,6 +12,7 @@ from docshelpers import WordsRuntime, make_pdf
 from locallama.errors import InvalidRequest, LocallamaError
 from locallama.runtime.local import LocalRuntime
 from locallama.settings import Settings
+from locallama.store.modelfile import parse_modelfile
 from locallama.tasks.docs import (
     DocumentError,
     chunk_spans,
@@ -244,7 +245,7 @@ def test_progress_counts_passages_across_files(tmp_path, docs):
 def runtime(tmp_path: Path, tiny_gguf: Path):
     """A LocalRuntime holding the fixture model as ``tiny`` (as tests/runtime's)."""
     rt = LocalRuntime(Settings(models_dir=tmp_path / "models", history_file=tmp_path / "h"))
-    rt.create("tiny", f"FROM {tiny_gguf}\n", tmp_path)
+    rt.create("tiny", parse_modelfile(f"FROM {tiny_gguf}\n"), tmp_path)
     yield rt
     rt.close()
 

@@ -5,8 +5,9 @@ from pathlib import Path
 import pytest
 
 from locallama.errors import InvalidRequest
-from locallama.runtime.base import ChatRequest, GenerateRequest
+from locallama.runtime.types import ChatRequest, GenerateRequest
 from locallama.settings import Settings
+from locallama.store.modelfile import parse_modelfile
 from locallama.tasks.recipes import Recipe, list_recipes, load_recipe
 from locallama.tasks.run import answer, base_model_note, task_model
 from taskruntime import TaskRuntime
@@ -137,9 +138,9 @@ def test_a_chat_model_gets_system_and_prompt_as_messages(settings):
     assert text == " bonjour\n" and "".join(pieces) == text and len(pieces) == 2
     (request,) = runtime.requests
     assert isinstance(request, ChatRequest)
-    assert [m["role"] for m in request.messages] == ["system", "user"]
-    assert "translator" in request.messages[0]["content"]
-    assert "\nText:\nhello\n" in request.messages[1]["content"]
+    assert [m.role for m in request.messages] == ["system", "user"]
+    assert "translator" in request.messages[0].content
+    assert "\nText:\nhello\n" in request.messages[1].content
     # the call's options win over the recipe's; num_predict is the recipe's answer size
     assert request.options["temperature"] == 0.7
     assert request.options["num_predict"] == recipe.answer_tokens
@@ -178,6 +179,6 @@ def runtime_tiny(tmp_path: Path, tiny_gguf: Path):
     from locallama.runtime.local import LocalRuntime
 
     rt = LocalRuntime(Settings(models_dir=tmp_path / "store", history_file=tmp_path / "h"))
-    rt.create("tiny", f"FROM {tiny_gguf}\n", tmp_path)
+    rt.create("tiny", parse_modelfile(f"FROM {tiny_gguf}\n"), tmp_path)
     yield rt
     rt.close()

@@ -132,4 +132,4 @@ def _table(rows, shots: dict[str, int]) -> str:
 
 def _num_parallel(runtime) -> int | None:
     """Sequences the loaded model got (the loader chooses when the setting is 0)."""
-    return next((entry.params.num_parallel for entry in runtime.loader.entries()), None)
+    return next((info.num_parallel for info in runtime.ps() if info.num_parallel), None)

@@ -20,6 +20,7 @@ from locallama.cli.output import (
 )
 from locallama.errors import InvalidRequest
 from locallama.gguf_info import format_parameter_count
+from locallama.store.modelfile import parse_modelfile
 
 
 @app.command()
@@ -162,15 +163,16 @@ def create(
         raise InvalidRequest(f"no Modelfile at {file}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise InvalidRequest(f"cannot read {file}: {exc}") from None
+    modelfile = parse_modelfile(text)  # a broken Modelfile fails before any work
     runtime = get_runtime()
     if quantize:
         from locallama.cli.quantize import run_create
 
-        run_create(runtime, model, text, file.resolve().parent, quantize, None)
+        run_create(runtime, model, modelfile, file.resolve().parent, quantize, None)
         err_console.print("success")
         return
     with err_console.status("gathering model components") as status:
-        runtime.create(model, text, file.resolve().parent,
+        runtime.create(model, modelfile, file.resolve().parent,
                        progress=lambda event: status.update(event.status))
     err_console.print("success")
 

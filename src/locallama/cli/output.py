@@ -10,7 +10,7 @@ from typing import Any
 from rich.console import Console
 
 from locallama.gguf_info import format_bytes
-from locallama.runtime.base import Chunk
+from locallama.runtime.types import Chunk
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)

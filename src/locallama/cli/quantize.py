@@ -13,6 +13,7 @@ from locallama.cli.output import columns, err_console, print_json
 from locallama.errors import InvalidRequest
 from locallama.gguf_info import format_bytes, read_gguf_info
 from locallama.progress import ProgressEvent
+from locallama.store.modelfile import Modelfile
 
 
 @app.command()
@@ -46,7 +47,7 @@ def quantize(
     runtime = get_runtime()
     before = _describe(runtime, source)
     started = time.perf_counter()
-    run_create(runtime, target, f"FROM {_from(source)}\n", Path.cwd(), qtype, imatrix)
+    run_create(runtime, target, Modelfile(from_=_from(source)), Path.cwd(), qtype, imatrix)
     seconds = time.perf_counter() - started
     after = _describe(runtime, target)
     report = {"model": target, "source": source, "type": after["quantization"],
@@ -63,7 +64,7 @@ def quantize(
     typer.echo(f"{target}: {report['ratio']:.0%} of the source's size, in {seconds:.1f} s")
 
 
-def run_create(runtime, model: str, modelfile: str, base_dir: Path, qtype: str | None,
+def run_create(runtime, model: str, modelfile: Modelfile, base_dir: Path, qtype: str | None,
                imatrix: Path | None) -> None:
     """Create (and quantize) with a bar while the quantizer writes, status lines otherwise."""
     from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn

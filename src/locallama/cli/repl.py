@@ -14,7 +14,8 @@ from locallama.cli.output import console, err_console, timing_block
 from locallama.cli.run import ensure_model, stream_to_stdout
 from locallama.errors import LocallamaError
 from locallama.options import coerce_option, resolve_options
-from locallama.runtime.base import ChatRequest, Runtime
+from locallama.runtime.base import Runtime
+from locallama.runtime.types import ChatRequest, Message
 from locallama.store.modelfile import Modelfile
 
 HELP = """Available Commands:
@@ -52,9 +53,9 @@ class Repl:
         self.verbose = verbose
         self.system: str | None = None
         self.options: dict[str, Any] = {}
-        self.messages: list[dict[str, str]] = []
+        self.messages: list[Message] = []
         if history_file is None:
-            history_file = getattr(getattr(runtime, "settings", None), "history_file", None)
+            history_file = runtime.settings.history_file
         self.session: PromptSession[str] = PromptSession(history=_history(history_file))
 
     def loop(self) -> None:
@@ -92,8 +93,8 @@ class Repl:
     def send(self, text: str) -> None:
         messages = list(self.messages)
         if self.system:
-            messages.insert(0, {"role": "system", "content": self.system})
-        messages.append({"role": "user", "content": text})
+            messages.insert(0, Message("system", self.system))
+        messages.append(Message("user", text))
         answer: list[str] = []
         chunks = self.runtime.chat(ChatRequest(self.model, messages, dict(self.options)))
 
@@ -116,8 +117,7 @@ class Repl:
             return  # the interrupted exchange is dropped; the session goes on
         sys.stdout.write("\n\n")
         sys.stdout.flush()
-        self.messages += [{"role": "user", "content": text},
-                          {"role": "assistant", "content": "".join(answer)}]
+        self.messages += [Message("user", text), Message("assistant", "".join(answer))]
         if self.verbose and final is not None:
             err_console.print(timing_block(final) + "\n", markup=False)
 
@@ -214,9 +214,9 @@ class Repl:
             from_=self.model,
             system=self.system,
             parameters=params,
-            messages=[(m["role"], m["content"]) for m in self.messages],
+            messages=[(m.role, m.content) for m in self.messages],
         )
-        self.runtime.create(name, modelfile.render(), Path.cwd())
+        self.runtime.create(name, modelfile, Path.cwd())
         console.print(f"Created new model '{name}'", markup=False)
 
 

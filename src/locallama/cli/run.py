@@ -11,9 +11,9 @@ from locallama.cli import app
 from locallama.cli.common import get_runtime
 from locallama.cli.output import err_console, timing_block
 from locallama.errors import ModelNotFound
-from locallama.runtime.base import Chunk, GenerateRequest, Runtime
+from locallama.runtime.base import Runtime
+from locallama.runtime.types import Chunk, GenerateRequest
 from locallama.store.names import parse_name
-from locallama.store.sources import bundled_names
 
 
 @app.command()
@@ -45,8 +45,9 @@ def ensure_model(runtime: Runtime, model: str) -> None:
         return
     except ModelNotFound:
         pass
-    if not any(parse_name(n).key() == name.key() for n in bundled_names()):
-        offline = ", ".join(bundled_names()) or "none"
+    offline_models = runtime.offline_models()
+    if not any(parse_name(n).key() == name.key() for n in offline_models):
+        offline = ", ".join(offline_models) or "none"
         raise ModelNotFound(name.display, f"models available offline: {offline}")
     with err_console.status(f"pulling {name.display}") as status:
         runtime.pull(model, progress=lambda event: status.update(event.status))

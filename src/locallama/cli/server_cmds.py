@@ -9,7 +9,7 @@ import typer
 from locallama.cli import app
 from locallama.cli.common import get_runtime
 from locallama.cli.output import columns, print_json, size
-from locallama.runtime.base import LoadedModelInfo
+from locallama.runtime.types import LoadedModelInfo
 
 
 @app.command()

@@ -19,9 +19,10 @@ from pathlib import Path
 import llama_cpp
 import numpy as np
 
-from locallama.engine.params import ContextParams, TokenLogprob
+from locallama.engine.params import ContextParams
 from locallama.errors import BadModelFile, InvalidRequest
 from locallama.gguf_info import GGUFInfo
+from locallama.runtime.types import TokenLogprob
 
 _DEBUG = bool(os.environ.get("LOCALLAMA_DEBUG"))
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from locallama.gguf_info import GGUFInfo
 from locallama.options import Options
@@ -44,11 +44,3 @@ class GenerationStats:
     tokens: tuple[int, ...] = ()  # prompt + generated, Ollama's ``context``
 
 
-@dataclass
-class TokenLogprob:
-    """One token with its log-probability (natural log) and, optionally, alternatives."""
-
-    token: str
-    logprob: float
-    bytes: list[int]
-    top: list[TokenLogprob] = field(default_factory=list)

@@ -27,11 +27,12 @@ import llama_cpp
 
 from locallama.cancel import CLIENT_GONE
 from locallama.engine.model import LoadedModel, Piece
-from locallama.engine.params import GenerationStats, TokenLogprob
+from locallama.engine.params import GenerationStats
 from locallama.engine.sampling import Sampler
 from locallama.engine.stops import StopMatcher, Utf8Stream
 from locallama.errors import Cancelled, InvalidRequest, LocallamaError, ServerBusy
 from locallama.options import Options
+from locallama.runtime.types import TokenLogprob
 
 _GONE_POLL_S = 0.05  # how often a waiting request looks whether its client left
 _SCORE_ROWS = 64  # logits rows per step when scoring a prompt (a row is vocabulary-sized)

@@ -1,4 +1,4 @@
-"""Tool calls: find them in a model's output and give them Ollama's shape.
+"""Tool calls: find them in a model's output as the Runtime's ``ToolCall``.
 
 Models write tool calls in a few conventions; all carry a JSON object with a
 function name and its arguments:
@@ -8,8 +8,8 @@ function name and its arguments:
 * a bare JSON object or list of them, with ``arguments`` or ``parameters``
   (Llama 3.1 and others)
 
-The result is ``(content, tool_calls)`` with ``tool_calls`` as
-``[{"function": {"name": ..., "arguments": {...}}}]`` and the call text removed.
+The result is ``(content, tool_calls)``: the text with the calls removed, and a
+``ToolCall`` (name, arguments) for each call found.
 """
 
 from __future__ import annotations
@@ -18,12 +18,14 @@ import json
 import re
 from typing import Any
 
+from locallama.runtime.types import ToolCall
+
 _TAGGED = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.S)
 
 
-def parse_tool_calls(text: str, known: set[str] | None = None) -> tuple[str, list[dict[str, Any]]]:
+def parse_tool_calls(text: str, known: set[str] | None = None) -> tuple[str, list[ToolCall]]:
     """Split model output into plain content and tool calls (names limited to ``known``)."""
-    calls: list[dict[str, Any]] = []
+    calls: list[ToolCall] = []
     content = text
     tagged = _TAGGED.findall(text)
     if tagged:
@@ -42,13 +44,13 @@ def parse_tool_calls(text: str, known: set[str] | None = None) -> tuple[str, lis
                 calls = found
                 content = stripped[:start] + stripped[start + end:]
     if known is not None:
-        calls = [c for c in calls if c["function"]["name"] in known]
+        calls = [c for c in calls if c.name in known]
     if not calls:
         return text, []
     return content.strip(), calls
 
 
-def _calls_from(value: Any) -> list[dict[str, Any]]:
+def _calls_from(value: Any) -> list[ToolCall]:
     items = value if isinstance(value, list) else [value]
     calls = []
     for item in items:
@@ -61,7 +63,7 @@ def _calls_from(value: Any) -> list[dict[str, Any]]:
         if isinstance(arguments, str):
             arguments = _loads(arguments) or {}
         if isinstance(name, str) and isinstance(arguments, dict):
-            calls.append({"function": {"name": name, "arguments": arguments}})
+            calls.append(ToolCall(name, arguments))
     return calls
 
 

@@ -53,8 +53,6 @@ def versions() -> dict[str, str]:
 
 
 def _local_memory(runtime: Runtime, model: str) -> int | None:
-    """In-process, the GGUF header is at hand; through a server it is not."""
-    store = getattr(runtime, "store", None)
-    if store is None:
-        return None
-    return memory_of(read_gguf_info(store.get(model).model_path))
+    """In-process, the GGUF header is at hand (MEMORY_CTX, one sequence, capped at the
+    training context); through a server it is not (None)."""
+    return runtime.estimate(model, MEMORY_CTX)

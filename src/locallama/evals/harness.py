@@ -24,7 +24,8 @@ from locallama.evals import metrics
 from locallama.evals.fewshot import Item, build_items
 from locallama.evals.tasks import FEWSHOT_SEED, GSM8K, Outcome, Task
 from locallama.options import Options
-from locallama.runtime.base import GenerateRequest, Runtime
+from locallama.runtime.base import Runtime
+from locallama.runtime.types import GenerateRequest
 from locallama.settings import Settings
 
 GENERATION_WEIGHT = 8000  # a generated answer costs about this many prompt characters

@@ -24,7 +24,7 @@ from locallama import __version__
 from locallama.evals.fewshot import Item
 from locallama.evals.harness import TaskResult, prompt_id
 from locallama.evals.tasks import Outcome
-from locallama.runtime.base import ModelDetails
+from locallama.runtime.types import ModelDetails
 
 SCHEMA = "locallama.eval/1"
 REFERENCE = "lm-evaluation-harness task definitions (v0.4 YAML)"

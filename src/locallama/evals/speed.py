@@ -33,7 +33,8 @@ from typing import Any
 
 from locallama.errors import InvalidRequest
 from locallama.evals.facts import model_facts, versions
-from locallama.runtime.base import Chunk, GenerateRequest, Runtime
+from locallama.runtime.base import Runtime
+from locallama.runtime.types import Chunk, GenerateRequest
 
 Progress = Callable[[str, int, int], None]  # (test, runs done, runs in all)
 

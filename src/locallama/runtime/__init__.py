@@ -1,12 +1,3 @@
-"""The Runtime interface and its in-process implementation."""
-
-from locallama.runtime.base import (
-    ChatRequest,
-    Chunk,
-    Embeddings,
-    GenerateRequest,
-    ModelDetails,
-    Runtime,
-)
-
-__all__ = ["ChatRequest", "Chunk", "Embeddings", "GenerateRequest", "ModelDetails", "Runtime"]
+"""The Runtime: its vocabulary (``types``), its interface (``base``) and its in-process
+implementation (``local``).  Import from those modules; this package imports nothing,
+so that the engine and the store can use ``runtime.types`` without a cycle."""

@@ -18,33 +18,35 @@ from locallama.engine.render import Renderer
 from locallama.engine.templates import FallbackTemplate, Template, select_template
 from locallama.engine.tools import parse_tool_calls, template_supports_tools
 from locallama.errors import BadModelFile, InvalidRequest, ModelNotFound, NotSupported
-from locallama.gguf_info import GGUFInfo, format_parameter_count
+from locallama.gguf_info import GGUFInfo, estimate_memory, read_gguf_info
 from locallama.options import Options, parse_keep_alive, parse_parameters, resolve_options
-from locallama.runtime.base import (
+from locallama.progress import Progress
+from locallama.runtime.types import (
+    ROLES,
     ChatRequest,
     Chunk,
+    Details,
     Embeddings,
     GenerateRequest,
     KeepAlive,
     LoadedModelInfo,
+    Message,
     ModelDetails,
-    Progress,
+    ModelEntry,
     Score,
     TokenLogprob,
+    Tool,
 )
 from locallama.settings import Settings
-from locallama.store import ModelEntry, ModelRecord, Store, parse_name
+from locallama.store import ModelRecord, Store, parse_name
 from locallama.store.create import Quantize, create_model
-from locallama.store.modelfile import Modelfile, parse_modelfile
+from locallama.store.modelfile import Modelfile
 from locallama.store.sources import bundled_names, pull_url
 from locallama.store.sources import pull as pull_model
 
 if TYPE_CHECKING:
     from locallama.engine.model import LoadedModel
     from locallama.engine.scheduler import Job
-
-_ROLES = {"system", "user", "assistant", "tool"}
-
 
 class LocalRuntime:
     def __init__(self, settings: Settings | None = None) -> None:
@@ -78,9 +80,10 @@ class LocalRuntime:
                     # A base model completes text: the prompt goes in as written.
                     text = f"{system}\n\n{request.prompt}" if system else request.prompt
                 else:
-                    messages = [{"role": "system", "content": system}] if system else []
-                    messages.append({"role": "user", "content": request.prompt})
-                    rendered = template.render(messages, renderer=self.renderer,
+                    messages = [Message("system", system)] if system else []
+                    messages.append(Message("user", request.prompt))
+                    rendered = template.render(_template_messages(messages),
+                                               renderer=self.renderer,
                                                model=record.name.display)
                     text, stops = rendered.prompt, rendered.stops
             if request.context:
@@ -99,18 +102,19 @@ class LocalRuntime:
         options = resolve_options(record.params, request.options)
         messages = [_check_message(m) for m in request.messages]
         for message in messages:
-            _check_images(record, message.get("images"))
-        preamble = list(record.messages)
-        if record.system and not any(m["role"] == "system" for m in messages):
-            preamble.insert(0, {"role": "system", "content": record.system})
+            _check_images(record, message.images)
+        preamble = _stored_messages(record)
+        if record.system and not any(m.role == "system" for m in messages):
+            preamble.insert(0, Message("system", record.system))
         tools = request.tools or None
-        tool_names = {t.get("function", {}).get("name") for t in tools or []}
+        tool_names = {t.name for t in tools or []}
 
         def build(model: LoadedModel) -> tuple[list[int], tuple[str, ...]]:
             template = self._template(record, model)
             if tools and not template_supports_tools(template.source):
                 raise InvalidRequest(f"model '{record.name.display}' does not support tools")
-            rendered = template.render(preamble + messages, tools=tools,
+            rendered = template.render(_template_messages(preamble + messages),
+                                       tools=_template_tools(tools),
                                        renderer=self.renderer, model=record.name.display)
             return model.tokenize(rendered.prompt), rendered.stops
 
@@ -295,12 +299,18 @@ class LocalRuntime:
             infos.append(LoadedModelInfo(
                 name=entry.name, digest=entry.digest, size=entry.size, expires_at=expires,
                 context_length=entry.model.params.num_ctx,
-                details={"format": "gguf", "family": info.architecture,
-                         "families": [info.architecture],
-                         "parameter_size": format_parameter_count(info.parameter_count),
-                         "quantization_level": info.file_type},
+                details=Details.of(info.architecture, info.parameter_count, info.file_type),
+                num_parallel=entry.params.num_parallel,
             ))
         return infos
+
+    def estimate(self, model: str, num_ctx: int, num_parallel: int = 1) -> int | None:
+        info = read_gguf_info(self._record(model).model_path)
+        ctx = min(num_ctx, info.context_length or num_ctx)
+        return estimate_memory(info, ctx, num_parallel).total
+
+    def offline_models(self) -> list[str]:
+        return bundled_names()
 
     def _keep_alive(self, value: KeepAlive) -> float | None:
         return parse_keep_alive(value, self.settings.keep_alive)
@@ -343,7 +353,7 @@ class LocalRuntime:
             template=record.template,
             system=record.system,
             parameters=[(k, _param_text(v)) for k, v in parameters],
-            messages=[(m.get("role", ""), m.get("content", "")) for m in record.messages],
+            messages=[(m.role, m.content) for m in _stored_messages(record)],
             licenses=list(record.licenses),
         )
         return ModelDetails(
@@ -358,7 +368,7 @@ class LocalRuntime:
             template=record.template or info.chat_template,
             system=record.system,
             parameters=dict(record.params),
-            messages=list(record.messages),
+            messages=_stored_messages(record),
             licenses=list(record.licenses),
             modelfile=f"# Modelfile generated by \"locallama show\"\n{modelfile.render()}",
             model_info=dict(info.metadata),
@@ -366,11 +376,11 @@ class LocalRuntime:
             capabilities=_capabilities(info, record.template or info.chat_template),
         )
 
-    def create(self, model: str, modelfile: str, base_dir: Path,
+    def create(self, model: str, modelfile: Modelfile, base_dir: Path,
                progress: Progress | None = None, quantize: str | None = None,
                imatrix: Path | None = None) -> None:
         name = parse_name(model)
-        parsed = parse_modelfile(modelfile)
+        parsed = modelfile
         self.store.sweep()  # what a killed writer left
         if parsed.template:  # refuse a broken template up front (compiled in a worker)
             select_template(parsed.template, None).check(renderer=self.renderer,
@@ -496,16 +506,44 @@ def _check_images(record: ModelRecord, images: list[str] | None) -> None:
     raise InvalidRequest(f"model '{record.name.display}' does not support images")
 
 
-def _check_message(message: dict[str, Any]) -> dict[str, Any]:
-    if not isinstance(message, dict):
-        raise InvalidRequest("each message must be an object with role and content")
-    role = message.get("role")
-    if role not in _ROLES:
-        raise InvalidRequest(f"invalid message role {role!r}: use system, user, assistant or tool")
-    content = message.get("content", "")
-    if not isinstance(content, str):
+def _check_message(message: Message) -> Message:
+    if not isinstance(message, Message):
+        raise InvalidRequest("each message must be a Message with role and content")
+    if message.role not in ROLES:
+        raise InvalidRequest(f"invalid message role {message.role!r}: use system, user, "
+                             "assistant or tool")
+    if not isinstance(message.content, str):
         raise InvalidRequest("message content must be a string")
-    return {**message, "content": content}
+    return message
+
+
+def _stored_messages(record: ModelRecord) -> list[Message]:
+    """A Modelfile's MESSAGE lines, as stored (a JSON list of role/content objects)."""
+    return [Message(str(m.get("role", "")), str(m.get("content", "")))
+            for m in record.messages if isinstance(m, dict)]
+
+
+def _template_messages(messages: list[Message]) -> list[dict[str, Any]]:
+    """Messages as chat templates read them (the Hugging Face and Ollama convention):
+    role and content always, images, tool_calls (``{"function": {name, arguments}}``)
+    and tool_name only when set."""
+    out = []
+    for m in messages:
+        item: dict[str, Any] = {"role": m.role, "content": m.content}
+        if m.images:
+            item["images"] = list(m.images)
+        if m.tool_calls:
+            item["tool_calls"] = [{"function": {"name": c.name, "arguments": c.arguments}}
+                                  for c in m.tool_calls]
+        if m.tool_name:
+            item["tool_name"] = m.tool_name
+        out.append(item)
+    return out
+
+
+def _template_tools(tools: list[Tool] | None) -> list[dict[str, Any]] | None:
+    """Tools as chat templates read them: OpenAI's function-tool objects."""
+    return [t.function_json() for t in tools] if tools else None
 
 
 def _param_text(value: Any) -> str:

@@ -97,6 +97,8 @@ def _loaded(runtime: Runtime) -> list[LoadedSample]:
         infos = runtime.ps()
     except Exception:  # a scrape must not fail because the runtime did
         return []
-    waiting = getattr(runtime, "waiting", None)
-    queues = waiting() if callable(waiting) else {}
+    try:
+        queues = runtime.waiting()
+    except Exception:
+        queues = {}
     return [LoadedSample(i.name, i.size, queues.get(i.name, 0)) for i in infos]

@@ -45,7 +45,8 @@ from locallama.errors import (
 )
 from locallama.options import parse_keep_alive
 from locallama.progress import Progress, silent
-from locallama.runtime.base import Chunk, Runtime
+from locallama.runtime.base import Runtime
+from locallama.runtime.types import Chunk
 from locallama.server.ollama_schemas import (
     ChatBody,
     CopyBody,
@@ -61,13 +62,13 @@ from locallama.server.ollama_schemas import (
     TokenizeBody,
     chat_request,
     chunk_fields,
-    config_details,
     create_modelfile,
     generate_request,
     running_json,
     show_json,
     tag_json,
     timestamp,
+    tool_calls_json,
 )
 from locallama.server.status import error_headers, http_status
 from locallama.server.streaming import (
@@ -222,7 +223,7 @@ async def chat(body: ChatBody, request: Request) -> Response:
     def line(chunk: Chunk) -> dict[str, Any]:
         message: dict[str, Any] = {"role": "assistant", "content": chunk.text}
         if chunk.tool_calls:
-            message["tool_calls"] = chunk.tool_calls
+            message["tool_calls"] = tool_calls_json(chunk.tool_calls)
         out = {"model": body.model, "created_at": timestamp(), "message": message,
                "done": chunk.done}
         return chunk_fields(out, chunk, context=False)
@@ -320,7 +321,7 @@ async def tags(request: Request) -> dict[str, Any]:
     runtime = _runtime(request)
 
     def models() -> list[dict[str, Any]]:
-        return [tag_json(entry, config_details(entry.config)) for entry in runtime.list()]
+        return [tag_json(entry) for entry in runtime.list()]
 
     return {"models": await _call(models)}
 
@@ -333,12 +334,13 @@ async def show(body: ShowBody, request: Request) -> dict[str, Any]:
 @router.post("/api/create")
 async def create(body: CreateBody, request: Request) -> Response:
     runtime = _runtime(request)
-    text = (await _call(create_modelfile, body, runtime.blob_path)).render()
+    modelfile = await _call(create_modelfile, body, runtime.blob_path)
     imatrix = await _call(runtime.blob_path, body.imatrix) if body.imatrix else None
 
     def work(progress: Progress) -> None:
         with tempfile.TemporaryDirectory() as empty:  # nothing to find by a relative path
-            runtime.create(body.model, text, Path(empty), progress, body.quantize, imatrix)
+            runtime.create(body.model, modelfile, Path(empty), progress, body.quantize,
+                           imatrix)
 
     return await _progress_answer(work, body.stream)
 

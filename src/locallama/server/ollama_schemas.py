@@ -25,16 +25,20 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from locallama.errors import InvalidRequest, NotSupported
-from locallama.gguf_info import format_parameter_count
-from locallama.runtime.base import (
+from locallama.runtime.types import (
     ChatRequest,
     Chunk,
+    Details,
     GenerateRequest,
     LoadedModelInfo,
     ModelDetails,
+    ModelEntry,
     TokenLogprob,
+    Tool,
+    ToolCall,
 )
-from locallama.store import ModelEntry, parse_name
+from locallama.runtime.types import Message as RuntimeMessage
+from locallama.store import parse_name
 from locallama.store.modelfile import Modelfile, parse_modelfile
 
 KeepAlive = str | int | float | None
@@ -86,7 +90,7 @@ class ToolCallFunction(_Body):
     arguments: dict[str, Any] = Field(default_factory=dict)
 
 
-class ToolCall(_Body):
+class ToolCallBody(_Body):
     function: ToolCallFunction
 
 
@@ -94,7 +98,7 @@ class Message(_Body):
     role: Literal["system", "user", "assistant", "tool"]
     content: str | None = None
     images: list[str] | None = None
-    tool_calls: list[ToolCall] | None = None
+    tool_calls: list[ToolCallBody] | None = None
     tool_name: str | None = None
 
 
@@ -178,16 +182,54 @@ def chat_request(body: ChatBody) -> ChatRequest:
     _no_thinking(body)
     return ChatRequest(
         model=body.model, messages=[_message(m) for m in body.messages or ()],
-        options=body.options or {}, format=body.format or None, tools=body.tools or None,
+        options=body.options or {}, format=body.format or None,
+        tools=[_tool(t, i) for i, t in enumerate(body.tools)] if body.tools else None,
         keep_alive=body.keep_alive, logprobs=bool(body.logprobs),
         top_logprobs=body.top_logprobs or 0, truncate=body.truncate is not False,
         shift=body.shift is not False,
     )
 
 
-def _message(message: Message) -> dict[str, Any]:
-    out = message.model_dump(exclude_none=True)
-    out["content"] = message.content or ""
+def _message(message: Message) -> RuntimeMessage:
+    return RuntimeMessage(
+        role=message.role, content=message.content or "", images=list(message.images or ()),
+        tool_calls=[ToolCall(c.function.name, c.function.arguments)
+                    for c in message.tool_calls or ()],
+        tool_name=message.tool_name)
+
+
+def _tool(tool: dict[str, Any], index: int) -> Tool:
+    """A function tool, ``{"type": "function", "function": {name, description,
+    parameters}}``; a tool without a function name is refused."""
+    function = tool.get("function") if isinstance(tool, dict) else None
+    name = function.get("name") if isinstance(function, dict) else None
+    if not isinstance(name, str) or not name:
+        raise InvalidRequest("a tool needs function.name", f"tools[{index}].function.name")
+    description = function.get("description")
+    parameters = function.get("parameters")
+    return Tool(name, description if isinstance(description, str) else None,
+                parameters if isinstance(parameters, dict) else None)
+
+
+def tools_json(tools: list[Tool]) -> list[dict[str, Any]]:
+    """Function tools in the shape Ollama (and OpenAI) take them."""
+    return [t.function_json() for t in tools]
+
+
+def tool_calls_json(calls: list[ToolCall]) -> list[dict[str, Any]]:
+    """Ollama's shape: ``[{"function": {"name": ..., "arguments": {...}}}]``."""
+    return [{"function": {"name": c.name, "arguments": c.arguments}} for c in calls]
+
+
+def message_json(message: RuntimeMessage) -> dict[str, Any]:
+    """A message in Ollama's shape, with only the fields that are set."""
+    out: dict[str, Any] = {"role": message.role, "content": message.content}
+    if message.images:
+        out["images"] = list(message.images)
+    if message.tool_calls:
+        out["tool_calls"] = tool_calls_json(message.tool_calls)
+    if message.tool_name:
+        out["tool_name"] = message.tool_name
     return out
 
 
@@ -301,37 +343,23 @@ def _finite(value: float) -> float | None:
     return None if math.isnan(value) else max(value, -9999.0)
 
 
-UNKNOWN_DETAILS = {"parent_model": "", "format": "gguf", "family": "", "families": None,
-                   "parameter_size": "", "quantization_level": ""}
-
-
-def tag_json(entry: ModelEntry, details: dict[str, Any]) -> dict[str, Any]:
+def tag_json(entry: ModelEntry) -> dict[str, Any]:
     """One model of /api/tags, in Ollama's shape; a broken model adds ``broken`` (ours:
     why it cannot be used; ``DELETE /api/delete`` removes it)."""
     name = entry.name.display
     tag = {"name": name, "model": name, "modified_at": timestamp(entry.modified),
-           "size": entry.size, "digest": _hex(entry.digest), "details": details}
+           "size": entry.size, "digest": _hex(entry.digest),
+           "details": details_json(entry.details)}
     if entry.broken:
         tag["broken"] = entry.broken
     return tag
 
 
-def config_details(config: dict[str, Any]) -> dict[str, Any]:
-    """Details from a model's config blob, as Ollama's /api/tags reads them."""
-    if not config:
-        return UNKNOWN_DETAILS  # a broken model is still listed; show says what is wrong
-    family = config.get("model_family", "")
-    return {"parent_model": "", "format": config.get("model_format", "gguf"), "family": family,
-            "families": config.get("model_families") or ([family] if family else None),
-            "parameter_size": config.get("model_type", ""),
-            "quantization_level": config.get("file_type", "")}
-
-
-def details_json(d: ModelDetails) -> dict[str, Any]:
-    return {"parent_model": "", "format": "gguf", "family": d.architecture,
-            "families": [d.architecture] if d.architecture else None,
-            "parameter_size": format_parameter_count(d.parameter_count),
-            "quantization_level": d.quantization}
+def details_json(d: Details) -> dict[str, Any]:
+    """Ollama's ``details`` object (list, ps and show); no families is null."""
+    return {"parent_model": "", "format": d.format, "family": d.family,
+            "families": list(d.families) or None, "parameter_size": d.parameter_size,
+            "quantization_level": d.quantization_level}
 
 
 def show_json(d: ModelDetails) -> dict[str, Any]:
@@ -340,8 +368,8 @@ def show_json(d: ModelDetails) -> dict[str, Any]:
                            "template": d.template or "", "system": d.system or ""}
     out = {k: v for k, v in out.items() if v}  # Ollama leaves empty fields out
     if d.messages:
-        out["messages"] = d.messages
-    out |= {"details": details_json(d), "model_info": _model_info(d),
+        out["messages"] = [message_json(m) for m in d.messages]
+    out |= {"details": details_json(d.details), "model_info": _model_info(d),
             "capabilities": d.capabilities}
     if d.modified_at:
         out["modified_at"] = timestamp(datetime.fromisoformat(d.modified_at))
@@ -373,7 +401,7 @@ def running_json(info: LoadedModelInfo) -> dict[str, Any]:
     # Kept until stopped: Ollama shows a date centuries away, which its clients expect.
     expires = info.expires_at or datetime.now(UTC) + timedelta(days=365 * 292)
     return {"name": info.name, "model": info.name, "size": info.size,
-            "digest": _hex(info.digest), "details": {"parent_model": "", **info.details},
+            "digest": _hex(info.digest), "details": details_json(info.details),
             "expires_at": timestamp(expires), "size_vram": info.size_vram,
             "context_length": info.context_length}
 

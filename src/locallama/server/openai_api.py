@@ -38,7 +38,15 @@ from locallama.errors import (
     PullError,
     capped,
 )
-from locallama.runtime.base import ChatRequest, Chunk, GenerateRequest, Runtime, TokenLogprob
+from locallama.runtime.base import Runtime
+from locallama.runtime.types import (
+    ChatRequest,
+    Chunk,
+    GenerateRequest,
+    ModelEntry,
+    TokenLogprob,
+    ToolCall,
+)
 from locallama.server.openai_schemas import (
     ChatCompletionRequest,
     CompletionRequest,
@@ -56,7 +64,7 @@ from locallama.server.streaming import (
     call,
     open_stream,
 )
-from locallama.store import ModelEntry, parse_name
+from locallama.store import parse_name
 
 FINGERPRINT = "fp_locallama"
 
@@ -251,11 +259,10 @@ async def _chat_events(runtime: Runtime, runs: list[ChatRequest], first: AsyncIt
         yield {**head, "choices": [], "usage": _usage(prompt_tokens, completion_tokens)}
 
 
-def _tool_calls(calls: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
-    """Ollama-shaped calls -> OpenAI's: an id, and the arguments as a JSON string."""
+def _tool_calls(calls: list[ToolCall] | None) -> list[dict[str, Any]]:
+    """The Runtime's calls -> OpenAI's: an id, and the arguments as a JSON string."""
     return [{"id": _id("call_"), "type": "function",
-             "function": {"name": c["function"]["name"],
-                          "arguments": json.dumps(c["function"].get("arguments", {}))}}
+             "function": {"name": c.name, "arguments": json.dumps(c.arguments)}}
             for c in calls or ()]
 
 

@@ -18,7 +18,9 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from locallama.errors import InvalidRequest
-from locallama.runtime.base import ChatRequest, GenerateRequest
+from locallama.runtime.types import ChatRequest, GenerateRequest, Message
+from locallama.runtime.types import Tool as RuntimeTool
+from locallama.runtime.types import ToolCall as RuntimeToolCall
 
 TokenId = Annotated[int, Field(ge=0)]
 Stop = str | list[str] | None
@@ -199,10 +201,11 @@ def chat_requests(body: ChatCompletionRequest) -> list[ChatRequest]:
         raise invalid("top_logprobs needs logprobs set to true", "top_logprobs")
     tools = None
     if body.tools and body.tool_choice != "none":
-        tools = [t.model_dump(exclude_none=True) for t in body.tools]
+        tools = [RuntimeTool(t.function.name, t.function.description, t.function.parameters)
+                 for t in body.tools]
         if isinstance(body.tool_choice, NamedToolChoice):
             name = body.tool_choice.function.name
-            tools = [t for t in tools if t["function"]["name"] == name]
+            tools = [t for t in tools if t.name == name]
             if not tools:
                 raise invalid(f"tool_choice names {name!r}, which is not in tools",
                               "tool_choice")
@@ -216,19 +219,16 @@ def chat_requests(body: ChatCompletionRequest) -> list[ChatRequest]:
     ) for i in range(body.n or 1)]
 
 
-def messages_for_runtime(messages: list[ChatMessage]) -> list[dict[str, Any]]:
+def messages_for_runtime(messages: list[ChatMessage]) -> list[Message]:
     """OpenAI messages -> the Runtime's: developer is system, text parts are joined,
     image data URLs become images, tool-call arguments become objects, and a tool
     result gets the name of the call it answers."""
     names: dict[str, str] = {}  # tool_call_id -> function name
     result = []
     for i, m in enumerate(messages):
-        message: dict[str, Any] = {"role": "system" if m.role == "developer" else m.role}
-        message["content"], images = _content(m.content, f"messages[{i}].content")
-        if images:
-            message["images"] = images
+        content, images = _content(m.content, f"messages[{i}].content")
+        message = Message("system" if m.role == "developer" else m.role, content, images)
         if m.tool_calls:
-            message["tool_calls"] = []
             for j, call in enumerate(m.tool_calls):
                 where = f"messages[{i}].tool_calls[{j}].function.arguments"
                 try:
@@ -237,12 +237,11 @@ def messages_for_runtime(messages: list[ChatMessage]) -> list[dict[str, Any]]:
                     raise invalid("tool call arguments must be a JSON object", where) from None
                 if not isinstance(arguments, dict):
                     raise invalid("tool call arguments must be a JSON object", where)
-                message["tool_calls"].append(
-                    {"function": {"name": call.function.name, "arguments": arguments}})
+                message.tool_calls.append(RuntimeToolCall(call.function.name, arguments))
                 if call.id:
                     names[call.id] = call.function.name
         if m.role == "tool" and (name := names.get(m.tool_call_id or "") or m.name):
-            message["tool_name"] = name
+            message.tool_name = name
         result.append(message)
     return result
 

@@ -9,13 +9,12 @@ to build manifest paths.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from locallama.errors import InvalidModelName
+from locallama.runtime.types import DEFAULT_HOST, DEFAULT_NAMESPACE, DEFAULT_TAG, ModelName
 
-DEFAULT_HOST = "registry.ollama.ai"
-DEFAULT_NAMESPACE = "library"
-DEFAULT_TAG = "latest"
+__all__ = ["DEFAULT_HOST", "DEFAULT_NAMESPACE", "DEFAULT_TAG", "ModelName", "parse_name"]
+
 MAX_NAME_LENGTH = 128
 
 # Each part starts with a letter, digit or underscore (so "." and ".." can never
@@ -27,42 +26,6 @@ _PART = {
     "model": re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*"),
     "tag": re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*"),
 }
-
-
-@dataclass(frozen=True)
-class ModelName:
-    """A fully qualified model name; build one with :func:`parse_name`."""
-
-    host: str
-    namespace: str
-    model: str
-    tag: str
-
-    def __str__(self) -> str:
-        return self.display
-
-    @property
-    def display(self) -> str:
-        """The shortest form, as ``ollama list`` prints it: defaults are left out."""
-        prefix = ""
-        if self.host.lower() != DEFAULT_HOST:
-            prefix = f"{self.host}/{self.namespace}/"
-        elif self.namespace.lower() != DEFAULT_NAMESPACE:
-            prefix = f"{self.namespace}/"
-        return f"{prefix}{self.model}:{self.tag}"
-
-    @property
-    def full(self) -> str:
-        return f"{self.host}/{self.namespace}/{self.model}:{self.tag}"
-
-    @property
-    def parts(self) -> tuple[str, str, str, str]:
-        """The path components of the manifest below ``manifests/``."""
-        return (self.host, self.namespace, self.model, self.tag)
-
-    def key(self) -> tuple[str, ...]:
-        """Names compare without regard to case, as in Ollama."""
-        return tuple(p.lower() for p in self.parts)
 
 
 def parse_name(text: str) -> ModelName:

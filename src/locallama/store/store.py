@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from locallama.errors import BadModelFile, ModelNotFound
+from locallama.runtime.types import Details, ModelEntry, ModelName
 from locallama.store import manifests as mf
 from locallama.store.blobs import BlobStore, atomic_write_bytes, digest_bytes
-from locallama.store.names import ModelName, parse_name
+from locallama.store.names import parse_name
 from locallama.store.partials import Swept, storage_errors, sweep
 
 _DIGEST_TEXT = re.compile(r"sha256[:\-]([0-9a-f]{64})(?![0-9a-f])")
@@ -49,24 +50,6 @@ class ModelRecord:
     @property
     def size(self) -> int:
         return self.manifest.size
-
-
-@dataclass(frozen=True)
-class ModelEntry:
-    """One line of ``list``."""
-
-    name: ModelName
-    digest: str
-    size: int
-    modified: datetime
-    config: dict[str, Any] = field(default_factory=dict)  # family, type, file type
-    #: why the model cannot be used (unreadable manifest, malformed digest, missing
-    #: blob), or None; a broken model is still listed so that it can be removed
-    broken: str | None = None
-
-    @property
-    def id(self) -> str:
-        return self.digest.removeprefix("sha256:")[:12]
 
 
 class Store:
@@ -157,8 +140,8 @@ class Store:
                 config = self._blob_json(manifest.config.digest, {})
             except BadModelFile as exc:
                 broken = broken or str(exc)
-        return ModelEntry(name, digest_bytes(data), manifest.size, modified,
-                          config if isinstance(config, dict) else {}, broken)
+        details = Details.from_config(config if isinstance(config, dict) else {})
+        return ModelEntry(name, digest_bytes(data), manifest.size, modified, details, broken)
 
     def get(self, name: ModelName | str) -> ModelRecord:
         """Resolve a name to a runnable record, reading its small layers.

@@ -6,7 +6,8 @@ from collections.abc import Callable
 from contextlib import closing
 from typing import Any
 
-from locallama.runtime.base import ChatRequest, GenerateRequest, Runtime
+from locallama.runtime.base import Runtime
+from locallama.runtime.types import ChatRequest, GenerateRequest, Message
 from locallama.settings import Settings
 from locallama.tasks.recipes import Recipe
 
@@ -47,8 +48,8 @@ def answer(runtime: Runtime, model: str, recipe: Recipe, variables: dict[str, An
     prompt = recipe.render(**variables)
     if is_chat_model(runtime, model):
         system = recipe.render_system(**variables).strip()
-        messages = [{"role": "system", "content": system}] if system else []
-        messages.append({"role": "user", "content": prompt})
+        messages = [Message("system", system)] if system else []
+        messages.append(Message("user", prompt))
         chunks = runtime.chat(ChatRequest(model=model, messages=messages, options=merged))
     else:
         chunks = runtime.generate(GenerateRequest(model=model, prompt=prompt, raw=True,
