@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,27 +14,31 @@ from locallama import metrics
 from locallama.engine.grammar import grammar_for
 from locallama.engine.loader import ModelLoader
 from locallama.engine.render import Renderer
-from locallama.engine.templates import FallbackTemplate, Template, select_template
-from locallama.engine.tools import parse_tool_calls, template_supports_tools
-from locallama.errors import BadModelFile, InvalidRequest, ModelNotFound, NotSupported
-from locallama.gguf_info import GGUFInfo, estimate_memory, read_gguf_info
+from locallama.engine.templates import select_template
+from locallama.engine.tools import parse_tool_calls
+from locallama.errors import BadModelFile, InvalidRequest, ModelNotFound
+from locallama.gguf_info import estimate_memory, read_gguf_info
 from locallama.options import Options, parse_keep_alive, parse_parameters, resolve_options
 from locallama.progress import Progress
+from locallama.runtime import scoring
+from locallama.runtime.prompt import (
+    Prompt,
+    chat_messages,
+    chat_prompt,
+    check_generate,
+    generate_prompt,
+)
+from locallama.runtime.records import loaded_info, model_details
 from locallama.runtime.types import (
-    ROLES,
     ChatRequest,
     Chunk,
-    Details,
     Embeddings,
     GenerateRequest,
     KeepAlive,
     LoadedModelInfo,
-    Message,
     ModelDetails,
     ModelEntry,
     Score,
-    TokenLogprob,
-    Tool,
 )
 from locallama.settings import Settings
 from locallama.store import ModelRecord, Store, parse_name
@@ -46,9 +49,16 @@ from locallama.store.sources import pull as pull_model
 
 if TYPE_CHECKING:
     from locallama.engine.model import LoadedModel
-    from locallama.engine.scheduler import Job
+
 
 class LocalRuntime:
+    """The Runtime (``runtime/base.py``) over this process's store and engine.
+
+    It owns the model loader (runners, memory budget, keep_alive) and the template
+    renderer's workers; ``close`` stops both. Prompts are assembled in ``prompt.py``,
+    scoring fans out in ``scoring.py``, and ``show``'s and ``ps``'s answers are
+    built in ``records.py``; generate and chat stream through the one path ``_run``."""
+
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or Settings.from_env()
         self.store = Store(self.settings.models_dir)
@@ -63,33 +73,13 @@ class LocalRuntime:
     # -- inference ----------------------------------------------------------------
 
     def generate(self, request: GenerateRequest) -> Iterator[Chunk]:
+        """Stream a completion (Ollama's /api/generate), the prompt as ``prompt.py``
+        assembles it. Refusals are raised by this call, before any chunk, in this order:
+        ModelNotFound, a bad option, suffix or images, keep_alive, format."""
         record = self._record(request.model)
         options = resolve_options(record.params, request.options)
-        if request.suffix:
-            raise NotSupported("suffix (fill-in-the-middle) is not supported yet")
-        _check_images(record, request.images)
-
-        def build(model: LoadedModel) -> tuple[list[int], tuple[str, ...]]:
-            stops: tuple[str, ...] = ()
-            if request.raw:
-                text = request.prompt
-            else:
-                template = self._template(record, model, request.template)
-                system = request.system if request.system is not None else record.system
-                if isinstance(template, FallbackTemplate):
-                    # A base model completes text: the prompt goes in as written.
-                    text = f"{system}\n\n{request.prompt}" if system else request.prompt
-                else:
-                    messages = [Message("system", system)] if system else []
-                    messages.append(Message("user", request.prompt))
-                    rendered = template.render(_template_messages(messages),
-                                               renderer=self.renderer,
-                                               model=record.name.display)
-                    text, stops = rendered.prompt, rendered.stops
-            if request.context:
-                return list(request.context) + model.tokenize(text, add_bos=False), stops
-            return model.tokenize(text), stops  # raw prompts may spell special tokens too
-
+        check_generate(record, request)
+        build = partial(generate_prompt, record, request, renderer=self.renderer)
         return self._run(record, options, build, _Shape(
             keep_alive=self._keep_alive(request.keep_alive),
             grammar=grammar_for(request.format),
@@ -98,37 +88,24 @@ class LocalRuntime:
         ))
 
     def chat(self, request: ChatRequest) -> Iterator[Chunk]:
+        """Stream a chat answer (Ollama's /api/chat); with tools the answer is held and
+        parsed into ``tool_calls``. Refusals are raised by this call, as generate's are
+        (messages are checked after the options)."""
         record = self._record(request.model)
         options = resolve_options(record.params, request.options)
-        messages = [_check_message(m) for m in request.messages]
-        for message in messages:
-            _check_images(record, message.images)
-        preamble = _stored_messages(record)
-        if record.system and not any(m.role == "system" for m in messages):
-            preamble.insert(0, Message("system", record.system))
+        conversation = chat_messages(record, request.messages)
         tools = request.tools or None
-        tool_names = {t.name for t in tools or []}
-
-        def build(model: LoadedModel) -> tuple[list[int], tuple[str, ...]]:
-            template = self._template(record, model)
-            if tools and not template_supports_tools(template.source):
-                raise InvalidRequest(f"model '{record.name.display}' does not support tools")
-            rendered = template.render(_template_messages(preamble + messages),
-                                       tools=_template_tools(tools),
-                                       renderer=self.renderer, model=record.name.display)
-            return model.tokenize(rendered.prompt), rendered.stops
-
+        build = partial(chat_prompt, record, conversation, tools, renderer=self.renderer)
         return self._run(record, options, build, _Shape(
             keep_alive=self._keep_alive(request.keep_alive),
             grammar=grammar_for(request.format),
             top_logprobs=request.top_logprobs if request.logprobs else None,
-            tool_names=tool_names if tools else None,
+            tool_names={t.name for t in tools} if tools else None,
             truncate=request.truncate, shift=request.shift,
         ))
 
     def _run(self, record: ModelRecord, options: Options,
-             build: Callable[[LoadedModel], tuple[list[int], tuple[str, ...]]],
-             shape: _Shape) -> Iterator[Chunk]:
+             build: Callable[[LoadedModel], Prompt], shape: _Shape) -> Iterator[Chunk]:
         """The one streaming path under generate and chat (and so under both faces)."""
         from locallama.engine.scheduler import Job  # llama.cpp loads on first use
 
@@ -136,8 +113,9 @@ class LocalRuntime:
         use = self.loader.use(record.model_path, options, name=record.name.display,
                               digest=record.digest, keep_alive=shape.keep_alive)
         with use as (model, load_ns):
-            tokens, template_stops = build(model)
-            job = Job(tokens, options, tuple(dict.fromkeys((*options.stop, *template_stops))),
+            prompt = build(model)
+            stops = tuple(dict.fromkeys((*options.stop, *prompt.stops)))
+            job = Job(prompt.tokens, options, stops,
                       grammar=shape.grammar, top_logprobs=shape.top_logprobs,
                       score_top=(shape.top_logprobs or 0) if shape.echo else None, score_from=0,
                       truncate=shape.truncate, shift=shape.shift)
@@ -185,93 +163,15 @@ class LocalRuntime:
     def score(self, model: str, pairs: list[tuple[str, str]],
               options: dict[str, Any] | None = None,
               progress: Callable[[int], None] | None = None) -> list[Score]:
-        from locallama.engine.scheduler import Job
-
-        groups: list[list[int]] = []  # runs of pairs with one context: one slot, one prefix
-        for i, (context, _) in enumerate(pairs):
-            if groups and pairs[groups[-1][0]][0] == context:
-                groups[-1].append(i)
-            else:
-                groups.append([i])
-        results: list[Score | None] = [None] * len(pairs)
-
-        def run(loaded: LoadedModel, opts: Options, indices: list[int],
-                tick: Callable[[], None]) -> None:
-            head, tail = _split_trailing_space(pairs[indices[0]][0])
-            context_tokens = loaded.tokenize(head)
-            if not context_tokens:
-                raise InvalidRequest("an empty context needs a model that adds a BOS token")
-            for i in indices:
-                whole = loaded.tokenize(head + tail + pairs[i][1])
-                continuation = whole[len(context_tokens):]
-                if not continuation:
-                    raise InvalidRequest(f"pair {i}: the continuation is empty")
-                scores = _scored(loaded, Job([*context_tokens, *continuation], opts,
-                                             score_top=1, score_from=len(context_tokens),
-                                             truncate=False))
-                results[i] = Score(
-                    logprob=float(sum(r.logprob for r in scores)),
-                    greedy=all(r.top and r.logprob >= r.top[0].logprob - 1e-6
-                               for r in scores),
-                    token_logprobs=[r.logprob for r in scores])
-                tick()
-
-        self._fan_out(model, {**(options or {}), "num_predict": 0}, groups, run, progress)
-        return [r for r in results if r is not None]
+        """See ``Runtime.score``; the work is ``scoring.score``'s."""
+        return scoring.score(partial(self._use, model), pairs, options, progress)
 
     def score_tokens(self, model: str, windows: list[list[int]], score_from: int,
                      options: dict[str, Any] | None = None,
                      progress: Callable[[int], None] | None = None) -> list[list[float]]:
-        """Log-probabilities of each window's tokens from ``score_from`` on.
-
-        Windows are token ids taken as they are (no BOS added) and evaluated apart, on
-        a context of the longest window: what perplexity needs, exactly as llama.cpp
-        lays its chunks out."""
-        from locallama.engine.scheduler import Job
-
-        if not windows:
-            return []
-        if score_from < 1 or any(len(w) <= score_from for w in windows):
-            raise InvalidRequest(f"every window needs tokens after position {score_from}")
-        results: list[list[float]] = [[] for _ in windows]
-
-        def run(loaded: LoadedModel, opts: Options, i: int, tick: Callable[[], None]) -> None:
-            job = Job(list(windows[i]), opts, score_top=0, score_from=score_from,
-                      truncate=False)
-            results[i] = [r.logprob for r in _scored(loaded, job)]
-            tick()
-
-        # The scheduler keeps one cell free for an answer: n tokens need num_ctx n + 1.
-        wanted = {**(options or {}), "num_predict": 0,
-                  "num_ctx": max(len(w) for w in windows) + 1}
-        self._fan_out(model, wanted, list(range(len(windows))), run, progress)
-        return results
-
-    def _fan_out(self, model: str, wanted: dict[str, Any], items: list,
-                 work: Callable[[LoadedModel, Options, Any, Callable[[], None]], None],
-                 progress: Callable[[int], None] | None) -> None:
-        """Run ``work(loaded, options, item, tick)`` for every item on up to num_parallel
-        threads, the model held throughout; ``tick`` counts one unit done for
-        ``progress``."""
-        from concurrent.futures import ThreadPoolExecutor
-
-        record = self._record(model)
-        opts = resolve_options(record.params, wanted)
-        done, lock = 0, threading.Lock()
-
-        def tick() -> None:
-            nonlocal done
-            with lock:
-                done += 1
-                if progress:
-                    progress(done)
-
-        with self.loader.use(record.model_path, opts, name=record.name.display,
-                             digest=record.digest, keep_alive=self._keep_alive(None)
-                             ) as (loaded, _):
-            workers = max(1, len(loaded.scheduler.slots))
-            with ThreadPoolExecutor(workers, thread_name_prefix="score") as pool:
-                list(pool.map(lambda item: work(loaded, opts, item, tick), items))
+        """See ``Runtime.score_tokens``; the work is ``scoring.score_tokens``'s."""
+        return scoring.score_tokens(partial(self._use, model), windows, score_from, options,
+                                    progress)
 
     def load(self, model: str, keep_alive: KeepAlive = None,
              options: dict[str, Any] | None = None) -> None:
@@ -290,19 +190,7 @@ class LocalRuntime:
                 if (scheduler := getattr(e.model, "scheduler", None)) is not None}
 
     def ps(self) -> list[LoadedModelInfo]:
-        infos = []
-        for entry in self.loader.entries():
-            expires = None if entry.expires_at is None and entry.keep_alive is None else (
-                datetime.fromtimestamp(entry.expires_at or time.time() + (entry.keep_alive or 0),
-                                       tz=UTC))
-            info = entry.model.info
-            infos.append(LoadedModelInfo(
-                name=entry.name, digest=entry.digest, size=entry.size, expires_at=expires,
-                context_length=entry.model.params.num_ctx,
-                details=Details.of(info.architecture, info.parameter_count, info.file_type),
-                num_parallel=entry.params.num_parallel,
-            ))
-        return infos
+        return [loaded_info(entry) for entry in self.loader.entries()]
 
     def estimate(self, model: str, num_ctx: int, num_parallel: int = 1) -> int | None:
         info = read_gguf_info(self._record(model).model_path)
@@ -329,11 +217,11 @@ class LocalRuntime:
         return Embeddings(vectors, count, time.perf_counter_ns() - started, load_ns)
 
     def tokenize(self, model: str, text: str) -> list[int]:
-        with self._use(model) as loaded:
+        with self._use(model) as (loaded, _):
             return loaded.tokenize(text)
 
     def detokenize(self, model: str, tokens: list[int]) -> str:
-        with self._use(model) as loaded:
+        with self._use(model) as (loaded, _):
             return loaded.detokenize(tokens)
 
     # -- the store --------------------------------------------------------------
@@ -343,38 +231,7 @@ class LocalRuntime:
 
     def show(self, model: str) -> ModelDetails:
         record = self._record(model)
-        info = self.loader.info(record.model_path)
-        parameters = [
-            (k, v) for k, vs in record.params.items()
-            for v in (vs if isinstance(vs, list) else [vs])
-        ]
-        modelfile = Modelfile(
-            from_=str(record.model_path),
-            template=record.template,
-            system=record.system,
-            parameters=[(k, _param_text(v)) for k, v in parameters],
-            messages=[(m.role, m.content) for m in _stored_messages(record)],
-            licenses=list(record.licenses),
-        )
-        return ModelDetails(
-            name=record.name.display,
-            digest=record.digest,
-            size=record.size,
-            architecture=info.architecture,
-            parameter_count=info.parameter_count,
-            context_length=info.context_length,
-            embedding_length=info.embedding_length,
-            quantization=info.file_type,
-            template=record.template or info.chat_template,
-            system=record.system,
-            parameters=dict(record.params),
-            messages=_stored_messages(record),
-            licenses=list(record.licenses),
-            modelfile=f"# Modelfile generated by \"locallama show\"\n{modelfile.render()}",
-            model_info=dict(info.metadata),
-            modified_at=record.modified.isoformat(),
-            capabilities=_capabilities(info, record.template or info.chat_template),
-        )
+        return model_details(record, self.loader.info(record.model_path))
 
     def create(self, model: str, modelfile: Modelfile, base_dir: Path,
                progress: Progress | None = None, quantize: str | None = None,
@@ -451,17 +308,16 @@ class LocalRuntime:
             raise ModelNotFound(name.display, hint) from None
 
     @contextmanager
-    def _use(self, model: str) -> Iterator[LoadedModel]:
+    def _use(self, model: str, options: dict[str, Any] | None = None
+             ) -> Iterator[tuple[LoadedModel, Options]]:
+        """``model`` loaded with its Modelfile options under ``options`` and the default
+        keep_alive, held for the ``with`` block: (the model, the resolved options)."""
         record = self._record(model)
-        with self.loader.use(record.model_path, resolve_options(record.params),
-                             name=record.name.display, digest=record.digest,
-                             keep_alive=self._keep_alive(None)) as (loaded, _):
-            yield loaded
-
-    def _template(self, record: ModelRecord, model: LoadedModel,
-                  override: str | None = None) -> Template:
-        return select_template(override or record.template, model.info.chat_template,
-                               model.bos_text, model.eos_text)
+        opts = resolve_options(record.params, options)
+        with self.loader.use(record.model_path, opts, name=record.name.display,
+                             digest=record.digest, keep_alive=self._keep_alive(None)
+                             ) as (loaded, _):
+            yield loaded, opts
 
 
 @dataclass(frozen=True)
@@ -475,78 +331,3 @@ class _Shape:
     tool_names: set[str] | None = None  # None: no tools
     truncate: bool = True
     shift: bool = True
-
-
-def _scored(loaded: LoadedModel, job: Job) -> list[TokenLogprob]:
-    """Run a scoring job (num_predict 0) to its end; the logprobs it kept."""
-    with closing(loaded.scheduler.submit(job)) as pieces:
-        for _ in pieces:
-            pass
-    return job.prompt_scores or []
-
-
-def _split_trailing_space(context: str) -> tuple[str, str]:
-    """Spaces at the context's end belong to the continuation (" Paris", not " " "Paris")."""
-    head = context.rstrip(" ")
-    return head, context[len(head):]
-
-
-def _capabilities(info: GGUFInfo, template: str | None) -> list[str]:
-    """What the model can do, in Ollama's words."""
-    if f"{info.architecture}.pooling_type" in info.metadata:
-        return ["embedding"]  # an embedding model (BERT-like) does not complete text
-    return ["completion", "tools"] if template_supports_tools(template) else ["completion"]
-
-
-def _check_images(record: ModelRecord, images: list[str] | None) -> None:
-    if not images:
-        return
-    if record.projectors:
-        raise NotSupported("vision models are not supported yet")
-    raise InvalidRequest(f"model '{record.name.display}' does not support images")
-
-
-def _check_message(message: Message) -> Message:
-    if not isinstance(message, Message):
-        raise InvalidRequest("each message must be a Message with role and content")
-    if message.role not in ROLES:
-        raise InvalidRequest(f"invalid message role {message.role!r}: use system, user, "
-                             "assistant or tool")
-    if not isinstance(message.content, str):
-        raise InvalidRequest("message content must be a string")
-    return message
-
-
-def _stored_messages(record: ModelRecord) -> list[Message]:
-    """A Modelfile's MESSAGE lines, as stored (a JSON list of role/content objects)."""
-    return [Message(str(m.get("role", "")), str(m.get("content", "")))
-            for m in record.messages if isinstance(m, dict)]
-
-
-def _template_messages(messages: list[Message]) -> list[dict[str, Any]]:
-    """Messages as chat templates read them (the Hugging Face and Ollama convention):
-    role and content always, images, tool_calls (``{"function": {name, arguments}}``)
-    and tool_name only when set."""
-    out = []
-    for m in messages:
-        item: dict[str, Any] = {"role": m.role, "content": m.content}
-        if m.images:
-            item["images"] = list(m.images)
-        if m.tool_calls:
-            item["tool_calls"] = [{"function": {"name": c.name, "arguments": c.arguments}}
-                                  for c in m.tool_calls]
-        if m.tool_name:
-            item["tool_name"] = m.tool_name
-        out.append(item)
-    return out
-
-
-def _template_tools(tools: list[Tool] | None) -> list[dict[str, Any]] | None:
-    """Tools as chat templates read them: OpenAI's function-tool objects."""
-    return [t.function_json() for t in tools] if tools else None
-
-
-def _param_text(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
