@@ -140,6 +140,25 @@ def test_bad_options_are_invalid_requests(runtime):
         list(runtime.chat(ChatRequest("tiny", [Message("wizard", "x")])))
 
 
+def test_refusals_come_in_a_fixed_order_when_the_request_is_made(runtime):
+    """Unknown model, then options, then the prompt's own checks; all raised by the call
+    itself (before any chunk is asked for), so a server can answer with an HTTP error."""
+    bad = {"num_predict": -7}
+    with pytest.raises(ModelNotFound):
+        runtime.generate(GenerateRequest("nope", "x", images=["aGk="], options=bad))
+    with pytest.raises(InvalidRequest, match="num_predict"):
+        runtime.generate(GenerateRequest("tiny", "x", images=["aGk="], options=bad))
+    with pytest.raises(InvalidRequest, match="images"):
+        runtime.generate(GenerateRequest("tiny", "x", images=["aGk="], format="xml"))
+    with pytest.raises(ModelNotFound):
+        runtime.chat(ChatRequest("nope", [Message("wizard", "x")], bad))
+    with pytest.raises(InvalidRequest, match="num_predict"):
+        runtime.chat(ChatRequest("tiny", [Message("wizard", "x")], bad))
+    with pytest.raises(InvalidRequest, match="role"):
+        runtime.chat(ChatRequest("tiny", [Message("wizard", "x")], keep_alive="soon"))
+    assert runtime.ps() == []
+
+
 @pytest.mark.parametrize(
     ("modelfile", "error", "match"),
     [
