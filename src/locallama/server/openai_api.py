@@ -47,7 +47,7 @@ from locallama.runtime.types import (
     TokenLogprob,
     ToolCall,
 )
-from locallama.server.openai_schemas import (
+from locallama.api.openai import (
     ChatCompletionRequest,
     CompletionRequest,
     EmbeddingRequest,
