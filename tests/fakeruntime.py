@@ -33,7 +33,11 @@ class FakeRuntime:
         self.requests.append(request)
         return self._stream()
 
-    def embed(self, model, inputs, truncate=True, options=None, keep_alive=None):
+    def embed(self, model, inputs, truncate=True, options=None, keep_alive=None,
+              dimensions=None):
+        if dimensions not in (None, 2):  # as LocalRuntime: the model's size or nothing
+            raise InvalidRequest("this model gives 2-dimensional embeddings; other "
+                                 "dimensions are not supported", "dimensions")
         return Embeddings([[1.0, 0.0]] * len(inputs), len(inputs))
 
     def list(self):

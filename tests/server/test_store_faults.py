@@ -26,7 +26,7 @@ from locallama.cli.common import server_answers
 from locallama.client import RemoteRuntime
 from locallama.errors import StorageFull
 from locallama.runtime.local import LocalRuntime
-from locallama.server import openai_api
+from locallama.server.http_errors import error_response
 from locallama.settings import Settings
 from locallama.store import blobs as blobs_module
 from locallama.store.modelfile import parse_modelfile
@@ -175,8 +175,8 @@ def test_an_upload_bigger_than_a_real_tmpfs_answers_507(tmp_path, tiny_gguf):
 
 
 def test_the_openai_face_answers_507_in_its_shape():
-    response = openai_api.error_response(StorageFull("no space left on the device that holds "
-                                                     "/m (free 0 B)"))
+    response = error_response(StorageFull("no space left on the device that holds "
+                                          "/m (free 0 B)"), openai=True)
     assert response.status_code == 507
     error = json.loads(response.body)["error"]
     assert error["type"] == "server_error" and error["code"] == "insufficient_storage"

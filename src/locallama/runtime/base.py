@@ -42,7 +42,15 @@ class Runtime(Protocol):
     def embed(
         self, model: str, inputs: list[str], truncate: bool = True,
         options: dict[str, Any] | None = None, keep_alive: KeepAlive = None,
-    ) -> Embeddings: ...
+        dimensions: int | None = None,
+    ) -> Embeddings:
+        """One normalized vector per input, in order, and the tokens they took.
+
+        ``truncate`` false makes an input longer than the context an InvalidRequest
+        instead of cutting it.  ``dimensions``, when given, must equal the model's
+        embedding size: there is no truncation of vectors, so any other value is an
+        InvalidRequest with ``param`` "dimensions" (both faces' ``dimensions`` field)."""
+        ...
 
     def score(self, model: str, pairs: list[tuple[str, str]],
               options: dict[str, Any] | None = None,

@@ -204,8 +204,8 @@ class LocalRuntime:
         return parse_keep_alive(value, self.settings.keep_alive)
 
     def embed(self, model: str, inputs: list[str], truncate: bool = True,
-              options: dict[str, Any] | None = None, keep_alive: KeepAlive = None
-              ) -> Embeddings:
+              options: dict[str, Any] | None = None, keep_alive: KeepAlive = None,
+              dimensions: int | None = None) -> Embeddings:
         record = self._record(model)
         opts = resolve_options(record.params, options)
         started = time.perf_counter_ns()
@@ -214,6 +214,10 @@ class LocalRuntime:
                               keep_alive=self._keep_alive(keep_alive))
         with use as (loaded, load_ns):
             vectors, count = loaded.embed(inputs, truncate)
+        size = len(vectors[0]) if vectors else 0
+        if dimensions is not None and dimensions != size:
+            raise InvalidRequest(f"this model gives {size}-dimensional embeddings; other "
+                                 "dimensions are not supported", "dimensions")
         return Embeddings(vectors, count, time.perf_counter_ns() - started, load_ns)
 
     def tokenize(self, model: str, text: str) -> list[int]:

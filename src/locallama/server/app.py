@@ -4,8 +4,6 @@ is not JSON), and ``/metrics``."""
 
 from __future__ import annotations
 
-from types import ModuleType
-
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -21,6 +19,7 @@ from locallama.errors import (
 from locallama.metrics import LoadedSample, Metrics
 from locallama.runtime.base import Runtime
 from locallama.server.guard import Guard, is_openai_path
+from locallama.server.http_errors import error_response, validation_error_response
 from locallama.server.streaming import WatchDisconnect
 from locallama.settings import Settings
 
@@ -39,20 +38,20 @@ def create_app(runtime: Runtime, settings: Settings, *, log_prompts: bool = Fals
     app.state.settings = settings
     app.state.metrics = metrics = Metrics(lambda: _loaded(runtime))
 
-    def face(request: Request) -> ModuleType:  # the face module the path belongs to
-        return openai_api if is_openai_path(request.url.path) else ollama_api
+    def openai(request: Request) -> bool:  # else the Ollama face answers
+        return is_openai_path(request.url.path)
 
     @app.exception_handler(LocallamaError)
     async def _locallama_error(request: Request, exc: LocallamaError) -> JSONResponse:
-        return face(request).error_response(exc)
+        return error_response(exc, openai=openai(request))
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return face(request).validation_error_response(exc)
+        return validation_error_response(exc, openai=openai(request))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        response = face(request).error_response(_typed(request, exc))
+        response = error_response(_typed(request, exc), openai=openai(request))
         response.status_code = exc.status_code
         for name, value in (exc.headers or {}).items():
             response.headers[name] = value

@@ -52,7 +52,8 @@ from locallama import metrics as metrics_mod
 from locallama.errors import Forbidden, LocallamaError, PayloadTooLarge
 from locallama.metrics import Metrics
 from locallama.server import auth
-from locallama.server.streaming import as_error
+from locallama.server.http_errors import error_response
+from locallama.server.runtime_calls import as_error
 from locallama.settings import Settings
 
 access_log = logging.getLogger("locallama.access")
@@ -277,10 +278,7 @@ class Guard:
 
     async def _answer_error(self, scope: Scope, send: Send, ex: _Exchange,
                             error: LocallamaError) -> None:
-        from locallama.server import ollama_api, openai_api
-
-        face = openai_api if is_openai_path(ex.path) else ollama_api
-        response = face.error_response(error)
+        response = error_response(error, openai=is_openai_path(ex.path))
         if error.code == "invalid_api_key":
             response.headers["WWW-Authenticate"] = "Bearer"
         await response(scope, _no_body, send)

@@ -9,7 +9,9 @@ it gets back, so Ollama's clients work unmodified.  Notes on the choices made:
 * A stream starts only after its first chunk (or progress event) exists, so an
   error before any output is an HTTP status; a later one ends the stream with an
   ``{"error": ...}`` line, as Ollama does.  Error bodies also carry ``code`` (and
-  ``param`` where one field is to blame) for locallama's own client.
+  ``param`` where one field is to blame) for locallama's own client
+  (``server/http_errors.py``, shared with the OpenAI face, as is the way to the
+  Runtime, ``server/runtime_calls.py``).
 * An empty prompt (or no messages) loads the model; with keep_alive 0 it unloads.
 * ``think`` is refused: no model here thinks.  ``prompt_logprobs`` (with ``echo``),
   ``prompt_tokens`` and ``warnings`` are locallama additions, as are /api/tokenize and
@@ -24,29 +26,23 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 
 from locallama import __version__
-from locallama.errors import (
-    InvalidRequest,
-    LocallamaError,
-    NotSupported,
-    capped,
-)
+from locallama.errors import NotSupported
 from locallama.options import parse_keep_alive
 from locallama.progress import Progress, silent
 from locallama.runtime.base import Runtime
 from locallama.runtime.types import Chunk
+from locallama.server.http_errors import ollama_error_body
 from locallama.server.ollama_schemas import (
     ChatBody,
     CopyBody,
@@ -70,71 +66,11 @@ from locallama.server.ollama_schemas import (
     timestamp,
     tool_calls_json,
 )
-from locallama.server.status import error_headers, http_status
-from locallama.server.streaming import (
-    ClosingStreamingResponse,
-    as_error,
-    blocking,
-    call,
-    open_stream,
-    progress_events,
-)
+from locallama.server.runtime_calls import as_error, call, collect, open_stream, runtime_of
+from locallama.server.streaming import ClosingStreamingResponse, blocking, progress_events
 
-T = TypeVar("T")
+FACE = "Ollama"
 NDJSON = "application/x-ndjson"
-
-# -- errors -----------------------------------------------------------------------------
-
-
-def _error_body(exc: LocallamaError) -> dict[str, Any]:
-    """The error object of an answer or stream; the message capped (``errors.capped``)."""
-    body: dict[str, Any] = {"error": capped(exc.message), "code": exc.code}
-    if param := getattr(exc, "param", None):
-        body["param"] = param
-    return body
-
-
-def error_response(exc: LocallamaError) -> JSONResponse:
-    """An error as Ollama sends it: ``{"error": message}`` with the status that fits
-    (and ``Retry-After`` when the server is busy)."""
-    return JSONResponse(_error_body(exc), status_code=http_status(exc),
-                        headers=error_headers(exc))
-
-
-def validation_error_response(exc: RequestValidationError) -> JSONResponse:
-    """A body that is not JSON or does not fit: 400 with one line naming the field."""
-    return JSONResponse({"error": _describe(exc.errors()), "code": "invalid_request"},
-                        status_code=400)
-
-
-_UNION_TAG = re.compile(r"^(str|int|float|bool|none|list\[.*\]|dict\[.*\]|[A-Z]\w*)$")
-
-
-def _describe(errors: Any) -> str:
-    errors = list(errors)
-    if not errors:
-        return "invalid request body"
-    first = errors[0]
-    loc = [p for p in first.get("loc", ()) if not (isinstance(p, str) and _UNION_TAG.match(p))]
-    loc = loc[1:] if loc and loc[0] == "body" else loc
-    if first.get("type") == "json_invalid":
-        detail = first.get("ctx", {}).get("error")
-        return "invalid JSON in the request body" + (f": {detail}" if detail else "")
-    if not loc:
-        return ("missing request body" if first.get("type") == "missing"
-                else "the request body must be a JSON object")
-    field = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
-    if first.get("type") == "missing":
-        return f"{field} is required"
-    same = [e.get("msg", "") for e in errors if e.get("loc") and _same(e["loc"], first["loc"])]
-    return f"invalid {field}: " + " or ".join(dict.fromkeys(m[:1].lower() + m[1:] for m in same))
-
-
-def _same(a: Any, b: Any) -> bool:
-    """The same field, whichever member of a union reported it."""
-    return [p for p in a if not (isinstance(p, str) and _UNION_TAG.match(p))] == \
-        [p for p in b if not (isinstance(p, str) and _UNION_TAG.match(p))]
-
 
 # -- plumbing ---------------------------------------------------------------------------
 
@@ -160,18 +96,6 @@ class _JSONBodyRoute(APIRoute):
 router = APIRouter(route_class=_JSONBodyRoute)  # the API key: server/guard.py
 
 
-def _runtime(request: Request) -> Runtime:
-    return request.app.state.runtime
-
-
-def _call(fn: Callable[..., T], *args: Any) -> Awaitable[T]:
-    return call(fn, *args, face="Ollama")
-
-
-def _open(start: Callable[[], Iterator[T]]) -> Awaitable[AsyncIterator[T]]:
-    return open_stream(start, face="Ollama")
-
-
 def _ndjson(lines: AsyncIterator[dict[str, Any]]) -> Response:
     """One JSON object per line; an error after the status was sent is the last line."""
 
@@ -181,7 +105,7 @@ def _ndjson(lines: AsyncIterator[dict[str, Any]]) -> Response:
                 async for line in lines:
                     yield _dumps(line) + "\n"
             except Exception as exc:
-                yield _dumps(_error_body(as_error(exc, "Ollama"))) + "\n"
+                yield _dumps(ollama_error_body(as_error(exc, FACE))) + "\n"
 
     return ClosingStreamingResponse(body(), media_type=NDJSON)
 
@@ -195,7 +119,7 @@ def _dumps(value: Any) -> str:
 
 @router.post("/api/generate")
 async def generate(body: GenerateBody, request: Request) -> Response:
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     if not body.prompt:
         reason = await _load_or_unload(runtime, body.model, body.keep_alive, body.options)
         return JSONResponse({"model": body.model, "created_at": timestamp(), "response": "",
@@ -207,12 +131,13 @@ async def generate(body: GenerateBody, request: Request) -> Response:
                "done": chunk.done}
         return chunk_fields(out, chunk, context=not run.raw)
 
-    return await _answer(await _open(lambda: runtime.generate(run)), body.stream, line)
+    return await _answer(await open_stream(lambda: runtime.generate(run), face=FACE),
+                         body.stream, line)
 
 
 @router.post("/api/chat")
 async def chat(body: ChatBody, request: Request) -> Response:
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     if not body.messages:
         reason = await _load_or_unload(runtime, body.model, body.keep_alive, body.options)
         return JSONResponse({"model": body.model, "created_at": timestamp(),
@@ -228,7 +153,8 @@ async def chat(body: ChatBody, request: Request) -> Response:
                "done": chunk.done}
         return chunk_fields(out, chunk, context=False)
 
-    return await _answer(await _open(lambda: runtime.chat(run)), body.stream, line)
+    return await _answer(await open_stream(lambda: runtime.chat(run), face=FACE),
+                         body.stream, line)
 
 
 async def _load_or_unload(runtime: Runtime, model: str, keep_alive: KeepAlive,
@@ -236,9 +162,9 @@ async def _load_or_unload(runtime: Runtime, model: str, keep_alive: KeepAlive,
     """Ollama's empty request: load the model (with its options, num_ctx above all),
     or unload it when keep_alive is 0."""
     if keep_alive is not None and parse_keep_alive(keep_alive) == 0:
-        await _call(runtime.unload, model)
+        await call(runtime.unload, model, face=FACE)
         return "unload"
-    await _call(runtime.load, model, keep_alive, options)
+    await call(runtime.load, model, keep_alive, options, face=FACE)
     return "load"
 
 
@@ -252,11 +178,7 @@ async def _answer(chunks: AsyncIterator[Chunk], stream: bool | None,
                     yield line(chunk)
 
         return _ndjson(lines())
-    async with aclosing(chunks):
-        collected = [chunk async for chunk in chunks]
-    if not collected or not collected[-1].done:
-        raise LocallamaError("the runtime ended the answer without a final chunk")
-    return JSONResponse(line(_joined(collected)))
+    return JSONResponse(line(_joined(await collect(chunks, face=FACE))))
 
 
 def _joined(chunks: list[Chunk]) -> Chunk:
@@ -272,18 +194,14 @@ def _joined(chunks: list[Chunk]) -> Chunk:
 
 @router.post("/api/embed")
 async def embed(body: EmbedBody, request: Request) -> dict[str, Any]:
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     inputs = [body.input] if isinstance(body.input, str) and body.input else \
         list(body.input or []) if isinstance(body.input, list) else []
     if not inputs:
-        await _call(runtime.load, body.model, body.keep_alive)
+        await call(runtime.load, body.model, body.keep_alive, face=FACE)
         return {"model": body.model, "embeddings": []}
-    result = await _call(runtime.embed, body.model, inputs, body.truncate is not False,
-                         body.options, body.keep_alive)
-    size = len(result.embeddings[0]) if result.embeddings else 0
-    if body.dimensions is not None and body.dimensions != size:
-        raise InvalidRequest(f"this model gives {size}-dimensional embeddings; other "
-                             "dimensions are not supported", "dimensions")
+    result = await call(runtime.embed, body.model, inputs, body.truncate is not False,
+                        body.options, body.keep_alive, body.dimensions, face=FACE)
     return {"model": body.model, "embeddings": result.embeddings,
             "total_duration": result.total_duration, "load_duration": result.load_duration,
             "prompt_eval_count": result.prompt_eval_count}
@@ -292,24 +210,24 @@ async def embed(body: EmbedBody, request: Request) -> dict[str, Any]:
 @router.post("/api/embeddings")
 async def embeddings(body: EmbeddingsBody, request: Request) -> dict[str, Any]:
     """The older endpoint: one prompt, one vector."""
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     if not body.prompt:
-        await _call(runtime.load, body.model, body.keep_alive)
+        await call(runtime.load, body.model, body.keep_alive, face=FACE)
         return {"embedding": []}
-    result = await _call(runtime.embed, body.model, [body.prompt], True, body.options,
-                         body.keep_alive)
+    result = await call(runtime.embed, body.model, [body.prompt], True, body.options,
+                        body.keep_alive, face=FACE)
     return {"embedding": result.embeddings[0]}
 
 
 @router.post("/api/tokenize")
 async def tokenize(body: TokenizeBody, request: Request) -> dict[str, Any]:
-    tokens = await _call(_runtime(request).tokenize, body.model, body.content)
+    tokens = await call(runtime_of(request).tokenize, body.model, body.content, face=FACE)
     return {"model": body.model, "tokens": tokens}
 
 
 @router.post("/api/detokenize")
 async def detokenize(body: DetokenizeBody, request: Request) -> dict[str, Any]:
-    content = await _call(_runtime(request).detokenize, body.model, body.tokens)
+    content = await call(runtime_of(request).detokenize, body.model, body.tokens, face=FACE)
     return {"model": body.model, "content": content}
 
 
@@ -318,24 +236,24 @@ async def detokenize(body: DetokenizeBody, request: Request) -> dict[str, Any]:
 
 @router.get("/api/tags")
 async def tags(request: Request) -> dict[str, Any]:
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
 
     def models() -> list[dict[str, Any]]:
         return [tag_json(entry) for entry in runtime.list()]
 
-    return {"models": await _call(models)}
+    return {"models": await call(models, face=FACE)}
 
 
 @router.post("/api/show")
 async def show(body: ShowBody, request: Request) -> dict[str, Any]:
-    return show_json(await _call(_runtime(request).show, body.model))
+    return show_json(await call(runtime_of(request).show, body.model, face=FACE))
 
 
 @router.post("/api/create")
 async def create(body: CreateBody, request: Request) -> Response:
-    runtime = _runtime(request)
-    modelfile = await _call(create_modelfile, body, runtime.blob_path)
-    imatrix = await _call(runtime.blob_path, body.imatrix) if body.imatrix else None
+    runtime = runtime_of(request)
+    modelfile = await call(create_modelfile, body, runtime.blob_path, face=FACE)
+    imatrix = await call(runtime.blob_path, body.imatrix, face=FACE) if body.imatrix else None
 
     def work(progress: Progress) -> None:
         with tempfile.TemporaryDirectory() as empty:  # nothing to find by a relative path
@@ -347,7 +265,7 @@ async def create(body: CreateBody, request: Request) -> Response:
 
 @router.post("/api/pull")
 async def pull(body: PullBody, request: Request) -> Response:
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     return await _progress_answer(lambda progress: runtime.pull(body.model, progress),
                                   body.stream)
 
@@ -360,9 +278,9 @@ async def push(body: PullBody) -> Response:
 async def _progress_answer(work: Callable[[Progress], None], stream: bool | None) -> Response:
     """Status lines, then ``{"status": "success"}``; or (stream false) only the last."""
     if stream is False:
-        await _call(work, silent)
+        await call(work, silent, face=FACE)
         return JSONResponse({"status": "success"})
-    events = await _open(lambda: progress_events(work))
+    events = await open_stream(lambda: progress_events(work), face=FACE)
 
     async def lines() -> AsyncIterator[dict[str, Any]]:
         async with aclosing(events):
@@ -376,19 +294,19 @@ async def _progress_answer(work: Callable[[Progress], None], stream: bool | None
 
 @router.post("/api/copy")
 async def copy(body: CopyBody, request: Request) -> Response:
-    await _call(_runtime(request).copy, body.source, body.destination)
+    await call(runtime_of(request).copy, body.source, body.destination, face=FACE)
     return Response(status_code=200)
 
 
 @router.delete("/api/delete")
 async def delete(body: ModelBody, request: Request) -> Response:
-    await _call(_runtime(request).delete, body.model)
+    await call(runtime_of(request).delete, body.model, face=FACE)
     return Response(status_code=200)
 
 
 @router.get("/api/ps")
 async def ps(request: Request) -> dict[str, Any]:
-    return {"models": [running_json(i) for i in await _call(_runtime(request).ps)]}
+    return {"models": [running_json(i) for i in await call(runtime_of(request).ps, face=FACE)]}
 
 
 @router.get("/api/version")
@@ -401,15 +319,16 @@ async def version() -> dict[str, str]:
 
 @router.head("/api/blobs/{digest}")
 async def blob_exists(digest: str, request: Request) -> Response:
-    found = await _call(_runtime(request).has_blob, digest)
+    found = await call(runtime_of(request).has_blob, digest, face=FACE)
     return Response(status_code=200 if found else 404)
 
 
 @router.post("/api/blobs/{digest}", status_code=201)
 async def blob_upload(digest: str, request: Request) -> Response:
     """Stream the body into the store; bytes that hash otherwise are not kept (400)."""
-    runtime = _runtime(request)
-    existed = await _call(runtime.has_blob, digest)  # a malformed digest fails before reading
-    await _call(runtime.add_blob, digest, blocking(request.stream()))
+    runtime = runtime_of(request)
+    # a malformed digest fails before reading
+    existed = await call(runtime.has_blob, digest, face=FACE)
+    await call(runtime.add_blob, digest, blocking(request.stream()), face=FACE)
     return Response(status_code=200 if existed else 201)
 

@@ -15,7 +15,6 @@ the Runtime's chunks and records into Ollama's response objects.
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -24,6 +23,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from locallama.api.common import finite_logprob
 from locallama.errors import InvalidRequest, NotSupported
 from locallama.runtime.types import (
     ChatRequest,
@@ -331,16 +331,12 @@ def chunk_fields(out: dict[str, Any], chunk: Chunk, context: bool) -> dict[str, 
 
 
 def _logprob(t: TokenLogprob) -> dict[str, Any]:
-    out: dict[str, Any] = {"token": t.token, "logprob": _finite(t.logprob), "bytes": t.bytes}
+    out: dict[str, Any] = {"token": t.token, "logprob": finite_logprob(t.logprob),
+                           "bytes": t.bytes}
     if t.top:
-        out["top_logprobs"] = [{"token": a.token, "logprob": _finite(a.logprob),
+        out["top_logprobs"] = [{"token": a.token, "logprob": finite_logprob(a.logprob),
                                 "bytes": a.bytes} for a in t.top]
     return out
-
-
-def _finite(value: float) -> float | None:
-    """JSON has no nan or -inf: no value (the prompt's first token) is null."""
-    return None if math.isnan(value) else max(value, -9999.0)
 
 
 def tag_json(entry: ModelEntry) -> dict[str, Any]:

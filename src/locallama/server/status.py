@@ -1,8 +1,8 @@
 """HTTP statuses and headers for the typed errors: one table for every face.
 
-Both faces answer a given error with the same status (the OpenAI face adds its
-error ``type``, derived from the status, and answers a failed pull with 502).
-Most specific classes first: the first ``isinstance`` match wins.
+Both faces answer a given error with the same status, except that the OpenAI face
+answers a failed pull with 502 (``OPENAI``).  Most specific classes first: the first
+``isinstance`` match wins.  The bodies are the faces' (``server/http_errors.py``).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from locallama.errors import (
     ModelNotFound,
     NotSupported,
     PayloadTooLarge,
+    PullError,
     RouteNotFound,
     ServerBusy,
     StorageFull,
@@ -37,6 +38,10 @@ STATUS: StatusTable = (
     (ServerBusy, 503),
     (StorageFull, 507),
 )
+
+#: the OpenAI face's own entries, before ``STATUS``: a registry that failed us is a bad
+#: gateway to an OpenAI client (Ollama answers 500)
+OPENAI: StatusTable = ((PullError, 502),)
 
 
 def http_status(exc: LocallamaError, first: StatusTable = ()) -> int:

@@ -1,4 +1,4 @@
-"""Bridges between the blocking Runtime and async handlers; stop work on disconnect.
+"""Threads under the async handlers, and stopping work when the client leaves.
 
 The Runtime is synchronous: each ``next()`` may run a llama.cpp decode step, so it
 runs in a worker thread.  When the client goes away, Starlette cancels the task
@@ -17,16 +17,15 @@ request's body is read it waits for ``http.disconnect`` and sets the request's
 ``CLIENT_GONE`` event, which the template renderer checks while it waits, so a
 render whose client left is killed at once.  ``progress_events`` turns callback-style work (pull,
 create) into such an iterator; ``blocking`` hands an async request body to a
-blocking consumer (a blob upload) in a worker thread.
+blocking consumer (a blob upload) in a worker thread.  The faces' handlers use these
+through ``server/runtime_calls.py``.
 """
 
 from __future__ import annotations
 
-import logging
 import queue
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import aclosing
 from typing import Any, TypeVar
 
 import anyio
@@ -37,11 +36,10 @@ from starlette.responses import StreamingResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from locallama.cancel import CLIENT_GONE
-from locallama.errors import Cancelled, LocallamaError
+from locallama.errors import Cancelled
 from locallama.progress import Progress, ProgressEvent
 
 T = TypeVar("T")
-log = logging.getLogger("locallama.server")
 _DONE = object()
 _STEPS: RunVar[anyio.CapacityLimiter] = RunVar("locallama_stream_steps")
 
@@ -57,6 +55,8 @@ def _step_limiter() -> anyio.CapacityLimiter:
 
 
 async def iterate_in_thread(items: Iterator[T]) -> AsyncIterator[T]:
+    """Each step of ``items`` in a worker thread (the steps' own limiter); ``items`` is
+    closed when this ends, however it ends (the client left: the generation stops)."""
     try:
         while True:
             item = await anyio.to_thread.run_sync(next, items, _DONE, limiter=_step_limiter())
@@ -194,41 +194,3 @@ def blocking(stream: AsyncIterator[bytes]) -> Iterator[bytes]:
     while (block := anyio.from_thread.run(next_block)) is not None:
         if block:
             yield block
-
-
-def as_error(exc: BaseException, face: str) -> LocallamaError:
-    """A typed error for any failure: ours as they are, anything else a logged 500."""
-    if isinstance(exc, LocallamaError):
-        return exc
-    log.exception("internal error in the %s face", face, exc_info=exc)
-    return LocallamaError(f"internal error: {exc}")
-
-
-async def call(fn: Callable[..., T], *args: Any, face: str = "server") -> T:
-    """A blocking Runtime call in a worker thread; unexpected faults become a 500."""
-    try:
-        return await anyio.to_thread.run_sync(fn, *args)
-    except Exception as exc:
-        raise as_error(exc, face) from exc
-
-
-async def open_stream(start: Callable[[], Iterator[T]], face: str = "server"
-                      ) -> AsyncIterator[T]:
-    """Start a stream and take its first step now, so that an error before any output
-    is raised here (an HTTP status) rather than inside a 200 stream.  The rest runs
-    in worker threads; closing the result (the client left) closes the Runtime's
-    iterator, which stops the generation."""
-    items = await call(start, face=face)
-    try:
-        first, items = await first_in_thread(items)
-    except Exception as exc:
-        raise as_error(exc, face) from exc
-    return _chain(first, items)
-
-
-async def _chain(first: T | None, items: Iterator[T]) -> AsyncIterator[T]:
-    if first is not None:
-        yield first
-    async with aclosing(iterate_in_thread(items)) as rest:  # closes `items`
-        async for item in rest:
-            yield item

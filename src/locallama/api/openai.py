@@ -1,4 +1,7 @@
-"""Request bodies of the OpenAI face, as the OpenAI API reference documents them.
+"""The OpenAI API's requests: the bodies of /v1/chat/completions, /v1/completions and
+/v1/embeddings as the OpenAI API reference documents them, and their translation
+into the Runtime's requests.  Pure: no HTTP (``server/openai_api.py`` does that); the
+answers' side is ``api/openai_objects.py``.
 
 Pydantic checks types and the documented ranges (temperature 0..2, n >= 1, ...),
 so a bad field is a 400 that names it.  Fields OpenAI has and locallama does not
@@ -6,14 +9,16 @@ use (user, metadata, logit_bias, ...) are ignored, as Ollama's OpenAI layer does
 ``options`` is not OpenAI's: it carries Ollama options (num_ctx, top_k, ...) and
 sits under the explicit OpenAI fields.
 
-The functions at the end turn a body into the Runtime's request (the face's
+The functions at the end turn a body into the Runtime's requests (the face's
 only translation step); they raise InvalidRequest with ``param`` naming the field.
+Choices (``n``) and several prompts become one request each: the Runtime answers
+one prompt at a time.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -33,7 +38,7 @@ class _Body(BaseModel):
 
 
 class StreamOptions(_Body):
-    include_usage: bool | None = False
+    include_usage: bool | None = False  # a last event with the usage and no choices
 
 
 class ToolCallFunction(_Body):
@@ -131,8 +136,15 @@ class EmbeddingRequest(_Body):
     options: dict[str, Any] | None = None
 
 
+def include_usage(body: ChatCompletionRequest | CompletionRequest) -> bool:
+    """Whether a stream ends with a usage event (``stream_options.include_usage``)."""
+    return bool(body.stream_options and body.stream_options.include_usage)
+
+
 def sampling_options(body: _Sampling, num_predict: int | None) -> dict[str, Any]:
-    """Ollama options for a request: ``options`` first, the explicit OpenAI fields over it."""
+    """Ollama options for a request: ``options`` first, the explicit OpenAI fields over
+    it (temperature, top_p, max_tokens as ``num_predict``, stop as a list, seed, the
+    penalties); fields left out (None) do not override."""
     explicit = {
         "temperature": body.temperature,
         "top_p": body.top_p,
@@ -155,7 +167,8 @@ def seeded(options: dict[str, Any], index: int) -> dict[str, Any]:
 
 
 def token_lists(value: TextOrTokens) -> list[str] | list[list[int]]:
-    """A prompt or input as a list of texts or a list of token-id lists (one per item)."""
+    """A prompt or input as a list of items, each a text or a list of token ids:
+    ``"a"`` -> ``["a"]``, ``[1, 2]`` -> ``[[1, 2]]``, lists of either as they are."""
     if isinstance(value, str):
         return [value]
     if value and all(isinstance(v, int) for v in value):
@@ -168,11 +181,21 @@ def invalid(message: str, param: str | None = None) -> InvalidRequest:
     return InvalidRequest(message, param)
 
 
-Run = tuple[int, str | list[int], GenerateRequest]  # prompt index, prompt, request
+class Run(NamedTuple):
+    """One choice of a completions answer: which prompt, the prompt as sent, its request."""
+
+    prompt_index: int  # the index in ``prompt`` (usage counts each prompt once)
+    prompt: str | list[int]  # text, or token ids
+    request: GenerateRequest
 
 
 def completion_requests(body: CompletionRequest) -> list[Run]:
-    """One raw GenerateRequest per prompt and choice, with the prompt's index and itself."""
+    """One raw GenerateRequest per prompt and choice (prompt-major: choice i of prompt p
+    is run p * n + i, as OpenAI numbers them), with the prompt's index and itself.
+
+    ``max_tokens`` defaults to 16 (OpenAI's) unless ``options.num_predict`` is set; a
+    prompt of token ids is sent as ``context``, those ids as they are.  Raises
+    InvalidRequest for an empty prompt list or an empty list of ids (``prompt[i]``)."""
     prompts = token_lists(body.prompt)
     if not prompts:
         raise invalid("prompt must not be empty", "prompt")
@@ -185,7 +208,7 @@ def completion_requests(body: CompletionRequest) -> list[Run]:
         if not isinstance(prompt, str) and not prompt:
             raise invalid("a prompt of token ids must not be empty", f"prompt[{p}]")
         for j in range(body.n or 1):
-            runs.append((p, prompt, GenerateRequest(
+            runs.append(Run(p, prompt, GenerateRequest(
                 model=body.model, raw=True, suffix=body.suffix or "",
                 prompt=prompt if isinstance(prompt, str) else "",
                 context=None if isinstance(prompt, str) else prompt,  # the ids, as they are
@@ -196,7 +219,14 @@ def completion_requests(body: CompletionRequest) -> list[Run]:
 
 
 def chat_requests(body: ChatCompletionRequest) -> list[ChatRequest]:
-    """One ChatRequest per choice (n)."""
+    """One ChatRequest per choice (n), choice i seeded with seed + i (``seeded``).
+
+    ``tool_choice`` "none" drops the tools, "auto" and "required" show them all (the
+    model is not forced to call one), a named function shows only that tool;
+    ``max_completion_tokens`` wins over ``max_tokens``; ``response_format`` json_object
+    is Ollama's "json" format and json_schema its schema.  Raises InvalidRequest for
+    top_logprobs without logprobs, a tool_choice naming no tool in ``tools``, a
+    json_schema format without a schema, and what ``messages_for_runtime`` refuses."""
     if body.top_logprobs is not None and not body.logprobs:
         raise invalid("top_logprobs needs logprobs set to true", "top_logprobs")
     tools = None
@@ -244,6 +274,19 @@ def messages_for_runtime(messages: list[ChatMessage]) -> list[Message]:
             message.tool_name = name
         result.append(message)
     return result
+
+
+def embedding_inputs(body: EmbeddingRequest) -> list[str | list[int]]:
+    """The items of an embeddings ``input``, each a text or a list of token ids (the
+    caller detokenizes those).  Raises InvalidRequest for an empty input (``input``) or
+    an empty list of ids (``input[i]``)."""
+    items: list[str | list[int]] = list(token_lists(body.input))
+    if not items:
+        raise invalid("input must not be empty", "input")
+    for i, item in enumerate(items):
+        if not isinstance(item, str) and not item:
+            raise invalid("a list of token ids must not be empty", f"input[{i}]")
+    return items
 
 
 def _content(content: str | list[dict[str, Any]] | None, where: str) -> tuple[str, list[str]]:
