@@ -273,6 +273,14 @@ def test_remote_chat_and_embed_equal_local(local, remote):
                                                                  b.embeddings[0], strict=True))
 
 
+def test_remote_embed_passes_dimensions(remote):
+    """The server checks them: the model's own size is fine, another is refused."""
+    assert len(remote.embed("tiny", ["hi there"], dimensions=64).embeddings[0]) == 64
+    with pytest.raises(InvalidRequest, match="64-dimensional") as caught:
+        remote.embed("tiny", ["hi there"], dimensions=8)
+    assert caught.value.param == "dimensions"
+
+
 def test_remote_show_equals_local(local, remote):
     a, b = local.show("tiny"), remote.show("tiny")
     for field in ("name", "digest", "size", "architecture", "parameter_count",
@@ -439,3 +447,18 @@ def test_a_stream_that_stops_early_is_an_error():
     rt = fake(lambda r: ndjson({"response": "a", "done": False}))
     with pytest.raises(LocallamaError, match="ended the answer"):
         list(rt.generate(GenerateRequest("m", "hi")))
+
+
+def test_embed_sends_dimensions_only_when_set():
+    seen: list[dict[str, Any]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(json.loads(request.read()))
+        return httpx.Response(200, json={"embeddings": [[1.0, 0.0]], "prompt_eval_count": 2})
+
+    rt = fake(handler)
+    result = rt.embed("m", ["a"])
+    rt.embed("m", ["a"], dimensions=2)
+    assert (result.embeddings, result.prompt_eval_count) == ([[1.0, 0.0]], 2)
+    assert seen == [{"model": "m", "input": ["a"], "truncate": True},
+                    {"model": "m", "input": ["a"], "truncate": True, "dimensions": 2}]

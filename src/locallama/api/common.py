@@ -17,5 +17,8 @@ def finite_logprob(value: float) -> float | None:
 
 
 def read_logprob(value: float | None) -> float:
-    """The inverse of ``finite_logprob`` for a client: null is nan again."""
-    return math.nan if value is None else float(value)
+    """The inverse of ``finite_logprob`` for a client: null is nan again and the floor
+    (-9999 or below) is -inf again."""
+    if value is None:
+        return math.nan
+    return -math.inf if value <= LOGPROB_FLOOR else float(value)

@@ -18,20 +18,16 @@ from typing import Any
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from locallama.api import openai_objects
-from locallama.errors import LocallamaError, capped
+from locallama.api import ollama_answers, openai_objects
+from locallama.errors import LocallamaError
 from locallama.server import status
 
 # -- typed errors -----------------------------------------------------------------------------
 
 
 def ollama_error_body(exc: LocallamaError) -> dict[str, Any]:
-    """Ollama's error object, ``{"error": message}``, plus ``code`` (and ``param`` where
-    one field is to blame) for locallama's own client; the message capped."""
-    body: dict[str, Any] = {"error": capped(exc.message), "code": exc.code}
-    if param := getattr(exc, "param", None):
-        body["param"] = param
-    return body
+    """Ollama's error object (``api/ollama_answers.error_json``)."""
+    return ollama_answers.error_json(exc)
 
 
 def openai_error_body(exc: LocallamaError) -> dict[str, Any]:

@@ -1,8 +1,9 @@
 """The Ollama face: /api/* with Ollama's field names, defaults, status codes and NDJSON.
 
 A thin translator (DESIGN.md rule 1): each handler turns the body into a Runtime
-call (``ollama_schemas`` does the translating) and formats the chunks or records
-it gets back, so Ollama's clients work unmodified.  Notes on the choices made:
+call and formats the chunks or records it gets back (``api/ollama.py`` and
+``api/ollama_answers.py`` do the translating, for the client too), so Ollama's
+clients work unmodified.  Notes on the choices made:
 
 * Every body is read as JSON whatever its Content-Type: ``curl -d`` sends a form
   type, and Ollama's documented examples rely on that.
@@ -37,13 +38,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 
 from locallama import __version__
-from locallama.errors import NotSupported
-from locallama.options import parse_keep_alive
-from locallama.progress import Progress, silent
-from locallama.runtime.base import Runtime
-from locallama.runtime.types import Chunk
-from locallama.server.http_errors import ollama_error_body
-from locallama.server.ollama_schemas import (
+from locallama.api.ollama import (
     ChatBody,
     CopyBody,
     CreateBody,
@@ -57,15 +52,26 @@ from locallama.server.ollama_schemas import (
     ShowBody,
     TokenizeBody,
     chat_request,
-    chunk_fields,
     create_modelfile,
+    embed_inputs,
     generate_request,
+)
+from locallama.api.ollama_answers import (
+    chat_line,
+    embed_json,
+    generate_line,
+    loaded_line,
+    progress_json,
     running_json,
     show_json,
     tag_json,
-    timestamp,
-    tool_calls_json,
 )
+from locallama.errors import NotSupported
+from locallama.options import parse_keep_alive
+from locallama.progress import Progress, silent
+from locallama.runtime.base import Runtime
+from locallama.runtime.types import Chunk
+from locallama.server.http_errors import ollama_error_body
 from locallama.server.runtime_calls import as_error, call, collect, open_stream, runtime_of
 from locallama.server.streaming import ClosingStreamingResponse, blocking, progress_events
 
@@ -122,14 +128,11 @@ async def generate(body: GenerateBody, request: Request) -> Response:
     runtime = runtime_of(request)
     if not body.prompt:
         reason = await _load_or_unload(runtime, body.model, body.keep_alive, body.options)
-        return JSONResponse({"model": body.model, "created_at": timestamp(), "response": "",
-                             "done": True, "done_reason": reason})
+        return JSONResponse(loaded_line(body.model, reason, chat=False))
     run = generate_request(body)
 
     def line(chunk: Chunk) -> dict[str, Any]:
-        out = {"model": body.model, "created_at": timestamp(), "response": chunk.text,
-               "done": chunk.done}
-        return chunk_fields(out, chunk, context=not run.raw)
+        return generate_line(body.model, chunk, context=not run.raw)
 
     return await _answer(await open_stream(lambda: runtime.generate(run), face=FACE),
                          body.stream, line)
@@ -140,18 +143,11 @@ async def chat(body: ChatBody, request: Request) -> Response:
     runtime = runtime_of(request)
     if not body.messages:
         reason = await _load_or_unload(runtime, body.model, body.keep_alive, body.options)
-        return JSONResponse({"model": body.model, "created_at": timestamp(),
-                             "message": {"role": "assistant", "content": ""},
-                             "done_reason": reason, "done": True})
+        return JSONResponse(loaded_line(body.model, reason, chat=True))
     run = chat_request(body)
 
     def line(chunk: Chunk) -> dict[str, Any]:
-        message: dict[str, Any] = {"role": "assistant", "content": chunk.text}
-        if chunk.tool_calls:
-            message["tool_calls"] = tool_calls_json(chunk.tool_calls)
-        out = {"model": body.model, "created_at": timestamp(), "message": message,
-               "done": chunk.done}
-        return chunk_fields(out, chunk, context=False)
+        return chat_line(body.model, chunk)
 
     return await _answer(await open_stream(lambda: runtime.chat(run), face=FACE),
                          body.stream, line)
@@ -195,16 +191,13 @@ def _joined(chunks: list[Chunk]) -> Chunk:
 @router.post("/api/embed")
 async def embed(body: EmbedBody, request: Request) -> dict[str, Any]:
     runtime = runtime_of(request)
-    inputs = [body.input] if isinstance(body.input, str) and body.input else \
-        list(body.input or []) if isinstance(body.input, list) else []
+    inputs = embed_inputs(body)
     if not inputs:
         await call(runtime.load, body.model, body.keep_alive, face=FACE)
         return {"model": body.model, "embeddings": []}
     result = await call(runtime.embed, body.model, inputs, body.truncate is not False,
                         body.options, body.keep_alive, body.dimensions, face=FACE)
-    return {"model": body.model, "embeddings": result.embeddings,
-            "total_duration": result.total_duration, "load_duration": result.load_duration,
-            "prompt_eval_count": result.prompt_eval_count}
+    return embed_json(body.model, result)
 
 
 @router.post("/api/embeddings")
@@ -286,7 +279,7 @@ async def _progress_answer(work: Callable[[Progress], None], stream: bool | None
         async with aclosing(events):
             async for event in events:
                 if event.status != "success":  # sent once, at the very end
-                    yield event.to_json()
+                    yield progress_json(event)
         yield {"status": "success"}
 
     return _ndjson(lines())

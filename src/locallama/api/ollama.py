@@ -1,39 +1,42 @@
-"""The JSON shapes of the Ollama face, in and out, as Ollama's API documentation has them.
+"""Ollama's API, what a client sends: the request bodies and their translations.
 
-Pydantic checks the types, so a wrong field is a 400 that names it; fields this
-server does not use are ignored, as Ollama ignores them.  ``null`` means "not
-set" everywhere, as it does for Ollama's Go structs.  Older clients send
-``name`` instead of ``model``; both are accepted.
+One definition shared by the server's Ollama face (``server/ollama_api.py``) and the
+client (``client.RemoteRuntime``), as Ollama's own ``api/types.go`` is shared by its
+server and its Go client.  What a server answers (stream lines, records, progress,
+errors) is in ``api/ollama_answers.py``.  Field names and defaults follow Ollama's
+docs/api.md.
 
-The functions below the bodies are the face's translation step: a body becomes
-the Runtime's GenerateRequest or ChatRequest, or a Modelfile for ``create``.
-They refuse what cannot be translated (a file path where a model name belongs)
-and leave every other check to the Runtime.  The last section turns
-the Runtime's chunks and records into Ollama's response objects.
+The bodies are pydantic models: a wrong type is a 400 that names the field; fields
+this server does not use are ignored, as Ollama ignores them; ``null`` means "not
+set" everywhere, as it does for Ollama's Go structs; older clients send ``name``
+instead of ``model`` and both are accepted.
+
+The functions go both ways and are pure (no HTTP):
+
+* ``generate_body`` / ``chat_body`` / ``create_body`` / ``embed_body``: the Runtime's
+  request (or a parsed Modelfile) -> the JSON body a client sends, unset fields left
+  out, so ``decode(Body.model_validate(encode(x))) == x``;
+* ``generate_request`` / ``chat_request`` / ``create_modelfile``: a validated body ->
+  the Runtime's request, refusing what cannot be translated (a file path where a
+  model name belongs, a thinking request) and leaving every other check to the
+  Runtime.
 """
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from locallama.api.common import finite_logprob
 from locallama.errors import InvalidRequest, NotSupported
+from locallama.options import parse_parameters
 from locallama.runtime.types import (
     ChatRequest,
-    Chunk,
-    Details,
+    Format,
     GenerateRequest,
-    LoadedModelInfo,
-    ModelDetails,
-    ModelEntry,
-    TokenLogprob,
+    KeepAlive,
     Tool,
     ToolCall,
 )
@@ -41,8 +44,7 @@ from locallama.runtime.types import Message as RuntimeMessage
 from locallama.store import parse_name
 from locallama.store.modelfile import Modelfile, parse_modelfile
 
-KeepAlive = str | int | float | None
-Format = str | dict[str, Any] | None
+# -- the bodies ----------------------------------------------------------------------------
 
 
 class _Body(BaseModel):
@@ -75,6 +77,8 @@ class _Inference(_Named):
 
 
 class GenerateBody(_Inference):
+    """``POST /api/generate``; an empty prompt loads the model (keep_alive 0: unloads)."""
+
     prompt: str | None = None
     suffix: str | None = None
     system: str | None = None
@@ -95,6 +99,8 @@ class ToolCallBody(_Body):
 
 
 class Message(_Body):
+    """A chat message: ``{"role", "content", "images", "tool_calls", "tool_name"}``."""
+
     role: Literal["system", "user", "assistant", "tool"]
     content: str | None = None
     images: list[str] | None = None
@@ -103,11 +109,15 @@ class Message(_Body):
 
 
 class ChatBody(_Inference):
+    """``POST /api/chat``; no messages loads the model (keep_alive 0: unloads)."""
+
     messages: list[Message] | None = None
     tools: list[dict[str, Any]] | None = None
 
 
 class EmbedBody(_Named):
+    """``POST /api/embed``: one input or a list; ``dimensions`` must match the model's."""
+
     input: str | list[str] | None = None
     truncate: bool | None = None  # None: true
     options: dict[str, Any] | None = None
@@ -116,6 +126,8 @@ class EmbedBody(_Named):
 
 
 class EmbeddingsBody(_Named):
+    """``POST /api/embeddings``, the older endpoint: one prompt, one vector."""
+
     prompt: str | None = None
     options: dict[str, Any] | None = None
     keep_alive: KeepAlive = None
@@ -140,6 +152,9 @@ class CopyBody(_Body):
 
 
 class CreateBody(_Named):
+    """``POST /api/create`` in Ollama's current shape (``from`` or uploaded ``files``), or
+    the older one (the Modelfile's text in ``modelfile``)."""
+
     from_: str | None = Field(default=None, alias="from")
     files: dict[str, str] | None = None  # file name -> digest of an uploaded blob
     adapters: dict[str, str] | None = None
@@ -155,17 +170,38 @@ class CreateBody(_Named):
 
 
 class TokenizeBody(_Named):
+    """``POST /api/tokenize`` (locallama's): ``{"model", "content"}`` -> ``{"tokens"}``."""
+
     content: str = ""
 
 
 class DetokenizeBody(_Named):
+    """``POST /api/detokenize`` (locallama's): ``{"model", "tokens"}`` -> ``{"content"}``."""
+
     tokens: list[int] = Field(default_factory=list)
 
 
-# -- bodies -> the Runtime's requests ---------------------------------------------------
+# -- generate and chat -----------------------------------------------------------------------
+
+
+def generate_body(request: GenerateRequest) -> dict[str, Any]:
+    """The /api/generate body for ``request``, defaults left out (no ``stream``: the
+    caller says how it reads the answer)."""
+    return _set({
+        "model": request.model, "prompt": request.prompt, "system": request.system,
+        "template": request.template, "suffix": request.suffix or None,
+        "raw": request.raw or None, "context": request.context,
+        "options": request.options or None, "format": request.format,
+        "images": request.images, "keep_alive": request.keep_alive,
+        "logprobs": request.logprobs or None, "top_logprobs": request.top_logprobs or None,
+        "echo": request.echo or None,
+        "truncate": None if request.truncate else False,
+        "shift": None if request.shift else False,
+    })
 
 
 def generate_request(body: GenerateBody) -> GenerateRequest:
+    """The Runtime's request for a generate body.  Raises InvalidRequest for ``think``."""
     _no_thinking(body)
     return GenerateRequest(
         model=body.model, prompt=body.prompt or "", system=body.system or None,
@@ -178,7 +214,22 @@ def generate_request(body: GenerateBody) -> GenerateRequest:
     )
 
 
+def chat_body(request: ChatRequest) -> dict[str, Any]:
+    """The /api/chat body for ``request``, defaults left out (no ``stream``)."""
+    return _set({
+        "model": request.model, "messages": [message_json(m) for m in request.messages],
+        "options": request.options or None, "format": request.format,
+        "tools": [t.function_json() for t in request.tools] if request.tools else None,
+        "keep_alive": request.keep_alive,
+        "logprobs": request.logprobs or None, "top_logprobs": request.top_logprobs or None,
+        "truncate": None if request.truncate else False,
+        "shift": None if request.shift else False,
+    })
+
+
 def chat_request(body: ChatBody) -> ChatRequest:
+    """The Runtime's request for a chat body.  Raises InvalidRequest for ``think`` or a
+    tool without a function name (``param`` names it: ``tools[i].function.name``)."""
     _no_thinking(body)
     return ChatRequest(
         model=body.model, messages=[_message(m) for m in body.messages or ()],
@@ -188,6 +239,12 @@ def chat_request(body: ChatBody) -> ChatRequest:
         top_logprobs=body.top_logprobs or 0, truncate=body.truncate is not False,
         shift=body.shift is not False,
     )
+
+
+def _no_thinking(body: _Inference) -> None:
+    """No model here thinks; Ollama answers a think request for such a model with a 400."""
+    if body.think not in (None, False, "", "false", "none"):
+        raise InvalidRequest(f"model '{body.model}' does not support thinking", "think")
 
 
 def _message(message: Message) -> RuntimeMessage:
@@ -211,14 +268,7 @@ def _tool(tool: dict[str, Any], index: int) -> Tool:
                 parameters if isinstance(parameters, dict) else None)
 
 
-def tools_json(tools: list[Tool]) -> list[dict[str, Any]]:
-    """Function tools in the shape Ollama (and OpenAI) take them."""
-    return [t.function_json() for t in tools]
-
-
-def tool_calls_json(calls: list[ToolCall]) -> list[dict[str, Any]]:
-    """Ollama's shape: ``[{"function": {"name": ..., "arguments": {...}}}]``."""
-    return [{"function": {"name": c.name, "arguments": c.arguments}} for c in calls]
+# -- messages and tool calls (requests, /api/show and chat answers alike) -----------------------
 
 
 def message_json(message: RuntimeMessage) -> dict[str, Any]:
@@ -233,18 +283,84 @@ def message_json(message: RuntimeMessage) -> dict[str, Any]:
     return out
 
 
-def _no_thinking(body: _Inference) -> None:
-    """No model here thinks; Ollama answers a think request for such a model with a 400."""
-    if body.think not in (None, False, "", "false", "none"):
-        raise InvalidRequest(f"model '{body.model}' does not support thinking", "think")
+def messages_of(items: Any) -> list[RuntimeMessage]:
+    """Messages read back from an answer (``/api/show``), leniently: what is not an
+    object is skipped, a missing field is its default."""
+    return [RuntimeMessage(role=m.get("role", ""), content=m.get("content") or "",
+                           images=list(m.get("images") or []),
+                           tool_calls=tool_calls_of(m.get("tool_calls")),
+                           tool_name=m.get("tool_name"))
+            for m in items or () if isinstance(m, dict)]
+
+
+def tool_calls_json(calls: list[ToolCall]) -> list[dict[str, Any]]:
+    """Ollama's shape: ``[{"function": {"name": ..., "arguments": {...}}}]``."""
+    return [{"function": {"name": c.name, "arguments": c.arguments}} for c in calls]
+
+
+def tool_calls_of(items: Any) -> list[ToolCall]:
+    """The inverse of ``tool_calls_json``, skipping entries without a function object."""
+    return [ToolCall(c["function"].get("name", ""), c["function"].get("arguments") or {})
+            for c in items or () if isinstance(c, dict) and isinstance(c.get("function"), dict)]
+
+
+# -- embed --------------------------------------------------------------------------------------
+
+
+def embed_body(model: str, inputs: list[str], truncate: bool = True,
+               options: dict[str, Any] | None = None, keep_alive: KeepAlive = None,
+               dimensions: int | None = None) -> dict[str, Any]:
+    """The /api/embed body, unset fields left out."""
+    return _set({"model": model, "input": inputs, "truncate": truncate, "options": options,
+                 "keep_alive": keep_alive, "dimensions": dimensions})
+
+
+def embed_inputs(body: EmbedBody) -> list[str]:
+    """The texts of an embed body: one string, a list, or none (an empty string is none)."""
+    if isinstance(body.input, str):
+        return [body.input] if body.input else []
+    return list(body.input or [])
+
+
+# -- create -------------------------------------------------------------------------------------
+
+
+def create_body(model: str, modelfile: Modelfile, files: dict[str, str] | None = None,
+                adapters: dict[str, str] | None = None, quantize: str | None = None,
+                imatrix: str | None = None) -> dict[str, Any]:
+    """The /api/create body (Ollama's current shape) for a parsed Modelfile.
+
+    ``files`` and ``adapters`` map file names to the digests of blobs already uploaded
+    (FROM / ADAPTER named local files); without ``files``, FROM is sent as ``from``,
+    a model name.  ``imatrix`` is the digest of an uploaded importance matrix
+    (locallama's extension).  PARAMETERs are sent typed (a JSON object, stop as a
+    list), so an unknown or malformed one raises InvalidRequest here, before any
+    request.  No ``stream``: the caller says how it reads the answer.
+    """
+    body: dict[str, Any] = {"model": model}
+    if files:
+        body["files"] = files
+    else:
+        body["from"] = modelfile.from_
+    return body | _set({
+        "adapters": adapters or None, "template": modelfile.template,
+        "system": modelfile.system,
+        "parameters": parse_parameters(modelfile.parameters) or None,
+        "license": modelfile.licenses or None,
+        "messages": [{"role": r, "content": c} for r, c in modelfile.messages] or None,
+        "quantize": quantize or None, "imatrix": imatrix,
+    })
 
 
 def create_modelfile(body: CreateBody, blob_path: Callable[[str], Path]) -> Modelfile:
     """The Modelfile a create body describes: ``from`` a model, else uploaded ``files``,
     else the older ``modelfile`` text; the other fields override what that says.
 
-    Files are reached only through the digests of uploaded blobs, never a path the
-    caller names: a client must not make the server read its own disk.
+    Files are reached only through the digests of uploaded blobs (``blob_path`` maps a
+    digest to its file, raising for a malformed or unknown one), never a path the
+    caller names: a client must not make the server read its own disk.  Raises
+    InvalidRequest (no source, a path where a model name belongs), NotSupported (more
+    than one file) and ModelfileError (unparsable ``modelfile`` text).
     """
     if body.from_:
         base = Modelfile(from_=_model_ref(body.from_))
@@ -267,7 +383,7 @@ def create_modelfile(body: CreateBody, blob_path: Callable[[str], Path]) -> Mode
         base.licenses = [body.license] if isinstance(body.license, str) else list(body.license)
     if body.messages is not None:
         base.messages = [(m.role, m.content or "") for m in body.messages]
-    base.parameters += _parameters(body.parameters or {})
+    base.parameters += _parameter_lines(body.parameters or {})
     return base
 
 
@@ -288,7 +404,7 @@ def _only_blob(files: dict[str, str], field: str, blob_path: Callable[[str], Pat
     return blob_path(next(iter(files.values())))
 
 
-def _parameters(parameters: dict[str, Any]) -> list[tuple[str, str]]:
+def _parameter_lines(parameters: dict[str, Any]) -> list[tuple[str, str]]:
     """JSON parameters as Modelfile PARAMETER lines; a list (stop) gives one line each."""
     pairs = []
     for name, value in parameters.items():
@@ -299,109 +415,6 @@ def _parameters(parameters: dict[str, Any]) -> list[tuple[str, str]]:
     return pairs
 
 
-# -- the Runtime's answers -> Ollama's JSON ---------------------------------------------
-
-
-def timestamp(when: datetime | None = None) -> str:
-    """RFC 3339 in UTC with microseconds, as Ollama's clients parse it."""
-    when = when or datetime.now(UTC)
-    when = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
-    return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def chunk_fields(out: dict[str, Any], chunk: Chunk, context: bool) -> dict[str, Any]:
-    """Add a chunk's logprobs and, on the final chunk, done_reason and the counts."""
-    if chunk.logprobs:
-        out["logprobs"] = [_logprob(t) for t in chunk.logprobs]
-    if chunk.prompt_logprobs:
-        out["prompt_logprobs"] = [_logprob(t) for t in chunk.prompt_logprobs]
-    if not chunk.done:
-        return out
-    out["done_reason"] = chunk.done_reason or "stop"
-    if context and chunk.context is not None:
-        out["context"] = chunk.context
-    out |= {"total_duration": chunk.total_duration, "load_duration": chunk.load_duration,
-            "prompt_eval_count": chunk.prompt_eval_count,
-            "prompt_eval_duration": chunk.prompt_eval_duration,
-            "eval_count": chunk.eval_count, "eval_duration": chunk.eval_duration,
-            "prompt_tokens": chunk.prompt_tokens}
-    if chunk.warnings:
-        out["warnings"] = chunk.warnings
-    return out
-
-
-def _logprob(t: TokenLogprob) -> dict[str, Any]:
-    out: dict[str, Any] = {"token": t.token, "logprob": finite_logprob(t.logprob),
-                           "bytes": t.bytes}
-    if t.top:
-        out["top_logprobs"] = [{"token": a.token, "logprob": finite_logprob(a.logprob),
-                                "bytes": a.bytes} for a in t.top]
-    return out
-
-
-def tag_json(entry: ModelEntry) -> dict[str, Any]:
-    """One model of /api/tags, in Ollama's shape; a broken model adds ``broken`` (ours:
-    why it cannot be used; ``DELETE /api/delete`` removes it)."""
-    name = entry.name.display
-    tag = {"name": name, "model": name, "modified_at": timestamp(entry.modified),
-           "size": entry.size, "digest": _hex(entry.digest),
-           "details": details_json(entry.details)}
-    if entry.broken:
-        tag["broken"] = entry.broken
-    return tag
-
-
-def details_json(d: Details) -> dict[str, Any]:
-    """Ollama's ``details`` object (list, ps and show); no families is null."""
-    return {"parent_model": "", "format": d.format, "family": d.family,
-            "families": list(d.families) or None, "parameter_size": d.parameter_size,
-            "quantization_level": d.quantization_level}
-
-
-def show_json(d: ModelDetails) -> dict[str, Any]:
-    out: dict[str, Any] = {"license": "\n".join(d.licenses), "modelfile": d.modelfile,
-                           "parameters": _parameters_text(d.parameters),
-                           "template": d.template or "", "system": d.system or ""}
-    out = {k: v for k, v in out.items() if v}  # Ollama leaves empty fields out
-    if d.messages:
-        out["messages"] = [message_json(m) for m in d.messages]
-    out |= {"details": details_json(d.details), "model_info": _model_info(d),
-            "capabilities": d.capabilities}
-    if d.modified_at:
-        out["modified_at"] = timestamp(datetime.fromisoformat(d.modified_at))
-    return out
-
-
-def _parameters_text(parameters: dict[str, Any]) -> str:
-    """Ollama's form: the name padded to 30 columns, strings quoted, a stop per line."""
-    lines = []
-    for name, value in parameters.items():
-        for item in value if isinstance(value, list | tuple) else [value]:
-            text = json.dumps(item) if isinstance(item, str | bool) else str(item)
-            lines.append(f"{name:<30} {text}")
-    return "\n".join(lines)
-
-
-_ARRAY = re.compile(r"\[\d+ items\]")
-
-
-def _model_info(d: ModelDetails) -> dict[str, Any]:
-    """GGUF metadata; arrays (the vocabulary) are empty, as in Ollama's non-verbose show."""
-    info = {k: [] if isinstance(v, str) and _ARRAY.fullmatch(v) else v
-            for k, v in d.model_info.items()}
-    info.setdefault("general.parameter_count", d.parameter_count)
-    return info
-
-
-def running_json(info: LoadedModelInfo) -> dict[str, Any]:
-    # Kept until stopped: Ollama shows a date centuries away, which its clients expect.
-    expires = info.expires_at or datetime.now(UTC) + timedelta(days=365 * 292)
-    return {"name": info.name, "model": info.name, "size": info.size,
-            "digest": _hex(info.digest), "details": details_json(info.details),
-            "expires_at": timestamp(expires), "size_vram": info.size_vram,
-            "context_length": info.context_length}
-
-
-def _hex(digest: str) -> str:
-    """Ollama lists bare hex digests."""
-    return digest.removeprefix("sha256:")
+def _set(fields: dict[str, Any]) -> dict[str, Any]:
+    """Only the fields that are set: null means "not set" to Ollama."""
+    return {k: v for k, v in fields.items() if v is not None}

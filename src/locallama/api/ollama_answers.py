@@ -1,0 +1,420 @@
+"""Ollama's API, what a server answers: stream lines, records, progress and errors.
+
+The other half of ``api/ollama.py`` (what a client sends), shared the same way by the
+server's Ollama face and ``client.RemoteRuntime``.  Each shape has a pure function
+each way: ``*_json`` turns the Runtime's value into Ollama's JSON object (what the
+server sends, field names as Ollama's docs/api.md has them) and ``*_of`` reads such
+an object back into the same value (what the client returns), so a caller cannot
+tell a remote Runtime from a local one.  Readers are lenient: a field Ollama itself
+leaves out (a real Ollama server answers too) takes its default.
+
+Conventions of the wire: timestamps are RFC 3339 in UTC; digests are bare hex (the
+Runtime says ``sha256:<hex>``); a model kept until stopped expires centuries away;
+log-probabilities are finite (``api/common.py``: null for nan, -9999 for -inf).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from locallama import errors
+from locallama.api.common import finite_logprob, read_logprob
+from locallama.api.ollama import message_json, messages_of, tool_calls_json, tool_calls_of
+from locallama.errors import InvalidRequest, LocallamaError, ModelNotFound, NotSupported, capped
+from locallama.options import parse_parameters
+from locallama.progress import ProgressEvent
+from locallama.runtime.types import (
+    Chunk,
+    Details,
+    Embeddings,
+    LoadedModelInfo,
+    ModelDetails,
+    ModelEntry,
+    TokenLogprob,
+    ToolCall,
+)
+from locallama.store import parse_name
+
+#: how far away /api/ps puts the expiry of a model kept until stopped (Ollama's clients
+#: expect a date; Ollama shows one 292 years on)
+FOREVER = timedelta(days=365 * 292)
+#: an expiry in this year or later reads back as "kept until stopped"
+_FOREVER_YEAR = 2200
+
+
+def timestamp(when: datetime | None = None) -> str:
+    """RFC 3339 in UTC with microseconds (``2025-01-02T03:04:05.000000Z``), as Ollama's
+    clients parse it; now when ``when`` is None, UTC when it has no zone."""
+    when = when or datetime.now(UTC)
+    when = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+    return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _time_of(value: str) -> datetime:
+    """An RFC 3339 time as Ollama sends it (``Z``, an offset, up to nanoseconds)."""
+    return datetime.fromisoformat(value)
+
+
+# -- generate and chat: one line per chunk -------------------------------------------------
+
+
+def generate_line(model: str, chunk: Chunk, context: bool = True) -> dict[str, Any]:
+    """One /api/generate line (or, with every chunk joined, the whole answer):
+    ``{"model", "created_at", "response", "done"}`` plus the chunk's logprobs and, when
+    done, ``done_reason`` and the counts; ``context`` (the token ids) only when asked
+    for (a raw request has none)."""
+    out = {"model": model, "created_at": timestamp(), "response": chunk.text,
+           "done": chunk.done}
+    return _chunk_fields(out, chunk, context)
+
+
+def chat_line(model: str, chunk: Chunk) -> dict[str, Any]:
+    """One /api/chat line: ``{"model", "created_at", "message": {"role": "assistant",
+    "content", "tool_calls"?}, "done"}`` plus the fields ``generate_line`` adds (never
+    ``context``)."""
+    message: dict[str, Any] = {"role": "assistant", "content": chunk.text}
+    if chunk.tool_calls:
+        message["tool_calls"] = tool_calls_json(chunk.tool_calls)
+    out = {"model": model, "created_at": timestamp(), "message": message,
+           "done": chunk.done}
+    return _chunk_fields(out, chunk, context=False)
+
+
+def loaded_line(model: str, reason: str, chat: bool) -> dict[str, Any]:
+    """The answer to an empty generate or chat: the model was loaded (``reason`` "load")
+    or unloaded ("unload")."""
+    if chat:
+        return {"model": model, "created_at": timestamp(),
+                "message": {"role": "assistant", "content": ""}, "done_reason": reason,
+                "done": True}
+    return {"model": model, "created_at": timestamp(), "response": "", "done": True,
+            "done_reason": reason}
+
+
+def _chunk_fields(out: dict[str, Any], chunk: Chunk, context: bool) -> dict[str, Any]:
+    """Add a chunk's logprobs and, on the final chunk, done_reason and the counts."""
+    if chunk.logprobs:
+        out["logprobs"] = [_logprob_json(t) for t in chunk.logprobs]
+    if chunk.prompt_logprobs:
+        out["prompt_logprobs"] = [_logprob_json(t) for t in chunk.prompt_logprobs]
+    if not chunk.done:
+        return out
+    out["done_reason"] = chunk.done_reason or "stop"
+    if context and chunk.context is not None:
+        out["context"] = chunk.context
+    out |= {"total_duration": chunk.total_duration, "load_duration": chunk.load_duration,
+            "prompt_eval_count": chunk.prompt_eval_count,
+            "prompt_eval_duration": chunk.prompt_eval_duration,
+            "eval_count": chunk.eval_count, "eval_duration": chunk.eval_duration,
+            "prompt_tokens": chunk.prompt_tokens}
+    if chunk.warnings:
+        out["warnings"] = chunk.warnings
+    return out
+
+
+def _logprob_json(t: TokenLogprob) -> dict[str, Any]:
+    out: dict[str, Any] = {"token": t.token, "logprob": finite_logprob(t.logprob),
+                           "bytes": t.bytes}
+    if t.top:
+        out["top_logprobs"] = [{"token": a.token, "logprob": finite_logprob(a.logprob),
+                                "bytes": a.bytes} for a in t.top]
+    return out
+
+
+def chunk_of(line: dict[str, Any], chat: bool) -> Chunk:
+    """The chunk one generate (``chat`` False) or chat line carries: the inverse of
+    ``generate_line`` and ``chat_line``.  On the final line a missing ``prompt_tokens``
+    (a real Ollama server's) is the context's length less the answer, else the prompt
+    tokens evaluated."""
+    part = (line.get("message") or {}) if chat else line
+    text = part.get("content" if chat else "response") or ""
+    logprobs = _logprobs_of(line.get("logprobs"))
+    prompt_logprobs = _logprobs_of(line.get("prompt_logprobs"))
+    tool_calls = tool_calls_of(part.get("tool_calls")) or None
+    if not line.get("done"):
+        return Chunk(text=text, logprobs=logprobs, prompt_logprobs=prompt_logprobs,
+                     tool_calls=tool_calls)
+    context = line.get("context")
+    eval_count = line.get("eval_count", 0)
+    whole_prompt = len(context) - eval_count if context else line.get("prompt_eval_count", 0)
+    return Chunk(
+        text=text, done=True, done_reason=line.get("done_reason"),
+        prompt_eval_count=line.get("prompt_eval_count", 0),
+        prompt_eval_duration=line.get("prompt_eval_duration", 0),
+        eval_count=eval_count, eval_duration=line.get("eval_duration", 0),
+        load_duration=line.get("load_duration", 0),
+        total_duration=line.get("total_duration", 0), context=context,
+        logprobs=logprobs, prompt_logprobs=prompt_logprobs, tool_calls=tool_calls,
+        prompt_tokens=line.get("prompt_tokens", whole_prompt),
+        warnings=list(line.get("warnings") or []),
+    )
+
+
+def chunks_of(lines: Iterable[dict[str, Any]], chat: bool) -> Iterator[Chunk]:
+    """A streamed answer's chunks, as the Runtime gives them: tool calls (which Ollama
+    may send on an earlier line) ride on the final chunk, and a line that carries only
+    tool calls yields nothing.  Stops after the final chunk; the caller tells a stream
+    that ended without one by the last chunk's ``done``."""
+    tool_calls: list[ToolCall] | None = None
+    for line in lines:
+        chunk = chunk_of(line, chat)
+        tool_calls = chunk.tool_calls or tool_calls
+        if chunk.done:
+            chunk.tool_calls = tool_calls
+            yield chunk
+            return
+        if chunk.text or not chunk.tool_calls:
+            chunk.tool_calls = None
+            yield chunk
+
+
+def _logprobs_of(items: list[dict[str, Any]] | None) -> list[TokenLogprob] | None:
+    if items is None:
+        return None
+    return [TokenLogprob(token=item.get("token", ""), logprob=read_logprob(item.get("logprob")),
+                         bytes=list(item.get("bytes") or []),
+                         top=_logprobs_of(item.get("top_logprobs")) or [])
+            for item in items]
+
+
+# -- models: details, /api/tags, /api/ps, /api/show ---------------------------------------------
+
+
+def details_json(d: Details) -> dict[str, Any]:
+    """Ollama's ``details`` object (list, ps and show); no families is null."""
+    return {"parent_model": "", "format": d.format, "family": d.family,
+            "families": list(d.families) or None, "parameter_size": d.parameter_size,
+            "quantization_level": d.quantization_level}
+
+
+def details_of(d: Any) -> Details:
+    """The inverse of ``details_json``; anything but an object is empty details."""
+    d = d if isinstance(d, dict) else {}
+    return Details(format=d.get("format") or "gguf", family=d.get("family") or "",
+                   families=list(d.get("families") or []),
+                   parameter_size=d.get("parameter_size") or "",
+                   quantization_level=d.get("quantization_level") or "")
+
+
+def tag_json(entry: ModelEntry) -> dict[str, Any]:
+    """One model of /api/tags, in Ollama's shape; a broken model adds ``broken`` (ours:
+    why it cannot be used; ``DELETE /api/delete`` removes it)."""
+    name = entry.name.display
+    tag = {"name": name, "model": name, "modified_at": timestamp(entry.modified),
+           "size": entry.size, "digest": _hex(entry.digest),
+           "details": details_json(entry.details)}
+    if entry.broken:
+        tag["broken"] = entry.broken
+    return tag
+
+
+def tag_of(m: dict[str, Any]) -> ModelEntry:
+    """The inverse of ``tag_json``.  Raises InvalidModelName for a name that does not
+    parse, KeyError without a name or ``modified_at``."""
+    return ModelEntry(name=parse_name(m.get("model") or m["name"]),
+                      digest=_digest(m.get("digest", "")), size=m.get("size", 0),
+                      modified=_time_of(m["modified_at"]),
+                      details=details_of(m.get("details")), broken=m.get("broken") or None)
+
+
+def running_json(info: LoadedModelInfo) -> dict[str, Any]:
+    """One model of /api/ps; kept until stopped (no expiry), it expires ``FOREVER`` from
+    now, as Ollama shows it.  ``num_parallel`` is not on the wire."""
+    expires = info.expires_at or datetime.now(UTC) + FOREVER
+    return {"name": info.name, "model": info.name, "size": info.size,
+            "digest": _hex(info.digest), "details": details_json(info.details),
+            "expires_at": timestamp(expires), "size_vram": info.size_vram,
+            "context_length": info.context_length}
+
+
+def running_of(m: dict[str, Any]) -> LoadedModelInfo:
+    """The inverse of ``running_json``; an expiry in 2200 or later is None (kept until
+    stopped)."""
+    return LoadedModelInfo(
+        name=m.get("name") or m.get("model", ""), digest=_digest(m.get("digest", "")),
+        size=m.get("size", 0), expires_at=_expiry(m.get("expires_at")),
+        context_length=m.get("context_length", 0), details=details_of(m.get("details")),
+        size_vram=m.get("size_vram", 0))
+
+
+def _expiry(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    when = _time_of(value)
+    return None if when.year >= _FOREVER_YEAR else when
+
+
+def show_json(d: ModelDetails) -> dict[str, Any]:
+    """The /api/show answer: license (several joined by newlines), modelfile,
+    parameters (text), template and system (each left out when empty), messages,
+    details, model_info (GGUF metadata, arrays empty), capabilities, modified_at.
+    Name, digest and size are not in it (as in Ollama)."""
+    out: dict[str, Any] = {"license": "\n".join(d.licenses), "modelfile": d.modelfile,
+                           "parameters": _parameters_text(d.parameters),
+                           "template": d.template or "", "system": d.system or ""}
+    out = {k: v for k, v in out.items() if v}  # Ollama leaves empty fields out
+    if d.messages:
+        out["messages"] = [message_json(m) for m in d.messages]
+    out |= {"details": details_json(d.details), "model_info": _model_info(d),
+            "capabilities": d.capabilities}
+    if d.modified_at:
+        out["modified_at"] = timestamp(datetime.fromisoformat(d.modified_at))
+    return out
+
+
+def show_of(data: dict[str, Any], name: str, digest: str = "", size: int = 0) -> ModelDetails:
+    """/api/show's answer read back: numbers from model_info, the rest as sent; the
+    name, digest and size come from the caller (the model's /api/tags entry).
+    Raises InvalidRequest for a parameter that does not type."""
+    info = data.get("model_info") or {}
+    arch = info.get("general.architecture") or (data.get("details") or {}).get("family", "")
+    license_ = data.get("license") or []
+    return ModelDetails(
+        name=name, digest=digest, size=size, architecture=arch,
+        parameter_count=info.get("general.parameter_count", 0),
+        context_length=info.get(f"{arch}.context_length"),
+        embedding_length=info.get(f"{arch}.embedding_length"),
+        quantization=(data.get("details") or {}).get("quantization_level", ""),
+        template=data.get("template") or None, system=data.get("system") or None,
+        parameters=_parameters_of(data.get("parameters")),
+        messages=messages_of(data.get("messages")),
+        licenses=[license_] if isinstance(license_, str) else list(license_),
+        modelfile=data.get("modelfile", ""), model_info=info,
+        modified_at=data.get("modified_at", ""),
+        capabilities=list(data.get("capabilities") or ["completion"]),
+    )
+
+
+def _parameters_text(parameters: dict[str, Any]) -> str:
+    """Ollama's form: the name padded to 30 columns, strings quoted, a stop per line."""
+    lines = []
+    for name, value in parameters.items():
+        for item in value if isinstance(value, list | tuple) else [value]:
+            text = json.dumps(item) if isinstance(item, str | bool) else str(item)
+            lines.append(f"{name:<30} {text}")
+    return "\n".join(lines)
+
+
+def _parameters_of(raw: str | dict[str, Any] | None) -> dict[str, Any]:
+    """The inverse of ``_parameters_text`` (an object is taken as it is)."""
+    if isinstance(raw, dict):
+        return raw
+    pairs = []
+    for line in (raw or "").splitlines():
+        name, _, value = line.strip().partition(" ")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] == '"':
+            try:
+                value = json.loads(value)
+            except ValueError:
+                value = value[1:-1]
+        if name:
+            pairs.append((name, value))
+    return parse_parameters(pairs)
+
+
+_ARRAY = re.compile(r"\[\d+ items\]")
+
+
+def _model_info(d: ModelDetails) -> dict[str, Any]:
+    """GGUF metadata; arrays (the vocabulary) are empty, as in Ollama's non-verbose show."""
+    info = {k: [] if isinstance(v, str) and _ARRAY.fullmatch(v) else v
+            for k, v in d.model_info.items()}
+    info.setdefault("general.parameter_count", d.parameter_count)
+    return info
+
+
+def _hex(digest: str) -> str:
+    """Ollama lists bare hex digests."""
+    return digest.removeprefix("sha256:")
+
+
+def _digest(value: str) -> str:
+    """The inverse of ``_hex``: the store says ``sha256:<hex>``."""
+    return value if not value or value.startswith("sha256:") else f"sha256:{value}"
+
+
+# -- embeddings, progress ------------------------------------------------------------------------
+
+
+def embed_json(model: str, result: Embeddings) -> dict[str, Any]:
+    """The /api/embed answer: ``{"model", "embeddings", "total_duration",
+    "load_duration", "prompt_eval_count"}``."""
+    return {"model": model, "embeddings": result.embeddings,
+            "total_duration": result.total_duration, "load_duration": result.load_duration,
+            "prompt_eval_count": result.prompt_eval_count}
+
+
+def embeddings_of(data: dict[str, Any]) -> Embeddings:
+    """The inverse of ``embed_json``."""
+    return Embeddings(data.get("embeddings", []), data.get("prompt_eval_count", 0),
+                      data.get("total_duration", 0), data.get("load_duration", 0))
+
+
+def progress_json(event: ProgressEvent) -> dict[str, Any]:
+    """A status line of pull or create: ``{"status", "digest"?, "total"?, "completed"?}``
+    (bytes), unset fields left out."""
+    return {k: v for k, v in {"status": event.status, "digest": event.digest,
+                              "total": event.total, "completed": event.completed}.items()
+            if v is not None}
+
+
+def progress_of(line: dict[str, Any]) -> ProgressEvent:
+    """The inverse of ``progress_json``."""
+    return ProgressEvent(str(line.get("status", "")), line.get("digest"), line.get("total"),
+                         line.get("completed"))
+
+
+# -- errors --------------------------------------------------------------------------------------
+
+#: a LocallamaError class for each ``code`` a server may put beside ``error``
+_BY_CODE: dict[str, type[LocallamaError]] = {
+    cls.code: cls for cls in vars(errors).values()
+    if isinstance(cls, type) and issubclass(cls, LocallamaError)
+}
+#: without a code (a real Ollama server), the HTTP status tells the class
+_BY_STATUS: dict[int, type[LocallamaError]] = {
+    400: InvalidRequest, 401: errors.Unauthorized, 403: errors.Forbidden, 404: ModelNotFound,
+    413: errors.PayloadTooLarge, 501: NotSupported, 503: errors.ServerBusy,
+    507: errors.StorageFull,
+}
+
+
+def error_json(exc: LocallamaError) -> dict[str, Any]:
+    """The error object of an answer or a stream's last line: ``{"error": message,
+    "code": exc.code}`` and ``param`` where one field is to blame; the message capped
+    (``errors.capped``).  Ollama sends ``{"error"}``; ``code`` and ``param`` are
+    locallama's, for its own client."""
+    body: dict[str, Any] = {"error": capped(exc.message), "code": exc.code}
+    if param := getattr(exc, "param", None):
+        body["param"] = param
+    return body
+
+
+def error_of(payload: Any, status: int | None = None) -> LocallamaError | None:
+    """The typed error an error answer (or line) describes: the class of its ``code``,
+    else of the HTTP ``status``, else LocallamaError; the server's message word for
+    word.  An OpenAI-shaped body (``{"error": {"message", "code"}}``) reads too.  None
+    when the payload carries no message (the caller words one from the status)."""
+    error = payload.get("error") if isinstance(payload, dict) else None
+    code = payload.get("code") if isinstance(payload, dict) else None
+    if isinstance(error, dict):
+        error, code = error.get("message"), error.get("code") or code
+    if not error:
+        return None
+    cls = _BY_CODE.get(code or "") or _BY_STATUS.get(status or 0, LocallamaError)
+    exc = cls.__new__(cls)
+    LocallamaError.__init__(exc, str(error))  # the server's words, whatever the class
+    if isinstance(exc, ModelNotFound):
+        exc.name = str(error).partition("'")[2].partition("'")[0]
+    if isinstance(exc, InvalidRequest):
+        exc.param = payload.get("param") if isinstance(payload, dict) else None
+    if isinstance(exc, errors.ModelfileError):
+        exc.line = None  # the message names the line already
+    if isinstance(exc, errors.ServerBusy):
+        exc.retry_after = 1  # the header says it; the body does not
+    return exc
