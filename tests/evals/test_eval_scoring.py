@@ -12,8 +12,8 @@ import pytest
 from liveserver import serve
 from locallama.errors import InvalidRequest
 from locallama.evals import harness, metrics
+from locallama.evals.benchmarks import TASKS
 from locallama.evals.fewshot import build_items
-from locallama.evals.tasks import TASKS
 from locallama.runtime.local import LocalRuntime
 from locallama.settings import Settings
 

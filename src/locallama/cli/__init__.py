@@ -37,6 +37,7 @@ def _root(
 def _register() -> None:
     from locallama.cli import (  # noqa: F401  (commands register themselves)
         evals,
+        everyday,
         fit,
         imports,
         measure,
@@ -45,7 +46,6 @@ def _register() -> None:
         run,
         serve,
         server_cmds,
-        tasks,
     )
 
 

@@ -15,7 +15,7 @@ import typer
 from locallama.cli import app
 from locallama.cli.output import columns, err_console, print_json
 from locallama.errors import InvalidRequest
-from locallama.evals.tasks import FEWSHOT_SEED, TASKS, parse_tasks
+from locallama.evals.benchmarks import FEWSHOT_SEED, TASKS, parse_tasks
 from locallama.settings import Settings
 
 TASK_HELP = ("Comma-separated tasks (default: all six): "

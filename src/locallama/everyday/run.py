@@ -6,9 +6,9 @@ from collections.abc import Callable
 from contextlib import closing
 from typing import Any
 
+from locallama.everyday.recipes import Recipe
 from locallama.runtime.base import ChatRequest, GenerateRequest, Runtime
 from locallama.settings import Settings
-from locallama.tasks.recipes import Recipe
 
 
 def task_model(settings: Settings, override: str | None) -> str:

@@ -10,16 +10,16 @@ from pypdf import PdfWriter
 
 from docshelpers import WordsRuntime, make_pdf
 from locallama.errors import InvalidRequest, LocallamaError
-from locallama.runtime.local import LocalRuntime
-from locallama.settings import Settings
-from locallama.tasks.docs import (
+from locallama.everyday.docs import (
     DocumentError,
     chunk_spans,
     find_documents,
     read_document,
     split_passages,
 )
-from locallama.tasks.index import DocIndex, EmbedModel, embed_model, index_path
+from locallama.everyday.index import DocIndex, EmbedModel, embed_model, index_path
+from locallama.runtime.local import LocalRuntime
+from locallama.settings import Settings
 
 CATS = "Cats sleep most of the day and hunt mice at night."
 DOGS = "Dogs bark at the postman and fetch sticks in the park."

@@ -5,10 +5,10 @@ from pathlib import Path
 import pytest
 
 from locallama.errors import InvalidRequest
+from locallama.everyday.budget import TEMPLATE_TOKENS, Budget, context_size
 from locallama.runtime.local import LocalRuntime
 from locallama.settings import Settings
-from locallama.tasks.budget import TEMPLATE_TOKENS, Budget, context_size
-from taskruntime import TaskRuntime
+from wordruntime import WordRuntime
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +118,7 @@ def test_fit_takes_items_in_order_while_they_fit(budget):
 
 
 def test_split_with_a_fake_tokenizer_counts_words():
-    runtime = TaskRuntime()
+    runtime = WordRuntime()
     budget = Budget(runtime, "m", 1000, 10)
     text = "one two three four five six\n\nseven eight nine ten\n\neleven"
     assert budget.count("one two") == 3  # BOS + two words
@@ -129,7 +129,7 @@ def test_split_with_a_fake_tokenizer_counts_words():
 def test_a_server_without_tokenize_gets_an_estimate():
     from locallama.errors import NotSupported
 
-    class OllamaLike(TaskRuntime):
+    class OllamaLike(WordRuntime):
         def tokenize(self, model: str, text: str) -> list[int]:
             raise NotSupported("the server at http://x does not offer /api/tokenize")
 

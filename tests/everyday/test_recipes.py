@@ -5,11 +5,11 @@ from pathlib import Path
 import pytest
 
 from locallama.errors import InvalidRequest
+from locallama.everyday.recipes import Recipe, list_recipes, load_recipe
+from locallama.everyday.run import answer, base_model_note, task_model
 from locallama.runtime.base import ChatRequest, GenerateRequest
 from locallama.settings import Settings
-from locallama.tasks.recipes import Recipe, list_recipes, load_recipe
-from locallama.tasks.run import answer, base_model_note, task_model
-from taskruntime import TaskRuntime
+from wordruntime import WordRuntime
 
 BUNDLED = ["ask", "code", "commit", "commit_file_summary", "fix", "summarize",
            "summarize_combine", "translate"]
@@ -128,7 +128,7 @@ def test_unknown_and_unsafe_names(settings):
 
 
 def test_a_chat_model_gets_system_and_prompt_as_messages(settings):
-    runtime = TaskRuntime(lambda prompt: "bonjour")
+    runtime = WordRuntime(lambda prompt: "bonjour")
     recipe = load_recipe("translate", settings)
     pieces = []
     text = answer(runtime, "m", recipe, {"text": "hello", "target_language": "French",
@@ -147,7 +147,7 @@ def test_a_chat_model_gets_system_and_prompt_as_messages(settings):
 
 
 def test_a_base_model_gets_the_prompt_raw(settings):
-    runtime = TaskRuntime(lambda prompt: "x", chat_model=False)
+    runtime = WordRuntime(lambda prompt: "x", chat_model=False)
     recipe = load_recipe("commit", settings)
     answer(runtime, "base", recipe, {"diff": "d", "files": [], "stat": "s", "style": "imperative",
                                      "examples": []}, options={"num_predict": 5})
