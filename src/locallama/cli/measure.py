@@ -19,6 +19,7 @@ import typer
 from locallama.cli import app
 from locallama.cli.output import columns, err_console, print_json
 from locallama.errors import InvalidRequest
+from locallama.units import format_bench_parameter_count, format_binary_bytes
 
 _OUTPUT_HELP = "Also write the result as JSON to this file (for locallama report)."
 
@@ -98,7 +99,8 @@ def bench(
     rows = [("MODEL", "SIZE", "PARAMS", "THREADS", "STREAMS", "TEST", "T/S")]
     for result in results:
         for test in result.tests:
-            rows.append((result.model, _mib(result.size), _params(result.parameters),
+            rows.append((result.model, format_binary_bytes(result.size),
+                         format_bench_parameter_count(result.parameters),
                          str(result.threads or "auto"), str(result.concurrency), test.test,
                          f"{test.tokens_per_second:.2f} ± {test.stddev:.2f}"))
         for warning in result.warnings:
@@ -208,10 +210,3 @@ def _write(path: Path | None, data: dict[str, Any]) -> None:
         raise InvalidRequest(f"cannot write {path}: {exc.strerror}") from None
 
 
-def _mib(n: int) -> str:
-    """Sizes as llama-bench prints them (binary units)."""
-    return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.2f} MiB"
-
-
-def _params(n: int) -> str:
-    return f"{n / 1e9:.2f} B" if n >= 1e9 else f"{n / 1e6:.2f} M"

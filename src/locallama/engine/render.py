@@ -48,8 +48,8 @@ import jinja2
 
 from locallama.cancel import CLIENT_GONE
 from locallama.errors import Cancelled, TemplateError, TemplateLimitExceeded
+from locallama.units import MIB
 
-MIB = 1024 * 1024
 #: The address-space room a worker gets beyond its size after start-up, besides
 #: 4 x max_bytes (the output as pieces, joined, encoded, and the request itself).
 MEMORY_HEADROOM = 256 * MIB

@@ -18,7 +18,7 @@ from locallama.engine.render import Renderer
 from locallama.engine.templates import FallbackTemplate, Template, select_template
 from locallama.engine.tools import parse_tool_calls, template_supports_tools
 from locallama.errors import BadModelFile, InvalidRequest, ModelNotFound, NotSupported
-from locallama.gguf_info import GGUFInfo, format_parameter_count
+from locallama.gguf_info import GGUFInfo
 from locallama.options import Options, parse_keep_alive, parse_parameters, resolve_options
 from locallama.runtime.base import (
     ChatRequest,
@@ -38,6 +38,7 @@ from locallama.store.create import Quantize, create_model
 from locallama.store.modelfile import Modelfile, parse_modelfile
 from locallama.store.sources import bundled_names, pull_url
 from locallama.store.sources import pull as pull_model
+from locallama.units import format_parameter_count
 
 if TYPE_CHECKING:
     from locallama.engine.model import LoadedModel

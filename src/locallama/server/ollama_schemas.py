@@ -25,7 +25,6 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from locallama.errors import InvalidRequest, NotSupported
-from locallama.gguf_info import format_parameter_count
 from locallama.runtime.base import (
     ChatRequest,
     Chunk,
@@ -36,6 +35,7 @@ from locallama.runtime.base import (
 )
 from locallama.store import ModelEntry, parse_name
 from locallama.store.modelfile import Modelfile, parse_modelfile
+from locallama.units import format_parameter_count
 
 KeepAlive = str | int | float | None
 Format = str | dict[str, Any] | None

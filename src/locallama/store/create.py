@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from locallama.errors import BadModelFile, InvalidRequest, NotSupported
-from locallama.gguf_info import GGUFInfo, format_bytes, format_parameter_count, read_gguf_info
+from locallama.gguf_info import GGUFInfo, read_gguf_info
 from locallama.options import parse_parameters
 from locallama.progress import Progress, ProgressEvent, silent
 from locallama.store import manifests as mf
@@ -19,6 +19,7 @@ from locallama.store.modelfile import Modelfile
 from locallama.store.names import ModelName, parse_name
 from locallama.store.partials import locked_temp, storage_errors
 from locallama.store.store import ModelRecord, Store
+from locallama.units import format_bytes, format_parameter_count
 
 #: (source, target, source info, type, progress) -> None; the engine's quantizer
 Quantizer = Callable[[Path, Path, GGUFInfo, str, Progress], None]

@@ -17,11 +17,12 @@ from dataclasses import dataclass
 import httpx
 
 from locallama.errors import BadModelFile, ModelNotFound, PullError
-from locallama.gguf_info import format_bytes, read_gguf_info
+from locallama.gguf_info import read_gguf_info
 from locallama.progress import Progress, ProgressEvent
 from locallama.store.download import fetch_blob, http_client
 from locallama.store.names import DEFAULT_TAG, ModelName
 from locallama.store.store import ModelRecord, Store
+from locallama.units import format_bytes
 
 HF_HOSTS = ("hf.co", "huggingface.co")
 #: Best first: more bits keep more of the original model.
