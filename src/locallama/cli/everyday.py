@@ -15,6 +15,7 @@ from typing import Any
 import typer
 
 from locallama.cli import app
+from locallama.cli.answer import ensure_model
 from locallama.cli.common import get_runtime
 from locallama.cli.output import console, err_console, print_json
 from locallama.errors import InvalidRequest
@@ -41,8 +42,6 @@ class _Task:
 
 def _start(model: str | None, num_ctx: int | None) -> _Task:
     """The Runtime and model (pulling the bundled default if needed), with the base-model note."""
-    from locallama.cli.run import ensure_model
-
     settings = Settings.from_env()
     runtime = get_runtime()
     name = task_model(settings, model)
@@ -307,7 +306,6 @@ def ask(
 
     The folder's index (in LOCALLAMA_HOME/index) is updated first: only new and
     changed files are embedded, deleted ones dropped."""
-    from locallama.cli.run import ensure_model
     from locallama.everyday.ask import ask_documents, check_folder, unknown_citations
 
     text = " ".join(question or []).strip()

@@ -17,6 +17,7 @@ from typing import Any
 import typer
 
 from locallama.cli import app
+from locallama.cli.answer import ensure_model
 from locallama.cli.output import columns, err_console, print_json
 from locallama.errors import InvalidRequest
 from locallama.units import format_bench_parameter_count, format_binary_bytes
@@ -138,7 +139,6 @@ def report(
 def _local_runtime(parallel: int, models: list[str]) -> Iterator[Any]:
     """This process's engine with ``parallel`` sequences (more if LOCALLAMA_NUM_PARALLEL
     asks), the models in its store (a missing bundled one is pulled, as ``run`` does)."""
-    from locallama.cli.run import ensure_model
     from locallama.runtime.local import LocalRuntime
     from locallama.settings import Settings
 
