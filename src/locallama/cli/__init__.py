@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import importlib
 import sys
 
 import typer
@@ -34,19 +35,15 @@ def _root(
     """Run open-weight language models on your own machine."""
 
 
+#: The command modules, in the order --help lists their commands (each registers its
+#: own on import).
+COMMAND_MODULES = ("evals", "fit", "imports", "measure", "models", "quantize", "run", "serve",
+                   "server_cmds", "everyday")
+
+
 def _register() -> None:
-    from locallama.cli import (  # noqa: F401  (commands register themselves)
-        evals,
-        everyday,
-        fit,
-        imports,
-        measure,
-        models,
-        quantize,
-        run,
-        serve,
-        server_cmds,
-    )
+    for module in COMMAND_MODULES:
+        importlib.import_module(f"locallama.cli.{module}")
 
 
 #: OSErrors that are the machine's state, not a bug: one line, as a LocallamaError
