@@ -12,8 +12,8 @@ from pathlib import Path
 
 import typer
 
-from locallama.cli import app
 from locallama.cli.answer import ensure_model
+from locallama.cli.app import app
 from locallama.cli.output import columns, err_console, print_json
 from locallama.errors import InvalidRequest
 from locallama.evals.benchmarks import FEWSHOT_SEED, TASKS, parse_tasks

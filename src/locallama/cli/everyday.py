@@ -14,8 +14,8 @@ from typing import Any
 
 import typer
 
-from locallama.cli import app
 from locallama.cli.answer import ensure_model
+from locallama.cli.app import app
 from locallama.cli.common import get_runtime
 from locallama.cli.output import console, err_console, print_json
 from locallama.errors import InvalidRequest

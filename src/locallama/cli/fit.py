@@ -11,7 +11,7 @@ from typing import Any
 
 import typer
 
-from locallama.cli import app
+from locallama.cli.app import app
 from locallama.cli.output import columns, err_console, print_json
 from locallama.errors import InvalidModelName, InvalidRequest, LocallamaError, ModelNotFound
 from locallama.fit import (

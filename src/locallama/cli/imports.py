@@ -10,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-from locallama.cli import app
+from locallama.cli.app import app
 from locallama.cli.output import columns, err_console, print_json, transfer_bars
 from locallama.errors import InvalidRequest, LocallamaError
 from locallama.settings import Settings

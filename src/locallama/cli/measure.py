@@ -16,8 +16,8 @@ from typing import Any
 
 import typer
 
-from locallama.cli import app
 from locallama.cli.answer import ensure_model
+from locallama.cli.app import app
 from locallama.cli.output import columns, err_console, print_json
 from locallama.errors import InvalidRequest
 from locallama.units import format_bench_parameter_count, format_binary_bytes

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from locallama.cli import app
+from locallama.cli.app import app
 from locallama.cli.common import get_runtime
 from locallama.cli.output import (
     age,

@@ -6,8 +6,8 @@ import sys
 
 import typer
 
-from locallama.cli import app
 from locallama.cli.answer import answer_once, ensure_model
+from locallama.cli.app import app
 from locallama.cli.common import get_runtime
 
 

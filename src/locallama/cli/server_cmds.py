@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import typer
 
-from locallama.cli import app
+from locallama.cli.app import app
 from locallama.cli.common import get_runtime
 from locallama.cli.output import columns, print_json
 from locallama.runtime.base import LoadedModelInfo
