@@ -6,19 +6,17 @@ import pytest
 
 from locallama.errors import InvalidRequest
 from locallama.everyday.budget import TEMPLATE_TOKENS, Budget, context_size
-from locallama.runtime.local import LocalRuntime
-from locallama.settings import Settings
+from runtimes import local_runtime
 from wordruntime import WordRuntime
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory, tiny_gguf: Path):
     """The tiny model (training context 2048) with a Modelfile num_ctx of 1024."""
-    folder = tmp_path_factory.mktemp("budget")
-    rt = LocalRuntime(Settings(models_dir=folder / "models", history_file=folder / "h"))
-    rt.create("tiny", f"FROM {tiny_gguf}\nPARAMETER num_ctx 1024\n", folder)
-    rt.create("tiny-default", f"FROM {tiny_gguf}\n", folder)
-    rt.create("tiny-huge", f"FROM {tiny_gguf}\nPARAMETER num_ctx 65536\n", folder)
+    rt = local_runtime(tmp_path_factory.mktemp("budget"),
+                       ("tiny", tiny_gguf, "PARAMETER num_ctx 1024\n"),
+                       ("tiny-default", tiny_gguf),
+                       ("tiny-huge", tiny_gguf, "PARAMETER num_ctx 65536\n"))
     yield rt
     rt.close()
 

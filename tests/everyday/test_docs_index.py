@@ -18,8 +18,6 @@ from locallama.everyday.docs import (
     split_passages,
 )
 from locallama.everyday.index import DocIndex, EmbedModel, embed_model, index_path
-from locallama.runtime.local import LocalRuntime
-from locallama.settings import Settings
 
 CATS = "Cats sleep most of the day and hunt mice at night."
 DOGS = "Dogs bark at the postman and fetch sticks in the park."
@@ -238,15 +236,6 @@ def test_progress_counts_passages_across_files(tmp_path, docs):
         index.update(rt, embed_model(rt, "words"),
                      progress=lambda path, done, total: seen.append((done, total)))
     assert seen == [(1, 3), (2, 3), (3, 3)]
-
-
-@pytest.fixture
-def runtime(tmp_path: Path, tiny_gguf: Path):
-    """A LocalRuntime holding the fixture model as ``tiny`` (as tests/runtime's)."""
-    rt = LocalRuntime(Settings(models_dir=tmp_path / "models", history_file=tmp_path / "h"))
-    rt.create("tiny", f"FROM {tiny_gguf}\n", tmp_path)
-    yield rt
-    rt.close()
 
 
 def test_the_tiny_model_embeds_through_the_real_runtime(tmp_path, docs, runtime):

@@ -165,19 +165,9 @@ def test_task_model(settings):
     assert task_model(settings, "llama3.2") == "llama3.2"
 
 
-def test_answer_on_the_tiny_fixture_model(runtime_tiny, settings):
+def test_answer_on_the_tiny_fixture_model(runtime, settings):
     recipe = load_recipe("fix", settings)
-    text = answer(runtime_tiny, "tiny", recipe, {"text": "the cat"},
+    text = answer(runtime, "tiny", recipe, {"text": "the cat"},
                   options={"num_predict": 4, "temperature": 0})
     assert isinstance(text, str)
-    assert base_model_note(runtime_tiny, "tiny") is None  # the fixture has a ChatML template
-
-
-@pytest.fixture
-def runtime_tiny(tmp_path: Path, tiny_gguf: Path):
-    from locallama.runtime.local import LocalRuntime
-
-    rt = LocalRuntime(Settings(models_dir=tmp_path / "store", history_file=tmp_path / "h"))
-    rt.create("tiny", f"FROM {tiny_gguf}\n", tmp_path)
-    yield rt
-    rt.close()
+    assert base_model_note(runtime, "tiny") is None  # the fixture has a ChatML template
