@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 from locallama.evals import harness
-from locallama.evals.tasks import TASKS
+from locallama.evals.benchmarks import TASKS
 from locallama.runtime.local import LocalRuntime
 from locallama.settings import Settings
 

@@ -182,3 +182,14 @@ def fake_registry() -> Iterator[FakeRegistry]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def model_digest(registry: FakeRegistry, gguf: Path) -> str:
+    """The digest under which ``registry`` serves the model file ``gguf``."""
+    return digest_of(gguf.read_bytes())
+
+
+def leftovers(runtime) -> list[str]:
+    """The names in a runtime's blob folder: what a pull left there."""
+    root = runtime.store.blobs.root
+    return sorted(p.name for p in root.iterdir()) if root.is_dir() else []

@@ -33,7 +33,7 @@ from locallama.runtime.local import LocalRuntime
 from locallama.runtime.types import ChatRequest, Chunk, GenerateRequest, Message, ToolCall
 from locallama.settings import Settings
 from locallama.store import ModelName
-from locallama.store.modelfile import parse_modelfile
+from runtimes import add_model, create, local_runtime
 from tinymodel import tiny_parameter_count, write_tiny_gguf
 
 GREEDY = {"temperature": 0, "seed": 42, "num_predict": 12}
@@ -44,11 +44,8 @@ LONG_CTX = 8192  # the "long" model fills this in ~10 s on a CPU: long enough to
 
 
 def _fill_store(home: Path, tiny: Path, long: Path) -> LocalRuntime:
-    runtime = LocalRuntime(Settings(host="127.0.0.1", port=free_port(),
-                                    models_dir=home / "models", history_file=home / "history"))
-    runtime.create("tiny", parse_modelfile(f"FROM {tiny}\n"), home)
-    runtime.create("long", parse_modelfile(f"FROM {long}\n"), home)
-    return runtime
+    return local_runtime(home, ("tiny", tiny), ("long", long), host="127.0.0.1",
+                         port=free_port())
 
 
 @pytest.fixture(scope="module")
@@ -147,8 +144,7 @@ def test_create_copy_delete(runtime, make_gguf, tmp_path):
         'FROM ./fresh.gguf\nPARAMETER temperature 0.3\nPARAMETER stop "###"\n'
         "SYSTEM Answer briefly.\nMESSAGE user Hi\nMESSAGE assistant Hello\nLICENSE MIT\n")
     events = []
-    runtime.create("made", parse_modelfile((tmp_path / "Modelfile").read_text()), tmp_path,
-                   events.append)
+    create(runtime, "made", (tmp_path / "Modelfile").read_text(), tmp_path, events.append)
     assert events and events[-1].status
     d = runtime.show("made")
     assert d.parameters == {"temperature": 0.3, "stop": ["###"]}
@@ -166,7 +162,7 @@ def test_create_copy_delete(runtime, make_gguf, tmp_path):
 
 
 def test_create_from_a_stored_model_inherits(runtime, tmp_path):
-    runtime.create("child", parse_modelfile("FROM tiny\nPARAMETER num_predict 3\n"), tmp_path)
+    create(runtime, "child", "FROM tiny\nPARAMETER num_predict 3\n", tmp_path)
     try:
         assert runtime.show("child").parameters == {"num_predict": 3}
         assert answer(runtime, GenerateRequest("child", "Once"))[1][-1].eval_count == 3
@@ -181,9 +177,8 @@ def test_create_with_quantize_and_an_importance_matrix(runtime, make_gguf, tmp_p
     make_gguf("q.gguf", seed=4)
     imatrix = write_gguf_imatrix(tmp_path / "imatrix.gguf", importance(2))
     events = []
-    runtime.create("q", parse_modelfile("FROM ./q.gguf\n"), tmp_path, events.append,
-                   quantize="q4_0",
-                   imatrix=imatrix)
+    create(runtime, "q", "FROM ./q.gguf\n", tmp_path, events.append, quantize="q4_0",
+           imatrix=imatrix)
     try:
         assert "using an importance matrix for 14 tensors" in [e.status for e in events]
         assert runtime.show("q").quantization == "Q4_0"
@@ -217,7 +212,7 @@ def test_bad_requests_are_invalid_requests(runtime):
 ])
 def test_create_errors(runtime, tmp_path, modelfile, error, match):
     with pytest.raises(error, match=match):
-        runtime.create("broken", parse_modelfile(modelfile), tmp_path)
+        create(runtime, "broken", modelfile, tmp_path)
     assert "broken:latest" not in {e.name.display for e in runtime.list()}
 
 
@@ -294,7 +289,7 @@ def test_remote_errors_equal_local(local, remote, tmp_path):
         lambda rt: list(rt.generate(GenerateRequest("ghost", "hi"))),
         lambda rt: rt.show("../../etc/passwd"),
         lambda rt: list(rt.generate(GenerateRequest("tiny", "hi", options={"top_p": 2}))),
-        lambda rt: rt.create("x", parse_modelfile("FROM tiny\nTEMPLATE {% for %}\n"), tmp_path),
+        lambda rt: create(rt, "x", "FROM tiny\nTEMPLATE {% for %}\n", tmp_path),
     ]
     for call in calls:
         with pytest.raises(LocallamaError) as expected:
@@ -356,7 +351,7 @@ def test_no_server_is_one_clear_error():
         next(rt.generate(GenerateRequest("m", "hi")))
 
 
-def test_create_uploads_the_file_and_sends_ollamas_shape(tmp_path, make_gguf):
+def test_create_uploads_the_file_and_sends_ollamas_shape(make_gguf):
     gguf = make_gguf("w.gguf")
     seen: list[tuple[str, str, bytes]] = []
 
@@ -368,11 +363,11 @@ def test_create_uploads_the_file_and_sends_ollamas_shape(tmp_path, make_gguf):
             return httpx.Response(201)
         return ndjson({"status": "writing manifest"}, {"status": "success"})
 
-    modelfile = (f"FROM {gguf}\nTEMPLATE {{{{ .Prompt }}}}\nSYSTEM Be kind.\n"
-                 'PARAMETER temperature 0.5\nPARAMETER stop "a"\nPARAMETER stop "b"\n'
-                 "MESSAGE user Hi\nLICENSE MIT\n")
+    lines = ("TEMPLATE {{ .Prompt }}\nSYSTEM Be kind.\n"
+             'PARAMETER temperature 0.5\nPARAMETER stop "a"\nPARAMETER stop "b"\n'
+             "MESSAGE user Hi\nLICENSE MIT\n")
     events = []
-    fake(handler).create("m", parse_modelfile(modelfile), tmp_path, events.append)
+    add_model(fake(handler), "m", gguf, lines, progress=events.append)
     (head, blob_path, _), (post, post_path, data), (_, create_path, body) = seen
     digest = blob_path.removeprefix("/api/blobs/")
     assert (head, post, post_path, create_path) == ("HEAD", "POST", blob_path, "/api/create")
@@ -394,7 +389,7 @@ def test_create_from_a_model_name_sends_from_and_skips_uploads(tmp_path):
         seen.append(json.loads(request.read()))
         return ndjson({"status": "success"})
 
-    fake(handler).create("m", parse_modelfile("FROM llama3.2\n"), tmp_path)
+    create(fake(handler), "m", "FROM llama3.2\n", tmp_path)
     assert seen == [{"model": "m", "stream": True, "from": "llama3.2"}]
 
 

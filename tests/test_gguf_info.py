@@ -11,13 +11,8 @@ import gguf
 import pytest
 
 from locallama.errors import BadModelFile
-from locallama.gguf_info import (
-    GGUFInfo,
-    estimate_memory,
-    format_bytes,
-    format_parameter_count,
-    read_gguf_info,
-)
+from locallama.gguf_info import GGUFInfo, estimate_memory, read_gguf_info
+from locallama.units import format_parameter_count
 from tinymodel import (
     CHATML_TEMPLATE,
     F16,
@@ -287,27 +282,6 @@ def test_memory_estimate(tiny_gguf: Path) -> None:
 def test_memory_estimate_rejects_nonsense(tiny_gguf: Path) -> None:
     with pytest.raises(ValueError):
         estimate_memory(read_gguf_info(tiny_gguf), 0)
-
-
-# -- formatting ------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(("n", "text"), [
-    (0, "0 B"), (512, "512 B"), (999, "999 B"), (1000, "1 KB"), (1500, "1.5 KB"),
-    (999_999, "999 KB"), (10_500_000, "10.5 MB"), (291_000_000, "291 MB"),
-    (253_113_024, "253 MB"), (1_000_000_000, "1 GB"), (1_234_567_890, "1.2 GB"),
-    (1_500_000_000_000, "1.5 TB"),
-])
-def test_format_bytes(n: int, text: str) -> None:
-    assert format_bytes(n) == text
-
-
-@pytest.mark.parametrize(("n", "text"), [
-    (268_098_176, "268.10M"), (6_738_415_616, "6.74B"), (7_000_000_000, "7B"),
-    (125_000_000, "125M"), (500_550_000, "500.55M"), (188_352, "188K"), (999, "999"),
-])
-def test_format_parameter_count(n: int, text: str) -> None:
-    assert format_parameter_count(n) == text
 
 
 def test_what_read_gguf_info_accepts_llama_cpp_loads(tiny_gguf: Path) -> None:

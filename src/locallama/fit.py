@@ -24,6 +24,7 @@ from typing import Any
 from locallama.errors import InvalidRequest
 from locallama.gguf_info import GGUFInfo, MemoryEstimate, estimate_memory
 from locallama.options import Options, coerce_option
+from locallama.units import parse_bytes
 
 MIN_CTX = 512  # below this a chat does not get going; also llama.cpp's micro-batch
 CTX_STEP = 256  # suggested contexts are multiples of this
@@ -198,22 +199,14 @@ def parse_spec(text: str) -> Spec:
 
 # -- sizes ----------------------------------------------------------------------------
 
-_SIZE = re.compile(r"(?P<number>\d+(?:\.\d+)?)\s*(?P<unit>(?:[kmgt]i?)?b?)", re.IGNORECASE)
-_POWERS = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4}
-
-
 def parse_size(text: str) -> int:
-    """Bytes from "8GB", "8 GiB", "512MB", "1.5T" or a plain number of bytes.
-
-    Decimal units (GB = 10^9) as ``format_bytes`` prints them; the "i" forms are
-    binary (GiB = 2^30).
-    """
-    match = _SIZE.fullmatch(text.strip())
-    if match is None:
-        raise InvalidRequest(f"memory size must look like 8GB, 16 GiB or 512MB, not '{text}'")
-    unit = match["unit"].lower().removesuffix("b")
-    base = 1024 if unit.endswith("i") else 1000
-    value = int(float(match["number"]) * base ** _POWERS[unit.removesuffix("i")])
+    """A memory budget in bytes from "8GB", "8 GiB", "512MB", "1.5T" or a plain number
+    (:func:`~locallama.units.parse_bytes`); InvalidRequest unless it is positive."""
+    try:
+        value = parse_bytes(text)
+    except ValueError:
+        raise InvalidRequest(f"memory size must look like 8GB, 16 GiB or 512MB, not '{text}'"
+                             ) from None
     if value <= 0:
         raise InvalidRequest(f"memory size must be positive, not '{text}'")
     return value

@@ -354,26 +354,3 @@ def estimate_memory(info: GGUFInfo, num_ctx: int, num_parallel: int = 1,
                                         + 4 * (info.embedding_length or 0))
     weights = info.tensor_bytes
     return MemoryEstimate(weights, kv_cache, compute, weights + kv_cache + compute)
-
-
-def format_bytes(n: int) -> str:
-    """Decimal units the way Ollama prints them: "512 B", "1.2 GB", "291 MB"."""
-    for unit, scale in (("TB", 10**12), ("GB", 10**9), ("MB", 10**6), ("KB", 10**3)):
-        if n >= scale:
-            value = n / scale
-            if value >= 100 or value == int(value):
-                return f"{int(value)} {unit}"
-            return f"{value:.1f} {unit}"
-    return f"{n} B"
-
-
-def format_parameter_count(n: int) -> str:
-    """Parameter counts the way Ollama prints them: "268.10M", "6.74B", "7B"."""
-    for unit, scale in (("T", 10**12), ("B", 10**9), ("M", 10**6)):
-        if n >= scale:
-            value = n / scale
-            return f"{value:.0f}{unit}" if value == int(value) else f"{value:.2f}{unit}"
-    if n >= 10**3:
-        return f"{n / 10**3:.0f}K"
-    return str(n)
-

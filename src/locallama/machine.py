@@ -17,7 +17,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-MIB = 1 << 20
+from locallama.units import MIB
+
 BENCH_BYTES = 128 * MIB  # per array: well past any CPU cache, cheap to fault in
 BENCH_SECONDS = 0.4  # stop repeating the copy once this much time has gone
 NVIDIA_SMI_TIMEOUT = 5.0

@@ -9,11 +9,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from locallama.errors import InvalidRequest
+from locallama.units import GIB, KIB, MIB
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 11434
-MIB = 1 << 20
-GIB = 1 << 30
 
 
 @dataclass(frozen=True)
@@ -139,12 +138,16 @@ def _int(env: Mapping[str, str], key: str, default: int) -> int:
         raise InvalidRequest(f"{key} must be a whole number, not {raw!r}") from None
 
 
-_UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 1000, "kib": 1 << 10, "m": MIB, "mb": 1000**2,
+_UNITS = {"": 1, "b": 1, "k": KIB, "kb": 1000, "kib": KIB, "m": MIB, "mb": 1000**2,
           "mib": MIB, "g": GIB, "gb": 1000**3, "gib": GIB}
 
 
 def _size(env: Mapping[str, str], key: str, default: int) -> int:
-    """A size in bytes: a whole number with an optional unit (``16MiB``, ``64MB``, ``1G``)."""
+    """A size in bytes: a whole number with an optional unit (``16MiB``, ``64MB``, ``1G``).
+
+    Not :func:`~locallama.units.parse_bytes`: here a bare K/M/G is binary (``1G`` is a
+    GiB), and a fraction or T is refused; there (``fit --memory``) they are decimal.
+    """
     raw = env.get(key, "").strip()
     if not raw:
         return default

@@ -17,9 +17,7 @@ import pytest
 import uvicorn
 
 from liveserver import free_port, serve
-from locallama.runtime.local import LocalRuntime
-from locallama.settings import Settings
-from locallama.store.modelfile import parse_modelfile
+from runtimes import local_runtime
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 import soak  # noqa: E402
@@ -117,13 +115,11 @@ def test_a_refusal_with_the_wrong_code_is_not_the_documented_one():
 
 def test_every_well_formed_kind_passes_against_the_real_server(tmp_path: Path,
                                                                tiny_gguf: Path):
-    settings = Settings(host="127.0.0.1", port=free_port(), models_dir=tmp_path / "models",
-                        history_file=tmp_path / "history")
-    runtime = LocalRuntime(settings)
-    runtime.create("tiny", parse_modelfile(f"FROM {tiny_gguf}\n"), tmp_path)
+    runtime = local_runtime(tmp_path, ("tiny", tiny_gguf), host="127.0.0.1", port=free_port())
     results = soak.Results()
     try:
-        with serve(runtime, settings) as url, httpx.Client(base_url=url, timeout=60) as http:
+        with serve(runtime, runtime.settings) as url, \
+                httpx.Client(base_url=url, timeout=60) as http:
             mix = soak.Mix("tiny:latest", soak.random.Random(0))
             for kind in soak.KINDS:
                 soak.run_kind(kind, mix, http, results)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from docshelpers import make_pdf
-from locallama.tasks.index import DocIndex, index_path
+from locallama.everyday.index import DocIndex, index_path
 
 
 @pytest.fixture

@@ -20,9 +20,7 @@ import gguf
 import pexpect
 import pytest
 
-from locallama.runtime.local import LocalRuntime
-from locallama.settings import Settings
-from locallama.store.modelfile import parse_modelfile
+from runtimes import local_runtime
 from tinymodel import SPECIAL_TOKENS, write_tiny_gguf
 
 LOCALLAMA = str(Path(sys.executable).with_name("locallama"))
@@ -75,13 +73,9 @@ def store(tmp_path: Path, tiny_gguf: Path, cli_env: dict[str, str]) -> Path:
     # commands at a closed port so they run the engine in-process.
     cli_env["LOCALLAMA_HOST"] = "127.0.0.1:1"
     models = Path(cli_env["LOCALLAMA_MODELS"])
-    rt = LocalRuntime(Settings(models_dir=models, history_file=tmp_path / "unused"))
-    try:
-        rt.create("tiny", parse_modelfile(f"FROM {tiny_gguf}\n{TINY}"), tmp_path)
-        rt.create("other", parse_modelfile(f'FROM {tiny_gguf}\n{TINY}SYSTEM "I am other."\n'),
-                  tmp_path)
-    finally:
-        rt.close()
+    local_runtime(tmp_path, ("tiny", tiny_gguf, TINY),
+                  ("other", tiny_gguf, f'{TINY}SYSTEM "I am other."\n'),
+                  models_dir=models, history_file=tmp_path / "unused").close()
     return models
 
 
@@ -89,13 +83,10 @@ def store(tmp_path: Path, tiny_gguf: Path, cli_env: dict[str, str]) -> Path:
 def chatty(store: Path, tmp_path: Path) -> str:
     """A model in the store whose answers run on for tens of seconds unless stopped."""
     path = _chatty_gguf(tmp_path / "chatty.gguf")
-    rt = LocalRuntime(Settings(models_dir=store, history_file=tmp_path / "unused"))
-    try:
-        rt.create("chatty", parse_modelfile(f"FROM {path}\nPARAMETER num_predict 100000\n"
-                            "PARAMETER num_ctx 32768\nPARAMETER temperature 1\n"
-                            "PARAMETER num_thread 1\n"), tmp_path)
-    finally:
-        rt.close()
+    local_runtime(tmp_path, ("chatty", path, "PARAMETER num_predict 100000\n"
+                             "PARAMETER num_ctx 32768\nPARAMETER temperature 1\n"
+                             "PARAMETER num_thread 1\n"),
+                  models_dir=store, history_file=tmp_path / "unused").close()
     return "chatty"
 
 

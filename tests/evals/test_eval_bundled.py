@@ -5,7 +5,7 @@ import math
 import pytest
 
 from locallama.evals import harness
-from locallama.evals.tasks import parse_tasks
+from locallama.evals.benchmarks import parse_tasks
 from locallama.runtime.local import LocalRuntime
 from locallama.settings import Settings
 

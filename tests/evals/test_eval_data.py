@@ -13,7 +13,7 @@ import pytest
 
 from locallama.errors import InvalidRequest, PullError
 from locallama.evals import data, harness
-from locallama.evals.tasks import TASKS
+from locallama.evals.benchmarks import TASKS
 from locallama.settings import Settings
 
 ARC = [{"id": f"q{i}", "question": f"What is {i}?",

@@ -5,7 +5,7 @@ import math
 import pytest
 
 from locallama.evals import metrics
-from locallama.evals.tasks import TASKS, Prompt
+from locallama.evals.benchmarks import TASKS, Prompt
 
 GOLD = "She pays 3 * 4 = <<3*4=12>>12 dollars.\nThen 12 + 2 = <<12+2=14>>14.\n#### 14"
 

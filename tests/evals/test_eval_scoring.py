@@ -12,20 +12,16 @@ import pytest
 from liveserver import serve
 from locallama.errors import InvalidRequest
 from locallama.evals import harness, metrics
+from locallama.evals.benchmarks import TASKS
 from locallama.evals.fewshot import build_items
-from locallama.evals.tasks import TASKS
-from locallama.runtime.local import LocalRuntime
-from locallama.settings import Settings
-from locallama.store.modelfile import parse_modelfile
+from runtimes import local_runtime
 
 OPTIONS = {"num_ctx": 2048}
 
 
 @pytest.fixture(scope="module")
 def runtime(tmp_path_factory, tiny_gguf):
-    home = tmp_path_factory.mktemp("eval")
-    rt = LocalRuntime(Settings(models_dir=home / "models", history_file=home / "h"))
-    rt.create("tiny", parse_modelfile(f"FROM {tiny_gguf}\n"), home)
+    rt = local_runtime(tmp_path_factory.mktemp("eval"), ("tiny", tiny_gguf))
     yield rt
     rt.close()
 

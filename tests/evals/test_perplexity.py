@@ -14,18 +14,14 @@ from locallama.evals.perplexity import (
     statistics,
     windows_for,
 )
-from locallama.runtime.local import LocalRuntime
-from locallama.settings import Settings
-from locallama.store.modelfile import parse_modelfile
+from runtimes import local_runtime
 
 CTX = 64
 
 
 @pytest.fixture
 def tiny_runtime(tmp_path: Path, tiny_gguf: Path):
-    rt = LocalRuntime(Settings(models_dir=tmp_path / "models", history_file=tmp_path / "h",
-                               num_parallel=2))
-    rt.create("tiny", parse_modelfile(f"FROM {tiny_gguf}\n"), tmp_path)
+    rt = local_runtime(tmp_path, ("tiny", tiny_gguf), num_parallel=2)
     yield rt
     rt.close()
 

@@ -9,8 +9,7 @@ import pytest
 from locallama.errors import InvalidRequest
 from locallama.evals.speed import _vocab_size, bench_json, run_bench
 from locallama.runtime.local import LocalRuntime
-from locallama.settings import Settings
-from locallama.store.modelfile import parse_modelfile
+from runtimes import local_runtime
 
 
 class Watched:
@@ -39,9 +38,7 @@ class Watched:
 
 @pytest.fixture
 def tiny_runtime(tmp_path: Path, tiny_gguf: Path):
-    rt = LocalRuntime(Settings(models_dir=tmp_path / "models", history_file=tmp_path / "h",
-                               num_parallel=2))
-    rt.create("tiny", parse_modelfile(f"FROM {tiny_gguf}\n"), tmp_path)
+    rt = local_runtime(tmp_path, ("tiny", tiny_gguf), num_parallel=2)
     yield rt
     rt.close()
 

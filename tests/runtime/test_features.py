@@ -11,7 +11,7 @@ from locallama.engine.tools import parse_tool_calls
 from locallama.errors import InvalidRequest
 from locallama.options import parse_keep_alive
 from locallama.runtime.types import ChatRequest, GenerateRequest, Message, Tool
-from locallama.store.modelfile import parse_modelfile
+from runtimes import add_model, local_runtime
 
 
 def run(runtime, request):
@@ -104,13 +104,12 @@ def test_tools_need_a_template_that_reads_them(runtime):
         list(runtime.chat(ChatRequest("tiny", [Message("user", "hi")], tools=tools)))
 
 
-def test_tools_reach_the_template_and_calls_are_parsed(runtime, tmp_path, tiny_gguf):
+def test_tools_reach_the_template_and_calls_are_parsed(runtime, tiny_gguf):
     template = ('{% if tools %}TOOLS:{% for t in tools %}{{ t.function.name }};{% endfor %}'
                 '{% endif %}{% for m in messages %}{{ m.content }}{% endfor %}')
-    runtime.create("toolish", parse_modelfile(f'FROM {tiny_gguf}\nTEMPLATE """{template}"""\n'),
-                   tmp_path)
-    tools = [Tool("get_time", parameters={})]
-    chunks = list(runtime.chat(ChatRequest("toolish", [Message("user", "hi")],
+    add_model(runtime, "toolish", tiny_gguf, f'TEMPLATE """{template}"""\n')
+    tools = [{"type": "function", "function": {"name": "get_time", "parameters": {}}}]
+    chunks = list(runtime.chat(ChatRequest("toolish", [{"role": "user", "content": "hi"}],
                                            {"num_predict": 3}, tools=tools)))
     prompt = runtime.tokenize("toolish", "TOOLS:get_time;hi")
     assert chunks[-1].context[: len(prompt)] == prompt
@@ -213,14 +212,9 @@ def test_the_memory_freed_by_the_model_being_replaced_counts(runtime, monkeypatc
 
 
 def test_several_models_stay_loaded_up_to_the_configured_cap(tmp_path, make_gguf):
-    from locallama.runtime.local import LocalRuntime
-    from locallama.settings import Settings
-
-    runtime = LocalRuntime(Settings(models_dir=tmp_path / "store", history_file=tmp_path / "h",
-                                    max_loaded_models=2, num_parallel=2))
+    models = [(name, make_gguf(seed=seed)) for seed, name in enumerate(("one", "two", "three"))]
+    runtime = local_runtime(tmp_path, *models, max_loaded_models=2, num_parallel=2)
     try:
-        for seed, name in enumerate(("one", "two", "three")):
-            runtime.create(name, parse_modelfile(f"FROM {make_gguf(seed=seed)}\n"), tmp_path)
         for name in ("one", "two"):
             list(runtime.generate(GenerateRequest(name, "hi", options={"num_predict": 1})))
         assert sorted(i.name for i in runtime.ps()) == ["one:latest", "two:latest"]

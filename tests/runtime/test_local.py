@@ -7,7 +7,7 @@ import pytest
 
 from locallama.errors import BadModelFile, InvalidRequest, ModelNotFound, TemplateError
 from locallama.runtime.types import ChatRequest, GenerateRequest, Message
-from locallama.store.modelfile import parse_modelfile
+from runtimes import add_model, create
 
 
 def complete(runtime, prompt="The cat sat on the", **options):
@@ -67,9 +67,9 @@ def test_second_chat_turn_evaluates_only_the_new_tokens(runtime):
     assert turn_two.prompt_eval_count < turn_one.prompt_eval_count + 12
 
 
-def test_chat_renders_the_gguf_template_with_system(runtime, tmp_path, tiny_gguf):
-    runtime.create("sys", parse_modelfile(f"FROM {tiny_gguf}\nSYSTEM Be terse.\n"), tmp_path)
-    final = list(runtime.chat(ChatRequest("sys", [Message("user", "Hi")],
+def test_chat_renders_the_gguf_template_with_system(runtime, tiny_gguf):
+    add_model(runtime, "sys", tiny_gguf, "SYSTEM Be terse.\n")
+    final = list(runtime.chat(ChatRequest("sys", [{"role": "user", "content": "Hi"}],
                                           {"num_predict": 1})))[-1]
     expected = ("<|im_start|>system\nBe terse.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n"
                 "<|im_start|>assistant\n")
@@ -77,9 +77,8 @@ def test_chat_renders_the_gguf_template_with_system(runtime, tmp_path, tiny_gguf
     assert final.context[: len(prompt)] == prompt
 
 
-def test_modelfile_parameters_apply_and_requests_override(runtime, tmp_path, tiny_gguf):
-    runtime.create("short", parse_modelfile(f"FROM {tiny_gguf}\nPARAMETER num_predict 3\n"),
-                   tmp_path)
+def test_modelfile_parameters_apply_and_requests_override(runtime, tiny_gguf):
+    add_model(runtime, "short", tiny_gguf, "PARAMETER num_predict 3\n")
     req = GenerateRequest("short", "Once upon")
     assert list(runtime.generate(req))[-1].eval_count == 3
     req.options = {"num_predict": 5}
@@ -87,8 +86,7 @@ def test_modelfile_parameters_apply_and_requests_override(runtime, tmp_path, tin
 
 
 def test_create_from_an_existing_model_inherits_and_overrides(runtime, tmp_path):
-    runtime.create("child", parse_modelfile("FROM tiny\nPARAMETER temperature 0.1\nSYSTEM hi\n"),
-                   tmp_path)
+    create(runtime, "child", "FROM tiny\nPARAMETER temperature 0.1\nSYSTEM hi\n", tmp_path)
     details = runtime.show("child")
     assert details.parameters == {"temperature": 0.1}
     assert details.system == "hi"
@@ -173,7 +171,7 @@ def test_refusals_come_in_a_fixed_order_when_the_request_is_made(runtime):
 def test_create_errors_leave_the_store_as_it_was(runtime, tmp_path, modelfile, error, match):
     before = sorted(p.name for p in (tmp_path / "models" / "blobs").iterdir())
     with pytest.raises(error, match=match):
-        runtime.create("broken", parse_modelfile(modelfile), tmp_path)
+        create(runtime, "broken", modelfile, tmp_path)
     assert not runtime.store.exists("broken")
     assert sorted(p.name for p in (tmp_path / "models" / "blobs").iterdir()) == before
 
@@ -182,7 +180,7 @@ def test_create_from_a_malformed_gguf_is_refused(runtime, tmp_path):
     bad = tmp_path / "bad.gguf"
     bad.write_bytes(b"GGUF" + b"\x00" * 10)
     with pytest.raises(BadModelFile):
-        runtime.create("bad", parse_modelfile(f"FROM {bad}\n"), tmp_path)
+        add_model(runtime, "bad", bad)
     assert not runtime.store.exists("bad")
 
 
@@ -199,10 +197,10 @@ def complete_name(runtime, name):
     return list(runtime.generate(GenerateRequest(name, "a", options={"num_predict": 2})))
 
 
-def test_create_from_a_stored_blob_does_not_copy_it_again(runtime, tmp_path, monkeypatch):
+def test_create_from_a_stored_blob_does_not_copy_it_again(runtime, monkeypatch):
     blob = runtime.store.get("tiny").model_path
     copies = []
     monkeypatch.setattr(runtime.store.blobs, "add_file", lambda p: copies.append(p))
-    runtime.create("again", parse_modelfile(f"FROM {blob}\n"), tmp_path)
+    add_model(runtime, "again", blob)
     assert copies == []
     assert runtime.store.get("again").model_path == blob

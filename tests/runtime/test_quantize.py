@@ -6,7 +6,7 @@ import pytest
 from imatrix import importance, write_gguf_imatrix, write_legacy_imatrix
 from locallama.errors import BadModelFile, InvalidRequest
 from locallama.runtime.types import GenerateRequest
-from locallama.store.modelfile import parse_modelfile
+from runtimes import add_model, create
 
 
 def generate(runtime, model):
@@ -21,8 +21,8 @@ def blobs(tmp_path):
 
 @pytest.mark.parametrize("qtype", ["Q4_K_M", "Q8_0"])
 def test_a_quantized_model_is_stored_smaller_and_generates(runtime, tmp_path, qtype):
-    runtime.create("small", parse_modelfile("FROM tiny\nPARAMETER temperature 0.3\n"), tmp_path,
-                   quantize=qtype.lower())
+    create(runtime, "small", "FROM tiny\nPARAMETER temperature 0.3\n", tmp_path,
+           quantize=qtype.lower())
     small, tiny = runtime.show("small"), runtime.show("tiny")
     assert small.quantization == qtype and tiny.quantization == "F32"
     assert small.size < tiny.size / 3
@@ -33,8 +33,8 @@ def test_a_quantized_model_is_stored_smaller_and_generates(runtime, tmp_path, qt
 
 
 def test_q8_0_stays_closer_to_the_original_than_q4_0(runtime, tmp_path):
-    runtime.create("q8", parse_modelfile("FROM tiny\n"), tmp_path, quantize="Q8_0")
-    runtime.create("q4", parse_modelfile("FROM tiny\n"), tmp_path, quantize="Q4_0")
+    create(runtime, "q8", "FROM tiny\n", tmp_path, quantize="Q8_0")
+    create(runtime, "q4", "FROM tiny\n", tmp_path, quantize="Q4_0")
 
     def logprobs(model):
         chunks = runtime.generate(GenerateRequest(
@@ -49,8 +49,7 @@ def test_q8_0_stays_closer_to_the_original_than_q4_0(runtime, tmp_path):
 def test_quantizing_a_file_stores_only_the_result(runtime, tmp_path, make_gguf):
     source = make_gguf("f32.gguf", seed=5)
     events = []
-    runtime.create("fromfile", parse_modelfile(f"FROM {source}\n"), tmp_path, events.append,
-                   quantize="q8_0")
+    add_model(runtime, "fromfile", source, progress=events.append, quantize="q8_0")
     from locallama.store.blobs import digest_file
 
     assert f"sha256-{digest_file(source)[7:]}" not in blobs(tmp_path)
@@ -64,9 +63,9 @@ def test_quantizing_a_file_stores_only_the_result(runtime, tmp_path, make_gguf):
 
 
 def test_requantizing_warns_and_works(runtime, tmp_path):
-    runtime.create("q8", parse_modelfile("FROM tiny\n"), tmp_path, quantize="q8_0")
+    create(runtime, "q8", "FROM tiny\n", tmp_path, quantize="q8_0")
     events = []
-    runtime.create("q4", parse_modelfile("FROM q8\n"), tmp_path, events.append, quantize="q4_0")
+    create(runtime, "q4", "FROM q8\n", tmp_path, events.append, quantize="q4_0")
     assert any(e.status.startswith("warning: requantizing a Q8_0 model") for e in events)
     assert runtime.show("q4").quantization == "Q4_0"
     assert generate(runtime, "q4")[0]
@@ -85,18 +84,17 @@ def test_a_refused_quantization_leaves_the_store_as_it_was(runtime, tmp_path, qt
         path.write_bytes(b"\x07\x00\x00\x00 not really")
     before = blobs(tmp_path)
     with pytest.raises(error, match=match):
-        runtime.create("never", parse_modelfile("FROM tiny\n"), tmp_path, quantize=qtype,
-                       imatrix=path)
+        create(runtime, "never", "FROM tiny\n", tmp_path, quantize=qtype, imatrix=path)
     assert blobs(tmp_path) == before and not runtime.store.exists("never")
 
 
 def test_an_importance_matrix_steers_the_rounding(runtime, tmp_path):
-    runtime.create("plain", parse_modelfile("FROM tiny\n"), tmp_path, quantize="q4_0")
+    create(runtime, "plain", "FROM tiny\n", tmp_path, quantize="q4_0")
     weights = importance(1)
-    runtime.create("weighted", parse_modelfile("FROM tiny\n"), tmp_path, quantize="q4_0",
-                   imatrix=write_gguf_imatrix(tmp_path / "m.gguf", weights))
-    runtime.create("legacy", parse_modelfile("FROM tiny\n"), tmp_path, quantize="q4_0",
-                   imatrix=write_legacy_imatrix(tmp_path / "m.dat", weights))
+    create(runtime, "weighted", "FROM tiny\n", tmp_path, quantize="q4_0",
+           imatrix=write_gguf_imatrix(tmp_path / "m.gguf", weights))
+    create(runtime, "legacy", "FROM tiny\n", tmp_path, quantize="q4_0",
+           imatrix=write_legacy_imatrix(tmp_path / "m.dat", weights))
     plain, weighted = runtime.show("plain").digest, runtime.show("weighted").digest
     assert weighted != plain  # the importance changed which values the blocks kept
     assert runtime.show("legacy").digest == weighted  # both formats mean the same

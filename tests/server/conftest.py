@@ -10,7 +10,7 @@ import pytest
 from liveserver import free_port, serve
 from locallama.runtime.local import LocalRuntime
 from locallama.settings import Settings
-from locallama.store.modelfile import parse_modelfile
+from runtimes import local_runtime
 
 
 @dataclass
@@ -23,11 +23,8 @@ class LiveServer:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, tiny_gguf: Path):
     """Module-scoped: starting llama.cpp contexts is cheap, but not free."""
-    home = tmp_path_factory.mktemp("server")
-    settings = Settings(host="127.0.0.1", port=free_port(), models_dir=home / "models",
-                        history_file=home / "history")
-    runtime = LocalRuntime(settings)
-    runtime.create("tiny", parse_modelfile(f"FROM {tiny_gguf}\n"), home)
-    with serve(runtime, settings) as url:
-        yield LiveServer(runtime, settings, url)
+    runtime = local_runtime(tmp_path_factory.mktemp("server"), ("tiny", tiny_gguf),
+                            host="127.0.0.1", port=free_port())
+    with serve(runtime, runtime.settings) as url:
+        yield LiveServer(runtime, runtime.settings, url)
     runtime.close()

@@ -23,9 +23,7 @@ import psutil
 import pytest
 
 from liveserver import free_port, serve
-from locallama.runtime.local import LocalRuntime
-from locallama.settings import Settings
-from locallama.store.modelfile import parse_modelfile
+from runtimes import local_runtime
 from tinymodel import write_tiny_gguf
 
 LOOP = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"
@@ -37,12 +35,9 @@ LOCALLAMA = str(Path(sys.executable).with_name("locallama"))
 def hostile(tmp_path_factory: pytest.TempPathFactory, tiny_gguf: Path) -> Iterator[tuple]:
     """A live server with ``tiny`` and ``loop`` (tiny with a template that never ends);
     templates may take 1 s."""
-    home = tmp_path_factory.mktemp("bounded")
-    settings = Settings(host="127.0.0.1", port=free_port(), models_dir=home / "models",
-                        history_file=home / "history", template_timeout=1.0)
-    runtime = LocalRuntime(settings)
-    runtime.create("tiny", parse_modelfile(f"FROM {tiny_gguf}\n"), home)
-    with serve(runtime, settings) as url:
+    runtime = local_runtime(tmp_path_factory.mktemp("bounded"), ("tiny", tiny_gguf),
+                            host="127.0.0.1", port=free_port(), template_timeout=1.0)
+    with serve(runtime, runtime.settings) as url:
         created = httpx.post(url + "/api/create", timeout=60, json={
             "model": "loop", "from": "tiny", "template": LOOP, "stream": False})
         assert created.status_code == 200, created.text
@@ -203,12 +198,10 @@ def test_a_broken_template_is_refused_by_create_in_one_line(hostile):
 @pytest.fixture
 def queued(tmp_path: Path) -> Iterator[tuple]:
     """One sequence per model and room for one waiting request."""
-    settings = Settings(host="127.0.0.1", port=free_port(), models_dir=tmp_path / "models",
-                        history_file=tmp_path / "history", num_parallel=1, max_queue=1)
-    runtime = LocalRuntime(settings)
     long = write_tiny_gguf(tmp_path / "long.gguf", n_ctx_train=16384)
-    runtime.create("long", parse_modelfile(f"FROM {long}\nPARAMETER num_ctx 16384\n"), tmp_path)
-    with serve(runtime, settings) as url:
+    runtime = local_runtime(tmp_path, ("long", long, "PARAMETER num_ctx 16384\n"),
+                            host="127.0.0.1", port=free_port(), num_parallel=1, max_queue=1)
+    with serve(runtime, runtime.settings) as url:
         yield runtime, url
     runtime.close()
 

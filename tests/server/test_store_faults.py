@@ -29,7 +29,7 @@ from locallama.runtime.local import LocalRuntime
 from locallama.server.http_errors import error_response
 from locallama.settings import Settings
 from locallama.store import blobs as blobs_module
-from locallama.store.modelfile import parse_modelfile
+from runtimes import local_runtime
 
 LOCALLAMA = str(Path(sys.executable).with_name("locallama"))
 
@@ -120,11 +120,8 @@ def test_a_server_killed_mid_upload_leaves_no_partial_after_restart(tmp_path, ti
 
 @pytest.fixture
 def live(tmp_path: Path, tiny_gguf: Path):
-    settings = Settings(host="127.0.0.1", port=free_port(), models_dir=tmp_path / "models",
-                        history_file=tmp_path / "history")
-    runtime = LocalRuntime(settings)
-    runtime.create("tiny", parse_modelfile(f"FROM {tiny_gguf}\n"), tmp_path)
-    with serve(runtime, settings) as url:
+    runtime = local_runtime(tmp_path, ("tiny", tiny_gguf), host="127.0.0.1", port=free_port())
+    with serve(runtime, runtime.settings) as url:
         yield url, runtime
     runtime.close()
 

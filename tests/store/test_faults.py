@@ -23,8 +23,8 @@ from locallama.settings import Settings
 from locallama.store import Store, parse_name
 from locallama.store import blobs as blobs_module
 from locallama.store import manifests as mf
-from locallama.store.modelfile import parse_modelfile
 from locallama.store.partials import sweep
+from runtimes import add_model, local_runtime
 
 
 def partials(folder: Path, prefix: str) -> list[Path]:
@@ -89,11 +89,7 @@ def test_a_killed_quantizing_create_leaves_nothing_after_the_next_create(tmp_pat
         child.wait()
     assert len(partials(blobs, ".quantize-")) == 1
 
-    runtime = LocalRuntime(Settings(models_dir=models, history_file=tmp_path / "h"))
-    try:
-        runtime.create("other", parse_modelfile(f"FROM {tiny_gguf}\n"), tmp_path)
-    finally:
-        runtime.close()
+    local_runtime(tmp_path, ("other", tiny_gguf), models_dir=models).close()
     assert partials(blobs, ".quantize-") == []
     assert not [n for n in store_files(models) if n.endswith((".partial", ".tmp"))]
 
@@ -347,8 +343,7 @@ def test_a_quantize_onto_a_full_tmpfs_is_storage_full_and_leaves_nothing(tmp_pat
         try:
             with pytest.raises(StorageFull, match=f"no space left on the device that holds "
                                                   f"{root / 'blobs'}"):
-                runtime.create("q", parse_modelfile(f"FROM {tiny_gguf}\n"), tmp_path,
-                               quantize="q8_0")
+                add_model(runtime, "q", tiny_gguf, quantize="q8_0")
             assert runtime.list() == []
         finally:
             runtime.close()

@@ -2,47 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import threading
-import time
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
-from fakeregistry import FakeRegistry, digest_of, fake_registry
-from locallama.errors import DigestMismatch, ModelNotFound, PullError
+from fakeregistry import leftovers, model_digest
+from locallama.errors import ModelNotFound, PullError
 from locallama.runtime.local import LocalRuntime
 from locallama.runtime.types import GenerateRequest
 from locallama.settings import Settings
-
-
-@pytest.fixture
-def registry(tiny_gguf: Path) -> Iterator[FakeRegistry]:
-    with fake_registry() as fake:
-        fake.add_model("library/tiny:latest", tiny_gguf, params={"temperature": 0.2},
-                       template="{{ .Prompt }}")
-        yield fake
-
-
-@pytest.fixture
-def runtime(tmp_path: Path, registry: FakeRegistry) -> Iterator[LocalRuntime]:
-    rt = LocalRuntime(Settings(models_dir=tmp_path / "models", history_file=tmp_path / "h",
-                               registry=registry.url))
-    yield rt
-    rt.close()
-
-
-def model_digest(registry: FakeRegistry, tiny_gguf: Path) -> str:
-    return digest_of(tiny_gguf.read_bytes())
-
-
-def leftovers(runtime: LocalRuntime) -> list[str]:
-    root = runtime.store.blobs.root
-    return sorted(p.name for p in root.iterdir()) if root.is_dir() else []
 
 
 def test_a_pull_stores_the_model_with_its_layers_and_it_runs(runtime, registry, tiny_gguf):
@@ -68,25 +34,6 @@ def test_blobs_the_store_has_are_not_downloaded_again(runtime, registry, tiny_gg
     runtime.copy("tiny", "kept")
     runtime.pull("tiny")
     assert len(registry.blob_gets(digest)) == 2  # the third pull found everything
-
-
-def test_a_connection_cut_halfway_resumes_where_it_stopped(runtime, registry, tiny_gguf):
-    digest = model_digest(registry, tiny_gguf)
-    half = tiny_gguf.stat().st_size // 2
-    registry.cut_after[digest] = half
-    runtime.pull("tiny")
-    assert registry.blob_gets(digest) == [None, f"bytes={half}-"]
-    assert runtime.store.blobs.verify(digest)
-
-
-def test_a_blob_with_the_wrong_digest_never_enters_the_store(runtime, registry, tiny_gguf):
-    digest = model_digest(registry, tiny_gguf)
-    registry.corrupt.add(digest)
-    with pytest.raises(DigestMismatch, match="nothing was stored"):
-        runtime.pull("tiny")
-    assert not runtime.store.exists("tiny")
-    assert f"sha256-{digest[7:]}" not in leftovers(runtime)
-    assert not [n for n in leftovers(runtime) if n.endswith("-partial")]
 
 
 def test_an_unknown_name_is_a_clear_not_found(runtime):
@@ -118,54 +65,6 @@ def test_no_registry_is_a_one_line_error(tmp_path):
                                registry="http://127.0.0.1:9"))
     with pytest.raises(PullError, match="cannot reach the registry at http://127.0.0.1:9"):
         rt.pull("tiny")
-
-
-def test_two_pulls_of_one_blob_download_it_once(runtime, registry, tiny_gguf):
-    registry.delay = 0.02
-    errors: list[BaseException] = []
-
-    def pull() -> None:
-        try:
-            runtime.pull("tiny")
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=pull) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
-    assert len(registry.blob_gets(model_digest(registry, tiny_gguf))) == 1
-
-
-def test_a_pull_killed_mid_download_finishes_when_run_again(tmp_path, registry, tiny_gguf):
-    registry.delay = 0.1  # about a second for the model blob
-    models = tmp_path / "models"
-    code = ("from locallama.runtime.local import LocalRuntime\n"
-            "from locallama.settings import Settings\n"
-            f"LocalRuntime(Settings(models_dir={str(models)!r}, registry={registry.url!r}))"
-            ".pull('tiny')\n")
-    child = subprocess.Popen([sys.executable, "-c", code])
-    digest = model_digest(registry, tiny_gguf)
-    partial = models / "blobs" / f"sha256-{digest[7:]}-partial"
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and not (partial.is_file() and partial.stat().st_size):
-        time.sleep(0.01)
-    os.kill(child.pid, signal.SIGKILL)
-    child.wait()
-    assert partial.is_file() and 0 < partial.stat().st_size < tiny_gguf.stat().st_size
-
-    registry.delay = 0.0
-    rt = LocalRuntime(Settings(models_dir=models, history_file=tmp_path / "h",
-                               registry=registry.url))
-    try:
-        assert not rt.store.exists("tiny")  # the killed pull wrote no manifest
-        rt.pull("tiny")
-        assert rt.store.blobs.verify(digest) and not partial.exists()
-        assert registry.blob_gets(digest)[-1].startswith("bytes=")
-    finally:
-        rt.close()
 
 
 def test_a_url_pull_stores_the_file_as_a_model_named_after_it(runtime, registry, tiny_gguf):

@@ -3,50 +3,21 @@
 from __future__ import annotations
 
 import errno
+import importlib
 import sys
 
-import typer
-
-from locallama import __version__
+from locallama.cli.app import app
 from locallama.errors import LocallamaError
 
-app = typer.Typer(
-    name="locallama",
-    help="Run open-weight language models on your own machine.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
-
-
-def _version(value: bool) -> None:
-    if value:
-        typer.echo(f"locallama version {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _root(
-    version: bool = typer.Option(False, "--version", "-v", callback=_version, is_eager=True,
-                                 help="Show the version and exit."),
-) -> None:
-    """Run open-weight language models on your own machine."""
+#: The command modules, in the order --help lists their commands (each registers its
+#: own on import).
+COMMAND_MODULES = ("evals", "fit", "imports", "measure", "models", "quantize", "run", "serve",
+                   "server_cmds", "everyday")
 
 
 def _register() -> None:
-    from locallama.cli import (  # noqa: F401  (commands register themselves)
-        evals,
-        fit,
-        imports,
-        measure,
-        models,
-        quantize,
-        run,
-        serve,
-        server_cmds,
-        tasks,
-    )
+    for module in COMMAND_MODULES:
+        importlib.import_module(f"locallama.cli.{module}")
 
 
 #: OSErrors that are the machine's state, not a bug: one line, as a LocallamaError

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import typer
 
-from locallama.cli import app
+from locallama.cli.answer import ensure_model
+from locallama.cli.app import app
 from locallama.cli.output import columns, err_console, print_json
 from locallama.errors import InvalidRequest
-from locallama.evals.tasks import FEWSHOT_SEED, TASKS, parse_tasks
+from locallama.evals.benchmarks import FEWSHOT_SEED, TASKS, parse_tasks
 from locallama.settings import Settings
 
 TASK_HELP = ("Comma-separated tasks (default: all six): "
@@ -50,7 +51,6 @@ def eval_command(
 
     Runs in this process, with up to 4 questions side by side
     (LOCALLAMA_NUM_PARALLEL to change it)."""
-    from locallama.cli.run import ensure_model
     from locallama.evals import harness, results
     from locallama.runtime.local import LocalRuntime
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import typer
 
-from locallama.cli import app
-from locallama.cli.output import columns, err_console, print_json, size
+from locallama.cli.app import app
+from locallama.cli.output import columns, err_console, print_json
 from locallama.errors import InvalidModelName, InvalidRequest, LocallamaError, ModelNotFound
 from locallama.fit import (
     Report,
@@ -29,6 +29,7 @@ from locallama.machine import Machine, detect
 from locallama.settings import Settings
 from locallama.store.names import parse_name
 from locallama.store.store import Store
+from locallama.units import format_bytes
 
 _SPEC_HINT = "for a model not on disk give a size and quantization, e.g. 7b:q4_k_m"
 
@@ -81,7 +82,7 @@ def fit(
         print_json({"machine": _machine_dict(machine), "budget": budget,
                     "budget_source": source, "models": [r.to_dict() for r in rows]})
     else:
-        _print_text(machine, f"{size(budget)} ({source})", parallel, rows)
+        _print_text(machine, f"{format_bytes(budget)} ({source})", parallel, rows)
 
 
 def _print_text(machine: Machine, budget: str, parallel: int, rows: list[Report]) -> None:
@@ -143,10 +144,11 @@ def _machine_dict(m: Machine) -> dict[str, Any]:
 
 
 def _machine_line(m: Machine) -> str:
-    gpus = ", ".join(f"{g.name} ({size(g.memory_total)}, {size(g.memory_free)} free)"
-                     for g in m.gpus) or "no GPU"
+    gpus = ", ".join(f"{g.name} ({format_bytes(g.memory_total)}, "
+                     f"{format_bytes(g.memory_free)} free)" for g in m.gpus) or "no GPU"
     how = "measured" if m.bandwidth_measured else "given"
-    return (f"This machine: {size(m.ram_total)} RAM ({size(m.ram_available)} available), "
+    return (f"This machine: {format_bytes(m.ram_total)} RAM "
+            f"({format_bytes(m.ram_available)} available), "
             f"{m.cpu_cores} cores, {gpus}, memory bandwidth {m.bandwidth / 1e9:.1f} GB/s "
             f"({how})")
 
@@ -164,7 +166,8 @@ def _table(rows: list[Report], with_gpu: bool) -> str:
     for r in rows:
         e = r.fit.estimate
         cells = (r.model + (" *" if r.approximate else ""), r.quantization, str(r.fit.num_ctx),
-                 size(e.weights), size(e.kv_cache), size(e.total), r.fit.describe())
+                 format_bytes(e.weights), format_bytes(e.kv_cache), format_bytes(e.total),
+                 r.fit.describe())
         if with_gpu:
             cells += (r.gpu.describe() if r.gpu else "-",)
         lines.append((*cells, _speed(r.tokens_per_second)))

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import typer
 
-from locallama.cli import app
-from locallama.cli.output import columns, err_console, print_json, size, transfer_bars
+from locallama.cli.app import app
+from locallama.cli.output import columns, err_console, print_json, transfer_bars
 from locallama.errors import InvalidRequest, LocallamaError
 from locallama.settings import Settings
+from locallama.units import format_bytes
 
 
 @app.command("import")
@@ -71,8 +72,8 @@ def _print_candidates(candidates: list, as_json: bool, settings: Settings, given
         err_console.print(f"no models found in {where}", markup=False, soft_wrap=True)
         return
     rows = [("NAME", "SOURCE", "SIZE", "STORED", "PATH")]
-    rows += [(c.name.display, c.kind, size(c.size), "yes" if c.in_store else "no", str(c.path))
-             for c in candidates]
+    rows += [(c.name.display, c.kind, format_bytes(c.size), "yes" if c.in_store else "no",
+              str(c.path)) for c in candidates]
     typer.echo(columns(rows))
     if not given and any(not c.in_store for c in candidates):
         err_console.print("adopt them with `locallama import --all`, or one with "

@@ -16,9 +16,11 @@ from typing import Any
 
 import typer
 
-from locallama.cli import app
+from locallama.cli.answer import ensure_model
+from locallama.cli.app import app
 from locallama.cli.output import columns, err_console, print_json
 from locallama.errors import InvalidRequest
+from locallama.units import format_bench_parameter_count, format_binary_bytes
 
 _OUTPUT_HELP = "Also write the result as JSON to this file (for locallama report)."
 
@@ -98,7 +100,8 @@ def bench(
     rows = [("MODEL", "SIZE", "PARAMS", "THREADS", "STREAMS", "TEST", "T/S")]
     for result in results:
         for test in result.tests:
-            rows.append((result.model, _mib(result.size), _params(result.parameters),
+            rows.append((result.model, format_binary_bytes(result.size),
+                         format_bench_parameter_count(result.parameters),
                          str(result.threads or "auto"), str(result.concurrency), test.test,
                          f"{test.tokens_per_second:.2f} ± {test.stddev:.2f}"))
         for warning in result.warnings:
@@ -136,7 +139,6 @@ def report(
 def _local_runtime(parallel: int, models: list[str]) -> Iterator[Any]:
     """This process's engine with ``parallel`` sequences (more if LOCALLAMA_NUM_PARALLEL
     asks), the models in its store (a missing bundled one is pulled, as ``run`` does)."""
-    from locallama.cli.run import ensure_model
     from locallama.runtime.local import LocalRuntime
     from locallama.settings import Settings
 
@@ -208,10 +210,3 @@ def _write(path: Path | None, data: dict[str, Any]) -> None:
         raise InvalidRequest(f"cannot write {path}: {exc.strerror}") from None
 
 
-def _mib(n: int) -> str:
-    """Sizes as llama-bench prints them (binary units)."""
-    return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.2f} MiB"
-
-
-def _params(n: int) -> str:
-    return f"{n / 1e9:.2f} B" if n >= 1e9 else f"{n / 1e6:.2f} M"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from locallama.cli import app
+from locallama.cli.app import app
 from locallama.cli.common import get_runtime
 from locallama.cli.output import (
     age,
@@ -15,12 +15,11 @@ from locallama.cli.output import (
     console,
     err_console,
     print_json,
-    size,
     transfer_bars,
 )
 from locallama.errors import InvalidRequest
-from locallama.gguf_info import format_parameter_count
 from locallama.store.modelfile import parse_modelfile
+from locallama.units import format_bytes, format_parameter_count
 
 
 @app.command()
@@ -66,7 +65,7 @@ def list_models(as_json: bool = typer.Option(False, "--json", help="Print JSON."
         return
     any_broken = any(e.broken for e in entries)
     rows = [("NAME", "ID", "SIZE", "MODIFIED") + (("STATUS",) if any_broken else ())]
-    rows += [(e.name.display, e.id, size(e.size), age(e.modified))
+    rows += [(e.name.display, e.id, format_bytes(e.size), age(e.modified))
              + ((f"BROKEN: {e.broken}" if e.broken else "",) if any_broken else ())
              for e in entries]
     typer.echo(columns(rows))
@@ -195,8 +194,6 @@ def remove(models: list[str] = typer.Argument(..., help="Models to remove.")) ->
 
 def sweep_message(swept) -> str | None:
     """What ``Store.sweep`` did (a ``partials.Swept``) in a line or two, or None."""
-    from locallama.gguf_info import format_bytes
-
     lines = []
     if swept.removed:
         files = "file" if swept.removed == 1 else "files"

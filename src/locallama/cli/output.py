@@ -1,4 +1,4 @@
-"""Shared output helpers for the CLI: one console, sizes, ages, the timing block."""
+"""Shared output helpers for the CLI: one console, ages, durations, the timing block."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from typing import Any
 
 from rich.console import Console
 
-from locallama.gguf_info import format_bytes
 from locallama.runtime.types import Chunk
 
 console = Console(highlight=False)
@@ -49,10 +48,6 @@ def age(when: datetime, now: datetime | None = None) -> str:
                 return "About an hour ago"
             return f"{n} {unit}{'s' if n != 1 else ''} ago"
     return "Less than a second ago"
-
-
-def size(n: int) -> str:
-    return format_bytes(n)
 
 
 def duration(ns: int) -> str:

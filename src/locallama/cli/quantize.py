@@ -7,13 +7,14 @@ from pathlib import Path
 
 import typer
 
-from locallama.cli import app
+from locallama.cli.app import app
 from locallama.cli.common import get_runtime
 from locallama.cli.output import columns, err_console, print_json
 from locallama.errors import InvalidRequest
-from locallama.gguf_info import format_bytes, read_gguf_info
+from locallama.gguf_info import read_gguf_info
 from locallama.progress import ProgressEvent
 from locallama.store.modelfile import Modelfile
+from locallama.units import format_bytes
 
 
 @app.command()

@@ -10,8 +10,8 @@ from typing import Any
 from prompt_toolkit import PromptSession
 from prompt_toolkit.history import FileHistory, InMemoryHistory
 
+from locallama.cli.answer import ensure_model, stream_to_stdout
 from locallama.cli.output import console, err_console, timing_block
-from locallama.cli.run import ensure_model, stream_to_stdout
 from locallama.errors import LocallamaError
 from locallama.options import coerce_option, resolve_options
 from locallama.runtime.base import Runtime

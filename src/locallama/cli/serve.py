@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from locallama.cli import app
+from locallama.cli.app import app
 from locallama.cli.models import sweep_message
 from locallama.cli.output import err_console
 from locallama.errors import LocallamaError

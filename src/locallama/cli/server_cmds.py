@@ -6,10 +6,11 @@ from datetime import UTC, datetime
 
 import typer
 
-from locallama.cli import app
+from locallama.cli.app import app
 from locallama.cli.common import get_runtime
-from locallama.cli.output import columns, print_json, size
+from locallama.cli.output import columns, print_json
 from locallama.runtime.types import LoadedModelInfo
+from locallama.units import format_bytes
 
 
 @app.command()
@@ -25,7 +26,7 @@ def ps(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> Non
         ])
         return
     rows = [("NAME", "ID", "SIZE", "PROCESSOR", "CONTEXT", "UNTIL")]
-    rows += [(i.name, _id(i.digest), size(i.size), processor(i), str(i.context_length),
+    rows += [(i.name, _id(i.digest), format_bytes(i.size), processor(i), str(i.context_length),
               until(i.expires_at)) for i in infos]
     typer.echo(columns(rows))
 

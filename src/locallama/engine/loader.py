@@ -26,8 +26,9 @@ from typing import TYPE_CHECKING
 
 from locallama.engine.params import ContextParams
 from locallama.errors import ModelTooLarge, ServerBusy
-from locallama.gguf_info import GGUFInfo, estimate_memory, format_bytes, read_gguf_info
+from locallama.gguf_info import GGUFInfo, estimate_memory, read_gguf_info
 from locallama.options import Options
+from locallama.units import format_bytes
 
 if TYPE_CHECKING:
     from locallama.engine.embedding import EmbeddingModel

@@ -5,7 +5,7 @@ A chat template is a stranger's program, and a Python thread cannot be stopped: 
 template that loops for hours, or builds a string of gigabytes, would hold a
 thread, the GIL and the server's memory for as long as it likes.  So templates
 render in a small pool of long-lived worker processes (``python -m
-locallama.engine.render``, started lazily, reused across renders, each keeping
+locallama.engine.render_worker``, started lazily, reused across renders, each keeping
 compiled templates by source).  The caller's thread waits for the answer with a
 deadline; when the time limit passes, the client goes away (``CLIENT_GONE``, set
 by the server) or the renderer is closed, the worker is killed (SIGKILL) and a
@@ -16,12 +16,13 @@ limits: ``Renderer.check`` compiles without rendering, and a worker compiles eac
 source once and keeps it.  A template nested too deeply for the compiler or the
 renderer (RecursionError) is a TemplateError like any other broken template.
 
-Inside a worker: the output is produced with ``Template.generate`` and counted as
-it grows, so writing past ``max_bytes`` stops at once; ``*`` and ``**`` are
-checked before they run (``'a' * 300000000`` is refused without being built); and
-the process's address space is capped (RLIMIT_AS, its size after start-up plus
-256 MiB plus 4 x ``max_bytes``), so any other way of growing a huge value ends in
-MemoryError, reported as the memory limit, and the worker is replaced.
+Inside a worker (``render_worker``): the output is produced with
+``Template.generate`` and counted as it grows, so writing past ``max_bytes`` stops at
+once; ``*`` and ``**`` are checked before they run (``'a' * 300000000`` is refused
+without being built); and the process's address space is capped (RLIMIT_AS, its size
+after start-up plus 256 MiB plus 4 x ``max_bytes``), so any other way of growing a
+huge value ends in MemoryError, reported as the memory limit, and the worker is
+replaced.
 
 The worker answers with bytes only (never a pickle), at most ``max_bytes`` of
 prompt, so a worker cannot make this process run code or grow either.
@@ -33,7 +34,6 @@ import atexit
 import contextlib
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -44,19 +44,12 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-import jinja2
-
 from locallama.cancel import CLIENT_GONE
 from locallama.errors import Cancelled, TemplateError, TemplateLimitExceeded
+from locallama.units import MIB
 
-MIB = 1024 * 1024
-#: The address-space room a worker gets beyond its size after start-up, besides
-#: 4 x max_bytes (the output as pieces, joined, encoded, and the request itself).
-MEMORY_HEADROOM = 256 * MIB
 DEFAULT_WORKERS = 2
 _POLL_S = 0.05  # how often a waiting render looks at the client and the renderer
-_CACHE = 64  # compiled templates a worker keeps
-_TOO_DEEP = "chat template does not compile: it is nested too deeply"
 
 class _Worker:
     """One renderer process and the parent's end of its socket."""
@@ -68,7 +61,7 @@ class _Worker:
         env["PYTHONPATH"] = os.pathsep.join(p for p in (package, env.get("PYTHONPATH")) if p)
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "locallama.engine.render", str(child.fileno()),
+                [sys.executable, "-m", "locallama.engine.render_worker", str(child.fileno()),
                  str(max_bytes)],
                 pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL, env=env)
@@ -253,91 +246,3 @@ def default_renderer() -> Renderer:
             _default = Renderer()
             atexit.register(_default.close)
         return _default
-
-
-# -- the worker process ----------------------------------------------------------------
-
-
-def _serve(fd: int, max_bytes: int) -> None:
-    """The worker's loop: read (source, contexts, max_bytes), answer b"o"+text or
-    b"e"+JSON {kind, message}; end when the parent's end closes.  No contexts: only
-    compile (the answer is b"o")."""
-    import resource
-
-    from locallama.engine import templates  # imported before the cap is measured
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    try:
-        cap = _address_space() + MEMORY_HEADROOM + 4 * max_bytes
-        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
-    except (OSError, ValueError):  # pragma: no cover - platforms without RLIMIT_AS
-        pass
-    conn = Connection(fd)
-    cache: dict[str, Any] = {}
-    while True:
-        try:
-            source, contexts, limit = conn.recv()
-        except (EOFError, OSError):
-            return
-        try:
-            answer = b"o" + _render(cache, templates, source, contexts, limit)
-        except templates.OutputTooLarge:
-            answer = b"e" + json.dumps({"kind": "bytes", "message": ""}).encode()
-        except MemoryError:
-            cache.clear()
-            conn.send_bytes(b"e" + json.dumps({"kind": "memory", "message":
-                                               "the render ran out of memory"}).encode())
-            return  # the parent replaces this worker
-        except TemplateError as exc:
-            answer = b"e" + json.dumps({"kind": "template", "message": str(exc)}).encode()
-        except RecursionError:  # outside the compile and the template's own code
-            answer = b"e" + json.dumps({"kind": "template", "message":
-                                        "chat template nested too deeply"}).encode()
-        conn.send_bytes(answer)
-
-
-def _render(cache: dict[str, Any], templates: Any, source: str,
-            contexts: list[dict[str, Any]], max_bytes: int) -> bytes:
-    template = cache.get(source)
-    if template is None:
-        env = templates.sandbox(max_bytes)
-        try:
-            template = env.from_string(source)
-        except jinja2.TemplateSyntaxError as exc:
-            raise TemplateError(f"chat template does not compile: {exc.message} "
-                                f"(line {exc.lineno})") from None
-        except MemoryError:
-            raise
-        except RecursionError:
-            raise TemplateError(_TOO_DEEP) from None
-        except Exception as exc:  # the code jinja2 generated does not compile either
-            raise TemplateError(f"chat template does not compile: "
-                                f"{type(exc).__name__}: {str(exc)[:500]}") from None
-        if len(cache) >= _CACHE:
-            cache.pop(next(iter(cache)))
-        cache[source] = template
-    pieces: list[str] = []
-    chars = 0
-    for context in contexts:
-        for piece in templates.guarded(template.generate, context):
-            chars += len(piece)
-            if chars > max_bytes:  # a character is at least one byte
-                raise templates.OutputTooLarge
-            pieces.append(piece)
-    text = "".join(pieces).encode("utf-8")
-    if len(text) > max_bytes:
-        raise templates.OutputTooLarge
-    return text
-
-
-def _address_space() -> int:
-    """This process's virtual size in bytes (VmSize)."""
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmSize:"):
-                return int(line.split()[1]) * 1024
-    raise OSError("no VmSize")
-
-
-if __name__ == "__main__":
-    _serve(int(sys.argv[1]), int(sys.argv[2]))

@@ -30,7 +30,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from locallama.errors import InvalidRequest, PullError
-from locallama.evals.tasks import Task
+from locallama.evals.benchmarks import Task
 from locallama.quiet import quiet_logger
 from locallama.settings import Settings
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from locallama.errors import InvalidRequest
-from locallama.evals.tasks import FEWSHOT_DELIMITER, FEWSHOT_SEED, Prompt, Task
+from locallama.evals.benchmarks import FEWSHOT_DELIMITER, FEWSHOT_SEED, Prompt, Task
 
 
 @dataclass

@@ -21,8 +21,8 @@ from typing import Any
 from locallama.errors import InvalidRequest
 from locallama.evals import data as datasets
 from locallama.evals import metrics
+from locallama.evals.benchmarks import FEWSHOT_SEED, GSM8K, Outcome, Task
 from locallama.evals.fewshot import Item, build_items
-from locallama.evals.tasks import FEWSHOT_SEED, GSM8K, Outcome, Task
 from locallama.options import Options
 from locallama.runtime.base import Runtime
 from locallama.runtime.types import GenerateRequest

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from locallama.errors import InvalidRequest
-from locallama.gguf_info import format_bytes
+from locallama.units import format_bytes
 
 #: the metric that stands for a task when the file names no ``primary`` one, first found
 #: wins (the Open LLM Leaderboard's: acc_norm for ARC and HellaSwag, mc2 for

@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from locallama import __version__
+from locallama.evals.benchmarks import Outcome
 from locallama.evals.fewshot import Item
 from locallama.evals.harness import TaskResult, prompt_id
-from locallama.evals.tasks import Outcome
 from locallama.runtime.types import ModelDetails
 
 SCHEMA = "locallama.eval/1"

@@ -1,6 +1,6 @@
 """The Runtime's vocabulary: the requests it takes and the records and chunks it gives.
 
-This module sits at the bottom of the stack (it imports nothing from locallama), so
+This module sits at the bottom of the stack (it imports only ``units``), so
 the engine, the store, the Runtime and every wire format can share it.  Wire formats
 (``api/ollama.py``, the OpenAI face) translate to and from these types; none of their
 dict shapes cross the Runtime boundary.
@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
+
+from locallama.units import format_parameter_count
 
 DEFAULT_HOST = "registry.ollama.ai"
 DEFAULT_NAMESPACE = "library"
@@ -87,8 +89,6 @@ class Details:
     @classmethod
     def of(cls, architecture: str, parameter_count: int, file_type: str) -> Details:
         """From a GGUF header's facts: its architecture, parameters and file type."""
-        from locallama.gguf_info import format_parameter_count
-
         return cls(family=architecture, families=[architecture] if architecture else [],
                    parameter_size=format_parameter_count(parameter_count),
                    quantization_level=file_type)

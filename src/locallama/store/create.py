@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from locallama.errors import BadModelFile, InvalidRequest, NotSupported
-from locallama.gguf_info import GGUFInfo, format_bytes, format_parameter_count, read_gguf_info
+from locallama.gguf_info import GGUFInfo, read_gguf_info
 from locallama.options import parse_parameters
 from locallama.progress import Progress, ProgressEvent, silent
 from locallama.store import manifests as mf
@@ -18,7 +18,9 @@ from locallama.store.blobs import CHUNK, normalize_digest
 from locallama.store.modelfile import Modelfile
 from locallama.store.names import ModelName, parse_name
 from locallama.store.partials import locked_temp, storage_errors
+from locallama.store.publish import gguf_manifest
 from locallama.store.store import ModelRecord, Store
+from locallama.units import format_bytes
 
 #: (source, target, source info, type, progress) -> None; the engine's quantizer
 Quantizer = Callable[[Path, Path, GGUFInfo, str, Progress], None]
@@ -99,9 +101,7 @@ def create_model(
         layers.append(mf.Layer(mf.MEDIA_MESSAGES, *store.add_json_blob(messages)))
     layers.extend(_text_layer(store, mf.MEDIA_LICENSE, text) for text in licenses)
 
-    config = model_config(info, [la.digest for la in layers])
-    manifest = mf.Manifest(config=mf.Layer(mf.CONFIG_MEDIA_TYPE, *store.add_json_blob(config)),
-                           layers=tuple(layers))
+    manifest = gguf_manifest(store, info, layers)
     say("writing manifest")
     store.write_manifest(name, manifest)
     return store.get(name)
@@ -153,20 +153,6 @@ def _move_into_store(store: Store, path: Path) -> tuple[str, int]:
     return digest, size
 
 
-def model_config(info: GGUFInfo, diff_ids: list[str]) -> dict:
-    """The config blob, with the fields Ollama writes and reads back in /api/show."""
-    return {
-        "model_format": "gguf",
-        "model_family": info.architecture,
-        "model_families": [info.architecture],
-        "model_type": format_parameter_count(info.parameter_count),
-        "file_type": info.file_type,
-        "architecture": "amd64",
-        "os": "linux",
-        "rootfs": {"type": "layers", "diff_ids": diff_ids},
-    }
-
-
 def source_path(value: str, base_dir: Path) -> Path | None:
     """FROM names a file when it looks like a path or a file of that name exists."""
     looks_like_path = (
@@ -203,4 +189,4 @@ def _get(record: ModelRecord | None, attr: str) -> str | None:
     return getattr(record, attr) if record else None
 
 
-__all__ = ["create_model", "model_config", "BadModelFile", "Quantize", "bits_per_weight"]
+__all__ = ["create_model", "BadModelFile", "Quantize", "bits_per_weight"]

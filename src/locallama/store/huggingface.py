@@ -17,11 +17,13 @@ from dataclasses import dataclass
 import httpx
 
 from locallama.errors import BadModelFile, ModelNotFound, PullError
-from locallama.gguf_info import format_bytes, read_gguf_info
+from locallama.gguf_info import read_gguf_info
 from locallama.progress import Progress, ProgressEvent
 from locallama.store.download import fetch_blob, http_client
 from locallama.store.names import DEFAULT_TAG, ModelName
+from locallama.store.publish import publish
 from locallama.store.store import ModelRecord, Store
+from locallama.units import format_bytes
 
 HF_HOSTS = ("hf.co", "huggingface.co")
 #: Best first: more bits keep more of the original model.
@@ -122,8 +124,6 @@ def pull_from_hf(store: Store, name: ModelName, endpoint: str, report: Progress,
         gguf = read_gguf_info(store.blobs.path(digest))
     except BadModelFile as exc:
         raise PullError(f"{file.name} is not a usable model: {exc}") from None
-    from locallama.store.sources import publish
-
     return publish(store, name, digest, gguf, {}, None, report)
 
 

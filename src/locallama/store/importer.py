@@ -39,7 +39,7 @@ from locallama.store.blobs import CHUNK
 from locallama.store.huggingface import GGUFFile
 from locallama.store.names import DEFAULT_TAG, ModelName, parse_name
 from locallama.store.partials import hold, storage_errors
-from locallama.store.sources import publish
+from locallama.store.publish import publish
 from locallama.store.store import Store
 
 OLLAMA, HUGGINGFACE, LMSTUDIO, FILE = "ollama", "huggingface", "lmstudio", "file"

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from locallama.errors import StorageError, StorageFull
+from locallama.units import format_bytes
 
 #: suffixes of the hidden temporary files writers here make (``.name.XXXX.tmp``,
 #: ``.blob-XXXX.partial``, ``.quantize-…``, ``.import-…``, ``.bundled-…``)
@@ -222,8 +223,6 @@ def storage_error(exc: OSError, path: Path, needed: int | None = None, *,
     space free without it, not the nothing it left.  Anything else gives
     StorageError: "cannot write PATH: REASON", and ``partial`` is left as it is.
     """
-    from locallama.gguf_info import format_bytes
-
     if exc.errno in FULL:
         if partial is not None:
             with suppress(OSError):  # its writer may still hold it open: emptying frees it

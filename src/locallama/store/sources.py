@@ -16,10 +16,9 @@ import re
 from locallama.errors import BadModelFile, PullError, StorageError
 from locallama.gguf_info import read_gguf_info
 from locallama.progress import Progress, ProgressEvent, silent
-from locallama.store import manifests as mf
-from locallama.store.create import model_config
 from locallama.store.names import ModelName, parse_name
 from locallama.store.partials import locked_temp, storage_errors
+from locallama.store.publish import publish
 from locallama.store.store import ModelRecord, Store
 
 BUNDLED_NAME = "gemma3:270m"
@@ -115,24 +114,6 @@ def _pull_bundled(store: Store, name: ModelName, module, report: Progress) -> Mo
     say("verifying sha256 digest")
     info = read_gguf_info(store.blobs.path(digest))
     return publish(store, name, digest, info, _BUNDLED_PARAMS, _BUNDLED_LICENSE, report)
-
-
-def publish(store: Store, name: ModelName, digest: str, info, params: dict,
-             license_text: str | None, report: Progress) -> ModelRecord:
-    """Write the small layers, the config and, last, the manifest of a stored GGUF."""
-    layers = [mf.Layer(mf.MEDIA_MODEL, digest, store.blobs.size(digest))]
-    if params:
-        layers.append(mf.Layer(mf.MEDIA_PARAMS, *store.add_json_blob(params)))
-    if license_text:
-        layers.append(mf.Layer(mf.MEDIA_LICENSE, *store.blobs.add_bytes(license_text.encode())))
-    config = model_config(info, [la.digest for la in layers])
-    manifest = mf.Manifest(mf.Layer(mf.CONFIG_MEDIA_TYPE, *store.add_json_blob(config)),
-                           tuple(layers))
-    report(ProgressEvent("writing manifest"))
-    store.write_manifest(name, manifest)
-    report(ProgressEvent(f"stored as {name.display}"))
-    report(ProgressEvent("success"))
-    return store.get(name)
 
 
 def _available_memory() -> int:

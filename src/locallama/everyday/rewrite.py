@@ -15,10 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from locallama.everyday.budget import Budget, answer_size
+from locallama.everyday.recipes import Recipe
+from locallama.everyday.run import answer
 from locallama.runtime.base import Runtime
-from locallama.tasks.budget import Budget, answer_size
-from locallama.tasks.recipes import Recipe
-from locallama.tasks.run import answer
 
 _FENCE_OPEN = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 

@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 
 from locallama.errors import InvalidRequest
+from locallama.everyday.summarize import summarize
 from locallama.settings import Settings
-from locallama.tasks.summarize import summarize
-from taskruntime import TaskRuntime
+from wordruntime import WordRuntime
 
 
 @pytest.fixture
@@ -23,7 +23,7 @@ def labels(prompt: str) -> str:
 
 
 def test_text_that_fits_is_summarized_in_one_call(settings):
-    runtime = TaskRuntime(lambda prompt: "the summary")
+    runtime = WordRuntime(lambda prompt: "the summary")
     out: list[str] = []
     result = summarize(runtime, "m", settings, "A short text.", length="short", num_ctx=4096,
                        on_text=out.append)
@@ -36,7 +36,7 @@ def test_text_that_fits_is_summarized_in_one_call(settings):
 def test_long_text_is_mapped_then_reduced_in_order(settings):
     paragraphs = [f"P{i} " + "lorem ipsum dolor " * 20 for i in range(30)]
     text = "\n\n".join(paragraphs)
-    runtime = TaskRuntime(labels)
+    runtime = WordRuntime(labels)
     progress: list[str] = []
     out: list[str] = []
     result = summarize(runtime, "m", settings, text, length="short", num_ctx=600,
@@ -57,7 +57,7 @@ def test_long_text_is_mapped_then_reduced_in_order(settings):
 
 def test_reduce_runs_in_rounds_when_the_summaries_do_not_fit_at_once(settings):
     text = "\n\n".join(f"P{i} " + "word " * 40 for i in range(40))
-    runtime = TaskRuntime(lambda prompt: labels(prompt) + " and so on" * 8)
+    runtime = WordRuntime(lambda prompt: labels(prompt) + " and so on" * 8)
     progress: list[str] = []
     result = summarize(runtime, "m", settings, text, length="short", num_ctx=420,
                        max_tokens=80, on_progress=progress.append)
@@ -68,4 +68,4 @@ def test_reduce_runs_in_rounds_when_the_summaries_do_not_fit_at_once(settings):
 
 def test_bad_length(settings):
     with pytest.raises(InvalidRequest, match="--length"):
-        summarize(TaskRuntime(), "m", settings, "x", length="tiny", num_ctx=4096)
+        summarize(WordRuntime(), "m", settings, "x", length="tiny", num_ctx=4096)

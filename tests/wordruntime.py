@@ -1,4 +1,4 @@
-"""A fake Runtime for the task tests: words as tokens, answers computed from the prompt.
+"""A fake Runtime for the everyday tests: words as tokens, answers computed from the prompt.
 
 A random-weight model answers noise, so what a task sends and how it puts the
 answers together is tested here: ``tokenize`` gives one token per word (plus a
@@ -22,7 +22,7 @@ def shout_text(prompt: str) -> str:
     return (match.group(1) if match else prompt).upper()
 
 
-class TaskRuntime:
+class WordRuntime:
     """Chat model (``template``) or base model (None); records every request."""
 
     def __init__(self, respond: Callable[[str], str] = shout_text, *, chat_model: bool = True,

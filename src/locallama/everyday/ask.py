@@ -1,9 +1,9 @@
 """``ask --docs``: a question answered from a folder's documents, citing its passages.
 
-The steps, each its own piece: bring the folder's index up to date (tasks/index),
+The steps, each its own piece: bring the folder's index up to date (everyday/index),
 retrieve the passages closest to the question, keep as many of them as the
-model's context holds after the prompt and the answer (tasks/budget), and run the
-``ask`` recipe over them (tasks/run).  The passages given to the model are the
+model's context holds after the prompt and the answer (everyday/budget), and run the
+``ask`` recipe over them (everyday/run).  The passages given to the model are the
 sources reported, so every ``source#index`` a user sees exists in the index.
 """
 
@@ -17,11 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from locallama.errors import InvalidRequest, LocallamaError
-from locallama.runtime.base import Runtime
-from locallama.settings import Settings
-from locallama.tasks.budget import Budget, context_size
-from locallama.tasks.docs import find_documents
-from locallama.tasks.index import (
+from locallama.everyday.budget import Budget, context_size
+from locallama.everyday.docs import find_documents
+from locallama.everyday.index import (
     DocIndex,
     Hit,
     Progress,
@@ -30,8 +28,10 @@ from locallama.tasks.index import (
     embed_model,
     index_path,
 )
-from locallama.tasks.recipes import load_recipe
-from locallama.tasks.run import answer
+from locallama.everyday.recipes import load_recipe
+from locallama.everyday.run import answer
+from locallama.runtime.base import Runtime
+from locallama.settings import Settings
 
 DEFAULT_K = 4
 _CITATION = re.compile(r"\[([^\[\]#\n]+)#(\d+)\]")

@@ -5,12 +5,11 @@ from pathlib import Path
 import pytest
 
 from locallama.errors import InvalidRequest
+from locallama.everyday.recipes import Recipe, list_recipes, load_recipe
+from locallama.everyday.run import answer, base_model_note, task_model
 from locallama.runtime.types import ChatRequest, GenerateRequest
 from locallama.settings import Settings
-from locallama.store.modelfile import parse_modelfile
-from locallama.tasks.recipes import Recipe, list_recipes, load_recipe
-from locallama.tasks.run import answer, base_model_note, task_model
-from taskruntime import TaskRuntime
+from wordruntime import WordRuntime
 
 BUNDLED = ["ask", "code", "commit", "commit_file_summary", "fix", "summarize",
            "summarize_combine", "translate"]
@@ -129,7 +128,7 @@ def test_unknown_and_unsafe_names(settings):
 
 
 def test_a_chat_model_gets_system_and_prompt_as_messages(settings):
-    runtime = TaskRuntime(lambda prompt: "bonjour")
+    runtime = WordRuntime(lambda prompt: "bonjour")
     recipe = load_recipe("translate", settings)
     pieces = []
     text = answer(runtime, "m", recipe, {"text": "hello", "target_language": "French",
@@ -148,7 +147,7 @@ def test_a_chat_model_gets_system_and_prompt_as_messages(settings):
 
 
 def test_a_base_model_gets_the_prompt_raw(settings):
-    runtime = TaskRuntime(lambda prompt: "x", chat_model=False)
+    runtime = WordRuntime(lambda prompt: "x", chat_model=False)
     recipe = load_recipe("commit", settings)
     answer(runtime, "base", recipe, {"diff": "d", "files": [], "stat": "s", "style": "imperative",
                                      "examples": []}, options={"num_predict": 5})
@@ -166,19 +165,9 @@ def test_task_model(settings):
     assert task_model(settings, "llama3.2") == "llama3.2"
 
 
-def test_answer_on_the_tiny_fixture_model(runtime_tiny, settings):
+def test_answer_on_the_tiny_fixture_model(runtime, settings):
     recipe = load_recipe("fix", settings)
-    text = answer(runtime_tiny, "tiny", recipe, {"text": "the cat"},
+    text = answer(runtime, "tiny", recipe, {"text": "the cat"},
                   options={"num_predict": 4, "temperature": 0})
     assert isinstance(text, str)
-    assert base_model_note(runtime_tiny, "tiny") is None  # the fixture has a ChatML template
-
-
-@pytest.fixture
-def runtime_tiny(tmp_path: Path, tiny_gguf: Path):
-    from locallama.runtime.local import LocalRuntime
-
-    rt = LocalRuntime(Settings(models_dir=tmp_path / "store", history_file=tmp_path / "h"))
-    rt.create("tiny", parse_modelfile(f"FROM {tiny_gguf}\n"), tmp_path)
-    yield rt
-    rt.close()
+    assert base_model_note(runtime, "tiny") is None  # the fixture has a ChatML template

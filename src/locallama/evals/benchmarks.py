@@ -1,4 +1,4 @@
-"""The six leaderboard tasks, defined as lm-evaluation-harness defines them.
+"""The six leaderboard benchmarks, each a task as lm-evaluation-harness defines it.
 
 A task turns a dataset row (a *doc*, with the dataset's own field names) into
 requests, either (context, continuation) pairs whose log-likelihoods are compared

@@ -11,13 +11,13 @@ import pytest
 
 from docshelpers import WordsRuntime
 from locallama.errors import InvalidRequest
+from locallama.everyday.ask import ask_documents, citations, index_home, unknown_citations
+from locallama.everyday.budget import TEMPLATE_TOKENS, Budget
+from locallama.everyday.docs import read_document
+from locallama.everyday.index import DocIndex, index_path
+from locallama.everyday.recipes import load_recipe
 from locallama.runtime.types import ChatRequest, GenerateRequest
 from locallama.settings import Settings
-from locallama.tasks.ask import ask_documents, citations, index_home, unknown_citations
-from locallama.tasks.budget import TEMPLATE_TOKENS, Budget
-from locallama.tasks.docs import read_document
-from locallama.tasks.index import DocIndex, index_path
-from locallama.tasks.recipes import load_recipe
 
 CATS = "Cats sleep most of the day and hunt mice at night."
 DOGS = "Dogs bark at the postman and fetch sticks in the park."

@@ -7,10 +7,9 @@ from pathlib import Path
 import pytest
 
 from locallama.errors import InvalidRequest
-from locallama.settings import Settings
-from locallama.tasks import commit as commit_module
-from locallama.tasks.code import gather
-from locallama.tasks.commit import (
+from locallama.everyday import commit as commit_module
+from locallama.everyday.code import gather
+from locallama.everyday.commit import (
     clean_message,
     commit_message,
     commit_style,
@@ -18,7 +17,8 @@ from locallama.tasks.commit import (
     read_staged,
     split_by_file,
 )
-from taskruntime import TaskRuntime
+from locallama.settings import Settings
+from wordruntime import WordRuntime
 
 GIT_ENV = {"GIT_AUTHOR_NAME": "Test", "GIT_AUTHOR_EMAIL": "test@example.com",
            "GIT_COMMITTER_NAME": "Test", "GIT_COMMITTER_EMAIL": "test@example.com",
@@ -96,7 +96,7 @@ def test_a_message_from_a_small_diff(repo: Path, settings):
     (repo / "calc.py").write_text("def add(a, b):\n    return a + b\n\n\ndef sub(a, b):\n"
                                   "    return a - b\n")
     git(repo, "add", "calc.py")
-    runtime = TaskRuntime(lambda prompt: "```\nfeat(calc): add subtraction\n```")
+    runtime = WordRuntime(lambda prompt: "```\nfeat(calc): add subtraction\n```")
     message = commit_message(runtime, "m", settings, read_staged(repo), num_ctx=4096)
     assert message == "feat(calc): add subtraction"
     (prompt,) = runtime.prompts
@@ -116,7 +116,7 @@ def test_a_huge_diff_is_summarized_per_file_first(repo: Path, settings):
             return f"adds the values of {name}\nsecond line dropped"
         return "Add three value tables"
 
-    runtime = TaskRuntime(respond)
+    runtime = WordRuntime(respond)
     progress: list[str] = []
     message = commit_message(runtime, "m", settings, read_staged(repo), num_ctx=1200,
                              on_progress=progress.append)

@@ -10,17 +10,14 @@ from pypdf import PdfWriter
 
 from docshelpers import WordsRuntime, make_pdf
 from locallama.errors import InvalidRequest, LocallamaError
-from locallama.runtime.local import LocalRuntime
-from locallama.settings import Settings
-from locallama.store.modelfile import parse_modelfile
-from locallama.tasks.docs import (
+from locallama.everyday.docs import (
     DocumentError,
     chunk_spans,
     find_documents,
     read_document,
     split_passages,
 )
-from locallama.tasks.index import DocIndex, EmbedModel, embed_model, index_path
+from locallama.everyday.index import DocIndex, EmbedModel, embed_model, index_path
 
 CATS = "Cats sleep most of the day and hunt mice at night."
 DOGS = "Dogs bark at the postman and fetch sticks in the park."
@@ -239,15 +236,6 @@ def test_progress_counts_passages_across_files(tmp_path, docs):
         index.update(rt, embed_model(rt, "words"),
                      progress=lambda path, done, total: seen.append((done, total)))
     assert seen == [(1, 3), (2, 3), (3, 3)]
-
-
-@pytest.fixture
-def runtime(tmp_path: Path, tiny_gguf: Path):
-    """A LocalRuntime holding the fixture model as ``tiny`` (as tests/runtime's)."""
-    rt = LocalRuntime(Settings(models_dir=tmp_path / "models", history_file=tmp_path / "h"))
-    rt.create("tiny", parse_modelfile(f"FROM {tiny_gguf}\n"), tmp_path)
-    yield rt
-    rt.close()
 
 
 def test_the_tiny_model_embeds_through_the_real_runtime(tmp_path, docs, runtime):

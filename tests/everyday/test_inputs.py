@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from locallama.errors import InvalidRequest
-from locallama.tasks.inputs import read_input
+from locallama.everyday.inputs import read_input
 
 ARTICLE = """<!doctype html>
 <html><head><title>Sea otters</title><script>var tracking = "SCRIPT-NOISE";</script>

@@ -6,10 +6,10 @@ from collections.abc import Callable
 from contextlib import closing
 from typing import Any
 
+from locallama.everyday.recipes import Recipe
 from locallama.runtime.base import Runtime
 from locallama.runtime.types import ChatRequest, GenerateRequest, Message
 from locallama.settings import Settings
-from locallama.tasks.recipes import Recipe
 
 
 def task_model(settings: Settings, override: str | None) -> str:

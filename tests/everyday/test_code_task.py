@@ -5,10 +5,10 @@ from pathlib import Path
 import pytest
 
 from locallama.errors import InvalidRequest
+from locallama.everyday.budget import Budget
+from locallama.everyday.code import CodeFile, ask_code, fit_files, gather, question_words
 from locallama.settings import Settings
-from locallama.tasks.budget import Budget
-from locallama.tasks.code import CodeFile, ask_code, fit_files, gather, question_words
-from taskruntime import TaskRuntime
+from wordruntime import WordRuntime
 
 
 @pytest.fixture
@@ -69,7 +69,7 @@ def test_problems_are_one_line(tmp_path: Path):
 
 
 def test_fit_files_skips_what_does_not_fit_and_cuts_a_first_file_too_big():
-    budget = Budget(TaskRuntime(), "m", 10_000, 10)
+    budget = Budget(WordRuntime(), "m", 10_000, 10)
     small = CodeFile("a.py", "x = 1\n")
     huge = CodeFile("huge.py", "y = 2\n" * 500)
     other = CodeFile("b.py", "z = 3\n")
@@ -81,7 +81,7 @@ def test_fit_files_skips_what_does_not_fit_and_cuts_a_first_file_too_big():
 
 def test_ask_code_sends_the_question_and_files(tmp_path: Path):
     settings = Settings(models_dir=tmp_path / "m", recipes_dir=tmp_path / "r")
-    runtime = TaskRuntime(lambda prompt: "It batches.")
+    runtime = WordRuntime(lambda prompt: "It batches.")
     shown: list[list[CodeFile]] = []
     files = [CodeFile("src/scheduler.py", "def batch(): ...\n", 5.0)]
     result = ask_code(runtime, "m", settings, "How are jobs batched?", files, num_ctx=4096,

@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from locallama.errors import InvalidRequest
+from locallama.everyday.budget import Budget, answer_size
+from locallama.everyday.inputs import decode_text, read_text_file
+from locallama.everyday.recipes import load_recipe
+from locallama.everyday.run import answer
 from locallama.runtime.base import Runtime
 from locallama.settings import Settings
-from locallama.tasks.budget import Budget, answer_size
-from locallama.tasks.inputs import decode_text, read_text_file
-from locallama.tasks.recipes import load_recipe
-from locallama.tasks.run import answer
 
 MAX_FILE_BYTES = 200_000  # larger files are data or generated, not code to read
 MAX_FILES = 5000  # files looked at in one folder

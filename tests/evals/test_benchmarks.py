@@ -7,8 +7,8 @@ import pytest
 
 from locallama.errors import InvalidRequest
 from locallama.evals import data
+from locallama.evals.benchmarks import TASKS, TRUTHFULQA_PRIMER, hellaswag_preprocess, parse_tasks
 from locallama.evals.fewshot import build_items
-from locallama.evals.tasks import TASKS, TRUTHFULQA_PRIMER, hellaswag_preprocess, parse_tasks
 
 
 def sample(name: str):

@@ -1,7 +1,7 @@
 """Everyday work: translate, fix, summarize, commit, code, recipes (and ask, at the end).
 
 The commands are thin: they read input, pick the model, and hand over to
-``locallama.tasks``; the answer streams to stdout, notes and progress go to
+``locallama.everyday``; the answer streams to stdout, notes and progress go to
 stderr, so ``locallama fix notes.md > fixed.md`` writes only the text.
 """
 
@@ -14,14 +14,15 @@ from typing import Any
 
 import typer
 
-from locallama.cli import app
+from locallama.cli.answer import ensure_model
+from locallama.cli.app import app
 from locallama.cli.common import get_runtime
 from locallama.cli.output import console, err_console, print_json
 from locallama.errors import InvalidRequest
+from locallama.everyday.budget import context_size
+from locallama.everyday.run import base_model_note, task_model
 from locallama.runtime.base import Runtime
 from locallama.settings import Settings
-from locallama.tasks.budget import context_size
-from locallama.tasks.run import base_model_note, task_model
 
 MODEL_HELP = "Model to use (default: LOCALLAMA_TASK_MODEL, else gemma3:270m)."
 MAX_TOKENS_HELP = "Cap the answer (each piece's answer, for long input) at this many tokens."
@@ -41,8 +42,6 @@ class _Task:
 
 def _start(model: str | None, num_ctx: int | None) -> _Task:
     """The Runtime and model (pulling the bundled default if needed), with the base-model note."""
-    from locallama.cli.run import ensure_model
-
     settings = Settings.from_env()
     runtime = get_runtime()
     name = task_model(settings, model)
@@ -92,9 +91,9 @@ def translate(
     num_ctx: int = typer.Option(None, "--num-ctx", min=256, help=NUM_CTX_HELP),
 ) -> None:
     """Translate a text, keeping its Markdown; code blocks are left as they are."""
-    from locallama.tasks.inputs import read_input
-    from locallama.tasks.recipes import load_recipe
-    from locallama.tasks.rewrite import rewrite
+    from locallama.everyday.inputs import read_input
+    from locallama.everyday.recipes import load_recipe
+    from locallama.everyday.rewrite import rewrite
 
     text, _label = read_input(source, allow_url=False)
     task = _start(model, num_ctx)
@@ -114,9 +113,9 @@ def fix(
     num_ctx: int = typer.Option(None, "--num-ctx", min=256, help=NUM_CTX_HELP),
 ) -> None:
     """Correct grammar and spelling, keeping the meaning; --diff shows what changed."""
-    from locallama.tasks.inputs import read_input
-    from locallama.tasks.recipes import load_recipe
-    from locallama.tasks.rewrite import format_word_diff, rewrite, word_diff
+    from locallama.everyday.inputs import read_input
+    from locallama.everyday.recipes import load_recipe
+    from locallama.everyday.rewrite import format_word_diff, rewrite, word_diff
 
     text, _label = read_input(source, allow_url=False)
     task = _start(model, num_ctx)
@@ -157,9 +156,9 @@ def summarize(
     num_ctx: int = typer.Option(None, "--num-ctx", min=256, help=NUM_CTX_HELP),
 ) -> None:
     """Summarize a file, a web page or stdin; long texts in parts, then combined."""
-    from locallama.tasks.inputs import read_input
-    from locallama.tasks.summarize import LENGTHS
-    from locallama.tasks.summarize import summarize as summarize_text
+    from locallama.everyday.inputs import read_input
+    from locallama.everyday.summarize import LENGTHS
+    from locallama.everyday.summarize import summarize as summarize_text
 
     if length not in LENGTHS:
         raise InvalidRequest(f"--length must be short, medium or long, not {length!r}")
@@ -186,7 +185,7 @@ def commit(
     num_ctx: int = typer.Option(None, "--num-ctx", min=256, help=NUM_CTX_HELP),
 ) -> None:
     """Write a commit message for the staged changes, in the repository's own style."""
-    from locallama.tasks.commit import commit_message, install_hook, read_staged
+    from locallama.everyday.commit import commit_message, install_hook, read_staged
 
     if hook:
         path, outcome = install_hook(model=model, force=force)
@@ -223,7 +222,7 @@ def code(
     num_ctx: int = typer.Option(None, "--num-ctx", min=256, help=NUM_CTX_HELP),
 ) -> None:
     """Answer a question about code, with the named files (or a folder's relevant ones)."""
-    from locallama.tasks.code import ask_code, gather
+    from locallama.everyday.code import ask_code, gather
 
     files = gather(paths or ["."], question)
     task = _start(model, num_ctx)
@@ -246,7 +245,7 @@ def recipes(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """The prompt recipes behind the tasks; put NAME.toml in ~/.locallama/recipes to override."""
-    from locallama.tasks.recipes import list_recipes, load_recipe
+    from locallama.everyday.recipes import list_recipes, load_recipe
 
     settings = Settings.from_env()
     if action == "list" and name is None:
@@ -307,8 +306,7 @@ def ask(
 
     The folder's index (in LOCALLAMA_HOME/index) is updated first: only new and
     changed files are embedded, deleted ones dropped."""
-    from locallama.cli.run import ensure_model
-    from locallama.tasks.ask import ask_documents, check_folder, unknown_citations
+    from locallama.everyday.ask import ask_documents, check_folder, unknown_citations
 
     text = " ".join(question or []).strip()
     if not text:

@@ -26,8 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from locallama.errors import InvalidRequest, LocallamaError
-from locallama.runtime.base import Runtime
-from locallama.tasks.docs import (
+from locallama.everyday.docs import (
     CHUNK_CHARS,
     OVERLAP_CHARS,
     DocumentError,
@@ -36,6 +35,7 @@ from locallama.tasks.docs import (
     read_document,
     split_passages,
 )
+from locallama.runtime.base import Runtime
 
 SCHEMA_VERSION = "1"
 EMBED_BATCH = 16  # passages per Runtime.embed call: few round trips, bounded requests

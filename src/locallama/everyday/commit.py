@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from locallama.errors import InvalidRequest
+from locallama.everyday.budget import Budget, answer_size
+from locallama.everyday.recipes import load_recipe
+from locallama.everyday.run import answer
 from locallama.runtime.base import Runtime
 from locallama.settings import Settings
-from locallama.tasks.budget import Budget, answer_size
-from locallama.tasks.recipes import load_recipe
-from locallama.tasks.run import answer
 
 _CONVENTIONAL = re.compile(r"^[a-z]+(\([^)]*\))?!?: \S", re.IGNORECASE)
 HOOK_NAME = "prepare-commit-msg"

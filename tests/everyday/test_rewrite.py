@@ -4,16 +4,16 @@ from pathlib import Path
 
 import pytest
 
-from locallama.settings import Settings
-from locallama.tasks.recipes import load_recipe
-from locallama.tasks.rewrite import (
+from locallama.everyday.recipes import load_recipe
+from locallama.everyday.rewrite import (
     Trimmed,
     format_word_diff,
     rewrite,
     split_code_blocks,
     word_diff,
 )
-from taskruntime import TaskRuntime
+from locallama.settings import Settings
+from wordruntime import WordRuntime
 
 DOC = """# Title
 
@@ -59,7 +59,7 @@ def test_an_unclosed_fence_runs_to_the_end():
 
 
 def test_translate_keeps_code_blocks_byte_for_byte_and_order(settings):
-    runtime = TaskRuntime()  # answers with the piece upper-cased
+    runtime = WordRuntime()  # answers with the piece upper-cased
     streamed: list[str] = []
     result = rewrite(runtime, "m", load_recipe("translate", settings), DOC,
                      {"target_language": "French", "source_language": ""}, num_ctx=4096,
@@ -76,7 +76,7 @@ def test_translate_keeps_code_blocks_byte_for_byte_and_order(settings):
 def test_long_prose_is_split_translated_in_order_and_reassembled(settings):
     paragraphs = [f"paragraph {i} " + "word " * 30 for i in range(12)]
     text = "\n\n".join(p.strip() for p in paragraphs) + "\n\n```\ncode\n```\ntail\n"
-    runtime = TaskRuntime()
+    runtime = WordRuntime()
     recipe = load_recipe("translate", settings)
     # a small context: the answer room and the prompt leave room for about two paragraphs
     result = rewrite(runtime, "m", recipe, text, {"target_language": "German",
@@ -100,7 +100,7 @@ def recipe_size(recipe) -> int:
 
 
 def test_pieces_get_an_answer_cap_from_their_size(settings):
-    runtime = TaskRuntime()
+    runtime = WordRuntime()
     rewrite(runtime, "m", load_recipe("fix", settings), "one two three\n", {}, num_ctx=4096)
     assert runtime.requests[0].options["num_predict"] == 2 * 4 + 64
     rewrite(runtime, "m", load_recipe("fix", settings), "one two three\n", {}, num_ctx=4096,
@@ -109,7 +109,7 @@ def test_pieces_get_an_answer_cap_from_their_size(settings):
 
 
 def test_an_empty_answer_keeps_the_original(settings):
-    runtime = TaskRuntime(lambda prompt: "")
+    runtime = WordRuntime(lambda prompt: "")
     assert rewrite(runtime, "m", load_recipe("fix", settings), "keep me\n", {},
                    num_ctx=4096) == "keep me\n"
 
@@ -130,7 +130,7 @@ def test_word_diff():
 
 
 def test_a_small_context_still_leaves_room_for_the_input(settings):
-    runtime = TaskRuntime()
+    runtime = WordRuntime()
     text = "\n\n".join("word " * 200 for _ in range(6))
     result = rewrite(runtime, "m", load_recipe("translate", settings), text,
                      {"target_language": "German", "source_language": ""}, num_ctx=1024)

@@ -6,11 +6,11 @@ from collections.abc import Callable
 from typing import Any
 
 from locallama.errors import InvalidRequest
+from locallama.everyday.budget import Budget, answer_size
+from locallama.everyday.recipes import load_recipe
+from locallama.everyday.run import answer
 from locallama.runtime.base import Runtime
 from locallama.settings import Settings
-from locallama.tasks.budget import Budget, answer_size
-from locallama.tasks.recipes import load_recipe
-from locallama.tasks.run import answer
 
 LENGTHS = {"short": 160, "medium": 400, "long": 1000}  # answer tokens per length
 MAX_ROUNDS = 12  # combine rounds; each at least halves the number of summaries

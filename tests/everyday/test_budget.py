@@ -5,21 +5,18 @@ from pathlib import Path
 import pytest
 
 from locallama.errors import InvalidRequest
-from locallama.runtime.local import LocalRuntime
-from locallama.settings import Settings
-from locallama.store.modelfile import parse_modelfile
-from locallama.tasks.budget import TEMPLATE_TOKENS, Budget, context_size
-from taskruntime import TaskRuntime
+from locallama.everyday.budget import TEMPLATE_TOKENS, Budget, context_size
+from runtimes import local_runtime
+from wordruntime import WordRuntime
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory, tiny_gguf: Path):
     """The tiny model (training context 2048) with a Modelfile num_ctx of 1024."""
-    folder = tmp_path_factory.mktemp("budget")
-    rt = LocalRuntime(Settings(models_dir=folder / "models", history_file=folder / "h"))
-    rt.create("tiny", parse_modelfile(f"FROM {tiny_gguf}\nPARAMETER num_ctx 1024\n"), folder)
-    rt.create("tiny-default", parse_modelfile(f"FROM {tiny_gguf}\n"), folder)
-    rt.create("tiny-huge", parse_modelfile(f"FROM {tiny_gguf}\nPARAMETER num_ctx 65536\n"), folder)
+    rt = local_runtime(tmp_path_factory.mktemp("budget"),
+                       ("tiny", tiny_gguf, "PARAMETER num_ctx 1024\n"),
+                       ("tiny-default", tiny_gguf),
+                       ("tiny-huge", tiny_gguf, "PARAMETER num_ctx 65536\n"))
     yield rt
     rt.close()
 
@@ -119,7 +116,7 @@ def test_fit_takes_items_in_order_while_they_fit(budget):
 
 
 def test_split_with_a_fake_tokenizer_counts_words():
-    runtime = TaskRuntime()
+    runtime = WordRuntime()
     budget = Budget(runtime, "m", 1000, 10)
     text = "one two three four five six\n\nseven eight nine ten\n\neleven"
     assert budget.count("one two") == 3  # BOS + two words
@@ -130,7 +127,7 @@ def test_split_with_a_fake_tokenizer_counts_words():
 def test_a_server_without_tokenize_gets_an_estimate():
     from locallama.errors import NotSupported
 
-    class OllamaLike(TaskRuntime):
+    class OllamaLike(WordRuntime):
         def tokenize(self, model: str, text: str) -> list[int]:
             raise NotSupported("the server at http://x does not offer /api/tokenize")
 

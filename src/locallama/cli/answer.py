@@ -1,0 +1,53 @@
+"""Answering on the terminal, shared by ``run``, the REPL and the commands that need a
+model: make sure the model is there, stream an answer to stdout.
+
+No command registers here, so any CLI module imports it without a cycle.
+"""
+
+from __future__ import annotations
+
+import sys
+from contextlib import closing
+
+from locallama.cli.output import err_console, timing_block
+from locallama.errors import ModelNotFound
+from locallama.runtime.base import Runtime
+from locallama.runtime.types import Chunk, GenerateRequest
+from locallama.store.names import parse_name
+from locallama.store.sources import bundled_names
+
+
+def ensure_model(runtime: Runtime, model: str) -> None:
+    """Pull a missing model when it can be pulled offline, else fail in one line."""
+    name = parse_name(model)
+    try:
+        runtime.show(model)
+        return
+    except ModelNotFound:
+        pass
+    if not any(parse_name(n).key() == name.key() for n in bundled_names()):
+        offline = ", ".join(bundled_names()) or "none"
+        raise ModelNotFound(name.display, f"models available offline: {offline}")
+    with err_console.status(f"pulling {name.display}") as status:
+        runtime.pull(model, progress=lambda event: status.update(event.status))
+
+
+def answer_once(runtime: Runtime, model: str, prompt: str, verbose: bool) -> None:
+    final = stream_to_stdout(runtime.generate(GenerateRequest(model=model, prompt=prompt)))
+    sys.stdout.write("\n")
+    sys.stdout.flush()
+    if verbose and final is not None:
+        err_console.print(timing_block(final), markup=False)
+
+
+def stream_to_stdout(chunks) -> Chunk | None:
+    """Write text as it arrives; return the final chunk (with the counts)."""
+    final = None
+    with closing(chunks):
+        for chunk in chunks:
+            if chunk.text:
+                sys.stdout.write(chunk.text)
+                sys.stdout.flush()
+            if chunk.done:
+                final = chunk
+    return final
