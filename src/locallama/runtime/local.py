@@ -20,6 +20,7 @@ from locallama.errors import BadModelFile, InvalidRequest, ModelNotFound
 from locallama.gguf_info import estimate_memory, read_gguf_info
 from locallama.options import Options, parse_keep_alive, parse_parameters, resolve_options
 from locallama.progress import Progress
+from locallama.runtime import scoring
 from locallama.runtime.prompt import (
     Prompt,
     chat_messages,
@@ -38,7 +39,6 @@ from locallama.runtime.types import (
     ModelDetails,
     ModelEntry,
     Score,
-    scoring,
 )
 from locallama.settings import Settings
 from locallama.store import ModelRecord, Store, parse_name
