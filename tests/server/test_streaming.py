@@ -4,7 +4,6 @@ client leaves; callback-style work as events; the per-request CLIENT_GONE event.
 from __future__ import annotations
 
 import threading
-from collections.abc import Awaitable, Callable, Iterator
 from contextlib import aclosing
 from typing import Any
 
@@ -12,61 +11,18 @@ import anyio
 import pytest
 
 from locallama.cancel import CLIENT_GONE
-from locallama.errors import Cancelled, LocallamaError, ModelNotFound
+from locallama.errors import Cancelled, ModelNotFound
 from locallama.progress import ProgressEvent
 from locallama.server.streaming import (
     ClosingStreamingResponse,
     WatchDisconnect,
     blocking,
     iterate_in_thread,
-    open_stream,
     progress_events,
 )
+from steps import Steps, run
 
-
-def run(main: Callable[[], Awaitable[Any]]) -> Any:
-    async def bounded() -> Any:
-        with anyio.fail_after(10):
-            return await main()
-
-    return anyio.run(bounded)
-
-
-class Steps:
-    """A Runtime-like iterator: counts the steps taken, the threads that took them,
-    and whether it was closed (what stops a generation)."""
-
-    def __init__(self, n: int | None = 3, fail_at: int | None = None,
-                 error: Exception | None = None) -> None:
-        self.taken: list[int] = []
-        self.threads: set[int] = set()
-        self.closed = False
-        self._gen = self._run(n, fail_at, error)
-
-    def _run(self, n, fail_at, error) -> Iterator[int]:
-        try:
-            i = 0
-            while n is None or i < n:
-                if i == fail_at:
-                    raise error
-                self.taken.append(i)
-                self.threads.add(threading.get_ident())
-                yield i
-                i += 1
-        finally:
-            self.closed = True
-
-    def __iter__(self) -> Iterator[int]:
-        return self
-
-    def __next__(self) -> int:
-        return next(self._gen)
-
-    def close(self) -> None:
-        self._gen.close()
-
-
-# -- iterate_in_thread / open_stream ----------------------------------------------------
+# -- iterate_in_thread ----------------------------------------------------
 
 
 def test_each_step_runs_in_a_worker_thread_and_the_end_closes_the_iterator():
@@ -90,50 +46,6 @@ def test_a_client_that_leaves_closes_the_iterator_and_no_step_follows():
 
     run(main)
     assert steps.closed and steps.taken == [0, 1, 2]
-
-
-def test_open_stream_takes_the_first_step_before_it_returns():
-    steps = Steps(3)
-
-    async def main() -> tuple[list[int], list[int]]:
-        stream = await open_stream(lambda: steps)
-        before = list(steps.taken)
-        return before, [item async for item in stream]
-
-    before, items = run(main)
-    assert before == [0] and items == [0, 1, 2] and steps.closed
-
-
-@pytest.mark.parametrize(("error", "raised", "match"), [
-    (ModelNotFound("ghost:latest"), ModelNotFound, "ghost:latest"),
-    (ValueError("boom"), LocallamaError, "internal error: boom"),
-])
-def test_an_error_before_any_output_is_raised_by_open_stream(error, raised, match):
-    """So the face answers an HTTP error status, not a 200 stream that breaks."""
-
-    async def main() -> None:
-        await open_stream(lambda: Steps(3, fail_at=0, error=error))
-
-    with pytest.raises(raised, match=match):
-        run(main)
-
-
-def test_an_error_starting_the_stream_is_raised_too():
-    def start() -> Iterator[int]:
-        raise ModelNotFound("ghost:latest")
-
-    async def main() -> None:
-        await open_stream(start)
-
-    with pytest.raises(ModelNotFound):
-        run(main)
-
-
-def test_a_stream_without_items_opens_and_ends():
-    async def main() -> list[int]:
-        return [item async for item in await open_stream(lambda: Steps(0))]
-
-    assert run(main) == []
 
 
 # -- progress_events -------------------------------------------------------------------
