@@ -1,8 +1,8 @@
 """RemoteRuntime: the Runtime protocol spoken over a running server's Ollama API.
 
-DESIGN.md rule 2: the CLI, evals and tasks talk to a Runtime and should not care
-whether the engine is in this process or behind ``locallama serve`` (or Ollama
-itself).  This module is the HTTP half only: the httpx client, streamed lines,
+DESIGN.md rule 2: the CLI, evals and the everyday commands talk to a Runtime and
+should not care whether the engine is in this process or behind ``locallama serve``
+(or Ollama itself).  This module is the HTTP half only: the httpx client, streamed lines,
 blob uploads and transport errors.  Every translation (a request dataclass to the
 JSON body Ollama documents, each answer back to the dataclass LocalRuntime returns,
 an error body to its typed error) is ``api/ollama.py`` and ``api/ollama_answers.py``,

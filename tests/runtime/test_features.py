@@ -108,8 +108,8 @@ def test_tools_reach_the_template_and_calls_are_parsed(runtime, tiny_gguf):
     template = ('{% if tools %}TOOLS:{% for t in tools %}{{ t.function.name }};{% endfor %}'
                 '{% endif %}{% for m in messages %}{{ m.content }}{% endfor %}')
     add_model(runtime, "toolish", tiny_gguf, f'TEMPLATE """{template}"""\n')
-    tools = [{"type": "function", "function": {"name": "get_time", "parameters": {}}}]
-    chunks = list(runtime.chat(ChatRequest("toolish", [{"role": "user", "content": "hi"}],
+    tools = [Tool("get_time", parameters={})]
+    chunks = list(runtime.chat(ChatRequest("toolish", [Message("user", "hi")],
                                            {"num_predict": 3}, tools=tools)))
     prompt = runtime.tokenize("toolish", "TOOLS:get_time;hi")
     assert chunks[-1].context[: len(prompt)] == prompt

@@ -69,7 +69,7 @@ def test_second_chat_turn_evaluates_only_the_new_tokens(runtime):
 
 def test_chat_renders_the_gguf_template_with_system(runtime, tiny_gguf):
     add_model(runtime, "sys", tiny_gguf, "SYSTEM Be terse.\n")
-    final = list(runtime.chat(ChatRequest("sys", [{"role": "user", "content": "Hi"}],
+    final = list(runtime.chat(ChatRequest("sys", [Message("user", "Hi")],
                                           {"num_predict": 1})))[-1]
     expected = ("<|im_start|>system\nBe terse.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n"
                 "<|im_start|>assistant\n")
