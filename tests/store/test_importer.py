@@ -8,7 +8,7 @@ import pytest
 
 from locallama.errors import BadModelFile, NotSupported
 from locallama.settings import Settings
-from locallama.store import Store, importer, parse_name
+from locallama.store import Store, discover, importer, parse_name
 from locallama.store import manifests as mf
 from locallama.store.create import create_model
 from locallama.store.modelfile import parse_modelfile
@@ -55,7 +55,7 @@ def blob_files(store: Store) -> list[str]:
 
 def test_import_from_an_ollama_folder_links_every_blob(tmp_path, store, tiny_gguf):
     source = ollama_store(tmp_path / "elsewhere", tiny_gguf)
-    candidates = importer.scan(store, tmp_path / "elsewhere")
+    candidates = discover.scan(store, tmp_path / "elsewhere")
     assert [(c.kind, c.name.display) for c in candidates] == [
         ("ollama", "me/helper:v1"), ("ollama", "tiny:latest")]
     assert not any(c.in_store for c in candidates)
@@ -84,7 +84,7 @@ def test_an_imported_ollama_model_runs(tmp_path, tiny_gguf):
     runtime = LocalRuntime(Settings(models_dir=tmp_path / "models", history_file=tmp_path / "h",
                                     num_parallel=1))
     try:
-        adopt_all(runtime.store, importer.scan(runtime.store, tmp_path / "elsewhere"))
+        adopt_all(runtime.store, discover.scan(runtime.store, tmp_path / "elsewhere"))
         chunks = list(runtime.generate(GenerateRequest(
             "me/helper:v1", "Hello", options={"num_predict": 3, "seed": 1})))
         assert chunks[-1].done and chunks[-1].eval_count >= 1
@@ -101,7 +101,7 @@ def test_import_a_folder_of_gguf_files(tmp_path, store):
     (folder / "notes.txt").write_text("not a model")
     gguf_at(folder / ".hidden.gguf", seed=3)
 
-    candidates = importer.scan(store, folder)
+    candidates = discover.scan(store, folder)
     assert sorted((c.kind, c.name.display) for c in candidates) == [
         ("file", "my-other:q4_0"), ("file", "plain:latest"), ("file", "tiny-model:q8_0")]
     results = adopt_all(store, candidates)
@@ -125,7 +125,7 @@ def test_names_of_plain_files():
         "日本語.gguf": "model:latest",
     }
     for filename, name in cases.items():
-        assert importer.file_model_name(Path(filename)).display == name, filename
+        assert discover.file_model_name(Path(filename)).display == name, filename
 
 
 def _hf_file(repo_dir: Path, revision: str, filename: str, **kwargs) -> Path:
@@ -147,7 +147,7 @@ def test_hugging_face_cache_files_are_named_like_hf_pulls(store, settings):
     _hf_file(settings.hf_hub_cache / "models--someone--Other", "r", "other.gguf", seed=3)
     (settings.hf_hub_cache / "datasets--x--y").mkdir()
 
-    candidates = importer.discover(store, settings)
+    candidates = discover.discover(store, settings)
     assert [(c.kind, c.name.display) for c in candidates] == [
         ("huggingface", "hf.co/bartowski/Tiny-GGUF:Q4_K_M"),
         ("huggingface", "hf.co/bartowski/Tiny-GGUF:Q8_0"),
@@ -168,26 +168,26 @@ def test_lm_studio_folders_are_named_after_the_repository(store, settings):
     gguf_at(several / "second.gguf", seed=2)
     gguf_at(several / "mmproj-f16.gguf", seed=3)  # a vision projector: not a model
 
-    candidates = importer.discover(store, settings)
+    candidates = discover.discover(store, settings)
     assert [(c.kind, c.name.display) for c in candidates] == [
         ("lmstudio", "hf.co/lmstudio-community/Tiny-GGUF:Q4_K_M"),
         ("lmstudio", "hf.co/someone/Mixed:first"),
         ("lmstudio", "hf.co/someone/Mixed:second"),
     ]
     adopt_all(store, candidates)
-    assert [c.in_store for c in importer.discover(store, settings)] == [True, True, True]
+    assert [c.in_store for c in discover.discover(store, settings)] == [True, True, True]
 
 
 def test_discover_reads_an_ollama_store_but_never_our_own(tmp_path, settings, tiny_gguf):
     ollama_store(settings.ollama_models, tiny_gguf)
-    assert len(importer.discover(Store(settings.models_dir), settings)) == 2
-    assert importer.discover(Store(settings.ollama_models), settings) == []
+    assert len(discover.discover(Store(settings.models_dir), settings)) == 2
+    assert discover.discover(Store(settings.ollama_models), settings) == []
 
 
 def test_a_malformed_gguf_is_refused_and_leaves_nothing(tmp_path, store):
     bad = tmp_path / "bad.gguf"
     bad.write_bytes(b"GGUF" + b"\xff" * 60)
-    [candidate] = importer.scan(store, bad)
+    [candidate] = discover.scan(store, bad)
     with pytest.raises(BadModelFile, match="bad.gguf"):
         importer.adopt(store, candidate)
     assert store.list() == []
@@ -198,22 +198,22 @@ def test_a_malformed_gguf_is_refused_and_leaves_nothing(tmp_path, store):
 def test_split_files_are_refused(tmp_path, store):
     part = gguf_at(tmp_path / "big-00001-of-00002.gguf")
     warnings = []
-    assert importer.scan(store, tmp_path, warnings.append) == []
+    assert discover.scan(store, tmp_path, warnings.append) == []
     assert "split" in warnings[0]
     with pytest.raises(NotSupported, match="split"):
-        importer.adopt(store, importer.scan(store, part)[0])
+        importer.adopt(store, discover.scan(store, part)[0])
 
 
 def test_importing_twice_writes_nothing(tmp_path, store, tiny_gguf):
     folder = tmp_path / "files"
     gguf_at(folder / "one.gguf")
     ollama_store(tmp_path / "elsewhere", tiny_gguf)
-    candidates = importer.scan(store, folder) + importer.scan(store, tmp_path / "elsewhere")
+    candidates = discover.scan(store, folder) + discover.scan(store, tmp_path / "elsewhere")
     adopt_all(store, candidates)
     before = {p: (p.stat().st_mtime_ns, p.read_bytes())
               for p in store.root.rglob("*") if p.is_file()}
 
-    again = importer.scan(store, folder) + importer.scan(store, tmp_path / "elsewhere")
+    again = discover.scan(store, folder) + discover.scan(store, tmp_path / "elsewhere")
     assert all(c.in_store for c in again)
     results = adopt_all(store, again)
     assert [r.status for r in results] == ["present"] * 3
@@ -226,11 +226,11 @@ def test_importing_twice_writes_nothing(tmp_path, store, tiny_gguf):
 def test_a_copy_of_a_stored_model_is_present_too(tmp_path, store):
     """Same bytes in another file: hashed, found equal, nothing written."""
     original = gguf_at(tmp_path / "a" / "m.gguf")
-    importer.adopt(store, importer.scan(store, original)[0])
+    importer.adopt(store, discover.scan(store, original)[0])
     copy = tmp_path / "b" / "m.gguf"
     copy.parent.mkdir()
     copy.write_bytes(original.read_bytes())
-    result = importer.adopt(store, importer.scan(store, copy)[0])
+    result = importer.adopt(store, discover.scan(store, copy)[0])
     assert result.status == "present"
     assert copy.stat().st_nlink == 1 and all(
         not name.endswith(".partial") for name in blob_files(store))
@@ -239,7 +239,7 @@ def test_a_copy_of_a_stored_model_is_present_too(tmp_path, store):
 def test_removing_an_imported_model_keeps_the_users_file(tmp_path, store):
     original = gguf_at(tmp_path / "keep" / "mine.gguf")
     data = original.read_bytes()
-    [result] = adopt_all(store, importer.scan(store, original))
+    [result] = adopt_all(store, discover.scan(store, original))
     assert original.stat().st_nlink == 2
     store.delete(result.name)
     assert original.read_bytes() == data and original.stat().st_nlink == 1
@@ -256,7 +256,7 @@ def test_symlink_when_a_hard_link_is_impossible(tmp_path, store, monkeypatch):
     monkeypatch.setattr(importer.os, "link", cross_device)
     events = []
     [result] = [importer.adopt(store, c, events.append)
-                for c in importer.scan(store, tmp_path / "other-disk")]
+                for c in discover.scan(store, tmp_path / "other-disk")]
     assert (result.status, result.detail) == ("imported", "symlink")
     record = store.get("far")
     assert record.model_path.is_symlink()
@@ -281,17 +281,17 @@ def test_no_copy_when_no_link_is_possible(tmp_path, store, monkeypatch):
     monkeypatch.setattr(importer.os, "link", refuse)
     monkeypatch.setattr(importer.os, "symlink", refuse)
     with pytest.raises(NotSupported, match="never copies"):
-        importer.adopt(store, importer.scan(store, original)[0])
+        importer.adopt(store, discover.scan(store, original)[0])
     assert store.list() == [] and blob_files(store) == []
 
 
 def test_a_name_clash_is_skipped_unless_forced(tmp_path, store):
     first = gguf_at(tmp_path / "first.gguf")
     second = gguf_at(tmp_path / "second.gguf", seed=7)
-    importer.adopt(store, importer.with_name(store, importer.scan(store, first)[0], "pick"))
+    importer.adopt(store, discover.with_name(store, discover.scan(store, first)[0], "pick"))
     old_digest = store.get("pick").manifest.first(mf.MEDIA_MODEL).digest
 
-    clash = importer.with_name(store, importer.scan(store, second)[0], "pick")
+    clash = discover.with_name(store, discover.scan(store, second)[0], "pick")
     assert clash.in_store
     result = importer.adopt(store, clash)
     assert result.status == "skipped" and "--force" in result.detail
@@ -309,7 +309,7 @@ def test_an_ollama_model_with_a_missing_blob_is_skipped(tmp_path, store, tiny_gg
     helper = source.read_manifest(parse_name("me/helper:v1"))[0]
     system = helper.first(mf.MEDIA_SYSTEM).digest
     source.blobs.path(system).unlink()
-    results = {r.name.display: r for r in adopt_all(store, importer.scan(store, source.root))}
+    results = {r.name.display: r for r in adopt_all(store, discover.scan(store, source.root))}
     assert results["me/helper:v1"].status == "skipped"
     assert "missing" in results["me/helper:v1"].detail
     assert results["tiny:latest"].status == "imported"

@@ -34,7 +34,7 @@ def import_models(
     adopt them: only manifests are written; the weights are hard links to your
     files (symlinks across file systems), never copies.
     """
-    from locallama.store import Store, importer  # here, so other commands start fast
+    from locallama.store import Store, discover  # here, so other commands start fast
 
     settings = Settings.from_env()
     store = Store(settings.models_dir)
@@ -42,13 +42,13 @@ def import_models(
     def warn(message: str) -> None:
         err_console.print(message, markup=False, soft_wrap=True)
 
-    candidates = importer.discover(store, settings, warn) if all_ or not paths else []
+    candidates = discover.discover(store, settings, warn) if all_ or not paths else []
     for path in paths or []:
-        candidates += importer.scan(store, path, warn)
+        candidates += discover.scan(store, path, warn)
     if name is not None:
-        if len(candidates) != 1 or candidates[0].kind == importer.OLLAMA:
+        if len(candidates) != 1 or candidates[0].kind == discover.OLLAMA:
             raise InvalidRequest("--name needs exactly one model file")
-        candidates = [importer.with_name(store, candidates[0], name)]
+        candidates = [discover.with_name(store, candidates[0], name)]
 
     if dry_run or not (paths or all_):
         _print_candidates(candidates, as_json, settings, bool(paths))
@@ -133,6 +133,6 @@ class _Bars:
 
 
 def _places(settings: Settings) -> str:
-    from locallama.store.importer import known_places
+    from locallama.store.discover import known_places
 
     return ", ".join(str(folder) for _, folder in known_places(settings))
