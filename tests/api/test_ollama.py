@@ -162,6 +162,10 @@ def test_thinking_and_nameless_tools_are_refused():
     with pytest.raises(InvalidRequest, match="function.name") as caught:
         chat_request(ChatBody(model="m", tools=[{"type": "function", "function": {}}]))
     assert caught.value.param == "tools[0].function.name"
+    with pytest.raises(InvalidRequest, match="a non-empty string") as caught:
+        chat_request(ChatBody(model="m", tools=[{"function": {"name": "f"}},
+                                                {"function": {"name": 5}}]))
+    assert caught.value.param == "tools[1].function.name"
 
 
 @pytest.mark.parametrize(("inputs", "dimensions"), [(["a", "b"], None), (["a"], 8)])

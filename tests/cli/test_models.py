@@ -10,7 +10,7 @@ def no_traceback(result):
 def test_create_list_show_cp_rm(cli, tmp_path, tiny_gguf):
     (tmp_path / "Modelfile").write_text(
         f'FROM {tiny_gguf}\nPARAMETER temperature 0.3\nPARAMETER stop "###"\n'
-        'SYSTEM """Answer briefly."""\nLICENSE MIT\n'
+        'SYSTEM """Answer briefly."""\nLICENSE MIT\nMESSAGE user Hi\nMESSAGE assistant Hello\n'
     )
     created = cli("create", "mine:v1")
     assert created.returncode == 0, created.stderr
@@ -34,6 +34,8 @@ def test_create_list_show_cp_rm(cli, tmp_path, tiny_gguf):
 
     data = json.loads(cli("show", "mine:v1", "--json").stdout)
     assert data["architecture"] == "llama" and data["parameters"]["stop"] == ["###"]
+    assert data["messages"] == [{"role": "user", "content": "Hi"},  # as stored, nothing added
+                                {"role": "assistant", "content": "Hello"}]
 
     assert cli("cp", "mine:v1", "copy").returncode == 0
     names = [m["name"] for m in json.loads(cli("list", "--json").stdout)]

@@ -261,7 +261,8 @@ def _tool(tool: dict[str, Any], index: int) -> Tool:
     function = tool.get("function") if isinstance(tool, dict) else None
     name = function.get("name") if isinstance(function, dict) else None
     if not isinstance(name, str) or not name:
-        raise InvalidRequest("a tool needs function.name", f"tools[{index}].function.name")
+        raise InvalidRequest("a tool needs function.name, a non-empty string",
+                             f"tools[{index}].function.name")
     description = function.get("description")
     parameters = function.get("parameters")
     return Tool(name, description if isinstance(description, str) else None,

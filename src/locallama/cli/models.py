@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from locallama.api.ollama import message_json
 from locallama.cli.app import app
 from locallama.cli.common import get_runtime
 from locallama.cli.output import (
@@ -90,7 +91,8 @@ def show(
     """Show information about a model."""
     d = get_runtime().show(model)
     if as_json:
-        print_json(dataclasses.asdict(d))
+        # messages as they were stored: role and content (and what else is set)
+        print_json({**dataclasses.asdict(d), "messages": [message_json(m) for m in d.messages]})
     elif modelfile:
         typer.echo(d.modelfile)
     elif template:
