@@ -59,3 +59,15 @@ def test_unknown_api_options_are_ignored_but_strict_refuses():
     assert resolve_options({"penalize_newline": True}) == Options()
     with pytest.raises(InvalidRequest, match="unknown option"):
         resolve_options({"penalize_newline": True}, strict=True)
+
+
+@pytest.mark.parametrize("value", [100000, 513, "100000"])
+def test_num_thread_past_what_ggml_can_run_is_refused(value):
+    # 100000 made libgomp fail to create the threads and took the whole server down
+    with pytest.raises(InvalidRequest, match="num_thread"):
+        resolve_options({"num_thread": value})
+
+
+@pytest.mark.parametrize("value", [0, 1, 512])
+def test_num_thread_up_to_ggmls_limit_is_kept(value):
+    assert resolve_options({"num_thread": value}).num_thread == value

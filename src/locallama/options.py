@@ -70,6 +70,11 @@ _TYPES = {
 }
 OPTION_NAMES = tuple(_FIELDS)
 
+#: the most threads ``num_thread`` may ask for: ggml's GGML_MAX_N_THREADS, the size of
+#: its CPU backend's thread tables (ggml.h).  Past it the OpenMP runtime may fail to
+#: create the threads and abort the whole process (100000 did).
+MAX_THREADS = 512
+
 
 def coerce_option(name: str, value: Any) -> Any:
     """Turn a JSON or Modelfile value into the option's type, or raise InvalidRequest."""
@@ -157,6 +162,8 @@ def _check_ranges(o: Options) -> None:
         problems.append("num_batch must be at least 1")
     if o.repeat_last_n < -1:
         problems.append("repeat_last_n must be -1 (num_ctx), 0 (off) or positive")
+    if o.num_thread > MAX_THREADS:
+        problems.append(f"num_thread must be at most {MAX_THREADS} (0: the physical cores)")
     if o.mirostat not in (0, 1, 2):
         problems.append("mirostat must be 0, 1 or 2")
     if problems:

@@ -356,6 +356,11 @@ def test_malformed_json_is_a_400(client, server, body):
     ("/api/generate", {"model": "../../etc/passwd", "prompt": "Hi"}, "model name"),
     ("/api/embed", {"model": "tiny", "input": "x", "dimensions": 3}, "dimensions"),
     ("/api/copy", {"source": "tiny"}, "destination is required"),
+    ("/api/generate", {"model": "tiny", "prompt": "Hi", "options": {"num_thread": 100000}},
+     "num_thread"),  # once took the whole server down (libgomp could not make them)
+    ("/api/generate", {"model": "tiny", "options": {"num_thread": 100000}}, "num_thread"),
+    ("/api/embed", {"model": "tiny", "input": "x", "options": {"num_thread": 100000}},
+     "num_thread"),
 ], ids=lambda v: v if isinstance(v, str) and " " not in v else None)
 def test_bad_requests_are_400s_that_say_why(client, server, path, body, words):
     r = post(server, path, body)
