@@ -1,7 +1,15 @@
+import math
+
 import pytest
 
 from locallama.errors import InvalidRequest
-from locallama.options import Options, coerce_option, parse_parameters, resolve_options
+from locallama.options import (
+    OPTION_NAMES,
+    Options,
+    coerce_option,
+    parse_parameters,
+    resolve_options,
+)
 
 
 def test_defaults_are_ollamas():
@@ -71,3 +79,19 @@ def test_num_thread_past_what_ggml_can_run_is_refused(value):
 @pytest.mark.parametrize("value", [0, 1, 512])
 def test_num_thread_up_to_ggmls_limit_is_kept(value):
     assert resolve_options({"num_thread": value}).num_thread == value
+
+
+FLOAT_OPTIONS = [n for n in OPTION_NAMES if isinstance(getattr(Options(), n), float)]
+
+
+@pytest.mark.parametrize("name", FLOAT_OPTIONS)
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf, "nan", "inf", "-Infinity"])
+def test_float_options_must_be_finite(name, value):
+    with pytest.raises(InvalidRequest, match=name):
+        coerce_option(name, value)
+    with pytest.raises(InvalidRequest, match=name):
+        parse_parameters([(name, str(value))])
+
+
+def test_every_float_option_is_checked():
+    assert {"temperature", "top_p", "min_p", "mirostat_eta"} <= set(FLOAT_OPTIONS)

@@ -9,6 +9,7 @@ merges them.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -77,7 +78,10 @@ MAX_THREADS = 512
 
 
 def coerce_option(name: str, value: Any) -> Any:
-    """Turn a JSON or Modelfile value into the option's type, or raise InvalidRequest."""
+    """Turn a JSON or Modelfile value into the option's type, or raise InvalidRequest
+    naming the option: a whole number for int options (5.0 is 5), a finite number for
+    float ones (NaN and infinity, which Python's JSON reads and ``float`` parses, are
+    refused), true/false for bools, a string or list of strings for ``stop``."""
     kind = _TYPES.get(name)
     if kind is None:
         raise InvalidRequest(f"unknown option {name!r}")
@@ -104,7 +108,10 @@ def coerce_option(name: str, value: Any) -> Any:
             return int(value)
         if isinstance(value, bool):
             raise TypeError
-        return float(value)
+        number = float(value)
+        if not math.isfinite(number):  # "nan", "inf", JSON's NaN and Infinity
+            raise ValueError
+        return number
     except (TypeError, ValueError):
         raise InvalidRequest(
             f"option {name!r} must be {_describe(kind)}, not {value!r}"
@@ -173,7 +180,7 @@ def _check_ranges(o: Options) -> None:
 def _describe(kind: type) -> str:
     return {
         int: "a whole number",
-        float: "a number",
+        float: "a finite number",
         bool: "true or false",
         tuple: "a string or a list of strings",
     }[kind]

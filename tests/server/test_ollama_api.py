@@ -369,6 +369,24 @@ def test_bad_requests_are_400s_that_say_why(client, server, path, body, words):
     still_serves(client)
 
 
+@pytest.mark.parametrize("path, body, option", [
+    ("/api/generate", b'{"model": "tiny", "prompt": "Hi", "options": {"temperature": NaN}}',
+     "temperature"),
+    ("/api/chat", b'{"model": "tiny", "messages": [{"role": "user", "content": "Hi"}], '
+                  b'"options": {"top_p": Infinity}}', "top_p"),
+    ("/api/generate", b'{"model": "tiny", "prompt": "Hi", "options": {"repeat_penalty": '
+                      b'-Infinity}}', "repeat_penalty"),
+    ("/api/generate", b'{"model": "tiny", "prompt": "Hi", "options": {"min_p": "nan"}}',
+     "min_p"),
+], ids=["nan", "infinity", "minus-infinity", "nan-string"])
+def test_options_that_are_not_finite_numbers_are_400s(client, server, path, body, option):
+    """NaN and Infinity are not JSON, but Python's parser reads them."""
+    r = httpx.post(server.url + path, content=body, headers={"Content-Type": "application/json"})
+    assert r.status_code == 400, r.text
+    assert f"option '{option}' must be a finite number" in r.json()["error"]
+    still_serves(client)
+
+
 @pytest.mark.parametrize("path, body", [
     ("/api/generate", {"model": "nope", "prompt": "Hi"}),
     ("/api/generate", {"model": "nope", "prompt": "Hi", "stream": True}),

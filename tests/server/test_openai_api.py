@@ -446,13 +446,18 @@ def test_malformed_json_is_a_400_in_openai_shape(client, server, body):
 
 
 @pytest.mark.parametrize("path, body, option", [
+    ("/v1/chat/completions", b'{"model": "tiny", "messages": [{"role": "user", "content": "Hi"}]'
+                             b', "options": {"temperature": NaN}}', "temperature"),
+    ("/v1/completions", b'{"model": "tiny", "prompt": "Hi", "options": {"mirostat_eta": '
+                        b'Infinity}}', "mirostat_eta"),
     ("/v1/completions", b'{"model": "tiny", "prompt": "Hi", "options": {"num_thread": 100000}}',
      "num_thread"),
     ("/v1/embeddings", b'{"model": "tiny", "input": "Hi", "options": {"num_thread": 100000}}',
      "num_thread"),
-], ids=["completions", "embeddings"])
+], ids=["chat-nan", "completions-infinity", "completions-threads", "embeddings-threads"])
 def test_options_that_cannot_run_are_400s_naming_the_option(client, server, path, body, option):
-    """More threads than ggml can run (100000 once took the whole server down)."""
+    """A non-finite float (Python's JSON reads NaN and Infinity) or more threads than ggml
+    can run (100000 once took the whole server down)."""
     r = httpx.post(server.url + path, content=body, headers={"Content-Type": "application/json"})
     assert r.status_code == 400, r.text
     error = r.json()["error"]
