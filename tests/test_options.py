@@ -7,6 +7,7 @@ from locallama.options import (
     OPTION_NAMES,
     Options,
     coerce_option,
+    parse_keep_alive,
     parse_parameters,
     resolve_options,
 )
@@ -95,3 +96,29 @@ def test_float_options_must_be_finite(name, value):
 
 def test_every_float_option_is_checked():
     assert {"temperature", "top_p", "min_p", "mirostat_eta"} <= set(FLOAT_OPTIONS)
+
+
+# -- keep_alive ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["100000000h", "2562048h", 1e20, "1e20", 9223372037,
+                                   math.inf, "inf", "Infinity"])
+def test_keep_alive_longer_than_a_duration_can_hold_is_refused(value):
+    """Past Go's largest duration (about 292 years) Ollama's parser refuses it too; here it
+    was accepted and then /api/ps and ``locallama ps`` failed until the model unloaded."""
+    with pytest.raises(InvalidRequest, match="keep_alive .*-1 to keep") as caught:
+        parse_keep_alive(value)
+    assert "292 years" in str(caught.value)
+
+
+@pytest.mark.parametrize("value", [math.nan, "nan", "NaN"])
+def test_keep_alive_that_is_not_a_number_is_refused(value):
+    with pytest.raises(InvalidRequest, match="keep_alive"):
+        parse_keep_alive(value)
+
+
+@pytest.mark.parametrize(("value", "seconds"), [
+    ("2562047h", 2562047 * 3600.0), (9223372036, 9223372036.0), ("-100000000h", None),
+    (-1e20, None), (-math.inf, None)])
+def test_keep_alive_up_to_the_longest_duration_and_any_negative_are_kept(value, seconds):
+    assert parse_keep_alive(value) == seconds

@@ -186,6 +186,12 @@ def _describe(kind: type) -> str:
     }[kind]
 
 
+#: the longest keep_alive in seconds: Go's largest time.Duration (2^63 - 1 ns,
+#: 2562047h47m16.854775807s, about 292 years).  Ollama's parser refuses a longer duration
+#: string ("invalid duration"); refusing longer numbers too keeps every expiry a time
+#: that ``datetime`` and the platform's time_t can hold, so ps can always show it.
+MAX_KEEP_ALIVE_S = (2**63 - 1) / 1e9
+
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
 _UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0,
                  "h": 3600.0}
@@ -196,6 +202,8 @@ def parse_keep_alive(value: str | int | float | None, default: str = "5m") -> fl
 
     Accepts Go-style durations ("5m", "1h30m", "300ms", "-1m"), plain numbers of
     seconds (as Ollama does), 0 to unload at once, and any negative to keep it.
+    Raises InvalidRequest for anything else, NaN, and a duration longer than
+    ``MAX_KEEP_ALIVE_S`` (about 292 years, the longest Ollama's Go parser can hold).
     """
     if value is None or value == "":
         value = default
@@ -216,4 +224,12 @@ def parse_keep_alive(value: str | int | float | None, default: str = "5m") -> fl
                     f"invalid keep_alive {value!r}: use a duration like 5m, 1h or 30s, "
                     "a number of seconds, 0 or -1") from None
             seconds = sign * sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
-    return None if seconds < 0 else seconds
+    if math.isnan(seconds):
+        raise InvalidRequest(f"invalid keep_alive {value!r}: not a number")
+    if seconds < 0:
+        return None
+    if seconds > MAX_KEEP_ALIVE_S:
+        raise InvalidRequest(
+            f"keep_alive {value!r} is longer than the longest duration, 2562047h47m16s "
+            "(about 292 years); use -1 to keep the model loaded until it is stopped")
+    return seconds

@@ -116,6 +116,23 @@ def test_commands_go_through_the_server(served: Served):
     assert "Traceback" not in served.log.read_text()
 
 
+def test_ps_answers_after_a_keep_alive_too_long_to_hold(served: Served):
+    """A keep_alive past the longest duration (about 292 years) once loaded the model and
+    then ``ps`` failed (a 500 from the server) until the model unloaded."""
+    longest = httpx.post(served.url + "/api/generate",
+                         json={"model": "tiny", "keep_alive": "2562047h"}, timeout=60)
+    too_long = httpx.post(served.url + "/api/generate",
+                          json={"model": "tiny", "keep_alive": 1e20}, timeout=60)
+    shown = _cli(served.client_env, "ps")
+    assert shown.returncode == 0, shown.stderr
+    header, *rows = shown.stdout.strip().splitlines()
+    assert [r.split()[0] for r in rows] == ["tiny:latest"]
+    assert rows[0].endswith("Forever")  # ~292 years reads as Ollama's "forever"
+    assert longest.status_code == 200
+    assert too_long.status_code == 400 and "keep_alive" in too_long.json()["error"]
+    assert "Traceback" not in served.log.read_text()
+
+
 def test_a_second_server_on_the_port_fails_in_one_line(served: Served):
     second = _cli(served.server_env, "serve", timeout=STOP_TIMEOUT_S)
     assert second.returncode == 1

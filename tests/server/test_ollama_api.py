@@ -305,6 +305,26 @@ def test_ps(client):
     assert tiny.expires_at > datetime.now(UTC)
 
 
+@pytest.mark.parametrize("keep_alive", ["100000000h", 1e20])
+def test_a_keep_alive_too_long_to_hold_is_refused_and_ps_keeps_answering(client, server,
+                                                                         keep_alive):
+    """Accepted once, it made /api/ps answer 500 until the model unloaded."""
+    r = post(server, "/api/generate", {"model": "tiny", "prompt": "Hi", "options": FEW,
+                                       "keep_alive": keep_alive})
+    ps = httpx.get(server.url + "/api/ps", timeout=60)
+    assert ps.status_code == 200, ps.text
+    assert r.status_code == 400 and "keep_alive" in r.json()["error"]
+    still_serves(client)
+
+
+def test_the_longest_keep_alive_shows_in_ps(client):
+    client.generate(model="tiny", prompt="Hi", options=FEW, keep_alive="2562047h")
+    [tiny] = [m for m in client.ps().models if m.model == "tiny:latest"]
+    assert tiny.expires_at.year > 2300  # about 292 years from now: Go's longest duration
+    client.generate(model="tiny", keep_alive=0)
+    assert "tiny:latest" not in [m.model for m in client.ps().models]
+
+
 def test_pull_of_an_unknown_model_fails(client):
     with pytest.raises(ollama.ResponseError):
         client.pull("no-such-model")
