@@ -106,9 +106,18 @@ class ModelNotFound(LocallamaError):
 
 
 class BadModelFile(LocallamaError):
-    """A model file that is not a valid GGUF, or one llama.cpp cannot use."""
+    """A model file that is not a valid GGUF, or one llama.cpp cannot use: as such a
+    stored model gone bad on disk, the server's state (500)."""
 
     code = "bad_model_file"
+
+
+class InvalidModelFile(BadModelFile):
+    """A model file the caller supplied (an uploaded blob, a Modelfile's FROM path) that
+    is not a valid GGUF: the caller's mistake (400), where a stored model gone bad stays
+    BadModelFile (500)."""
+
+    code = "invalid_model_file"
 
 
 class ModelTooLarge(LocallamaError):

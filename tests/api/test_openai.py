@@ -41,6 +41,7 @@ from locallama.api.openai_objects import (
 from locallama.errors import (
     MESSAGE_LIMIT,
     BadModelFile,
+    InvalidModelFile,
     InvalidRequest,
     ModelNotFound,
     NotSupported,
@@ -325,6 +326,7 @@ def test_model_objects():
      "messages[0].role"),
     (NotSupported("not yet"), 501, "invalid_request_error", None),
     (BadModelFile("broken"), 500, "server_error", None),
+    (InvalidModelFile("not a GGUF"), 400, "invalid_request_error", None),
 ])
 def test_error_bodies(exc, status, kind, param):
     assert error_body(exc, status) == {"error": {"message": exc.message, "type": kind,

@@ -5,9 +5,16 @@ from pathlib import Path
 
 import pytest
 
-from locallama.errors import BadModelFile, InvalidRequest, ModelNotFound, TemplateError
+from locallama.errors import (
+    BadModelFile,
+    InvalidModelFile,
+    InvalidRequest,
+    ModelNotFound,
+    TemplateError,
+)
 from locallama.runtime.types import ChatRequest, GenerateRequest, Message
 from runtimes import add_model, create
+from tinymodel import write_tiny_gguf
 
 
 def complete(runtime, prompt="The cat sat on the", **options):
@@ -179,9 +186,19 @@ def test_create_errors_leave_the_store_as_it_was(runtime, tmp_path, modelfile, e
 def test_create_from_a_malformed_gguf_is_refused(runtime, tmp_path):
     bad = tmp_path / "bad.gguf"
     bad.write_bytes(b"GGUF" + b"\x00" * 10)
-    with pytest.raises(BadModelFile):
+    with pytest.raises(BadModelFile) as caught:
         add_model(runtime, "bad", bad)
+    assert isinstance(caught.value, InvalidModelFile)  # the caller's file: its mistake
     assert not runtime.store.exists("bad")
+
+
+def test_create_from_a_stored_model_gone_bad_is_the_stores_fault(runtime, tmp_path):
+    add_model(runtime, "other", write_tiny_gguf(tmp_path / "other.gguf", seed=5))
+    runtime.store.get("other").model_path.write_bytes(b"GGUF" + b"\x00" * 10)
+    with pytest.raises(BadModelFile) as caught:
+        create(runtime, "again", "FROM other\n", tmp_path)
+    assert not isinstance(caught.value, InvalidModelFile)  # the server's state
+    assert not runtime.store.exists("again")
 
 
 def test_delete_unloads_and_removes(runtime, tmp_path: Path):

@@ -272,15 +272,32 @@ def test_bad_creates_are_refused_before_anything_is_written(client, server, body
     still_serves(client)
 
 
-def test_a_blob_that_is_not_a_gguf_makes_no_model(client, tmp_path):
+def test_a_blob_that_is_not_a_gguf_makes_no_model(client, server, tmp_path):
     path = tmp_path / "junk.gguf"
     path.write_bytes(b"GGUF but not really" * 100)
     digest = client.create_blob(path)
-    with pytest.raises(ollama.ResponseError):
+    with pytest.raises(ollama.ResponseError) as caught:
         client.create(model="junk", files={"junk.gguf": digest})
+    assert caught.value.status_code == 400  # the client sent the bad file, not a 500
+    r = post(server, "/api/create", {"model": "junk", "files": {"junk.gguf": digest},
+                                     "stream": False})
+    assert r.status_code == 400 and r.json()["code"] == "invalid_model_file"
     with pytest.raises(ollama.ResponseError):
         list(client.create(model="junk", files={"junk.gguf": digest}, stream=True))
     assert "junk:latest" not in [m.model for m in client.list().models]
+
+
+def test_a_stored_model_gone_bad_is_still_a_500(client, server, tmp_path):
+    """The store's state, not the client's mistake."""
+    client.create(model="spoilt", files={"m.gguf": client.create_blob(
+        write_tiny_gguf(tmp_path / "m.gguf", seed=9))})
+    server.runtime.store.get("spoilt").model_path.write_bytes(b"GGUF but not really" * 100)
+    for path, body in [("/api/create", {"model": "x", "from": "spoilt", "stream": False}),
+                       ("/api/generate", {"model": "spoilt", "prompt": "Hi", "stream": False})]:
+        r = post(server, path, body)
+        assert r.status_code == 500 and r.json()["code"] == "bad_model_file", r.text
+    client.delete("spoilt")
+    still_serves(client)
 
 
 def test_copy_and_delete(client, server):

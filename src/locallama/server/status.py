@@ -10,6 +10,7 @@ from __future__ import annotations
 from locallama.errors import (
     DigestMismatch,
     Forbidden,
+    InvalidModelFile,
     InvalidRequest,
     LocallamaError,
     MethodNotAllowed,
@@ -33,6 +34,7 @@ STATUS: StatusTable = (
     (MethodNotAllowed, 405),
     (PayloadTooLarge, 413),
     (InvalidRequest, 400),
+    (InvalidModelFile, 400),  # a file the client sent; a stored one gone bad is a 500
     (DigestMismatch, 400),
     (NotSupported, 501),
     (ServerBusy, 503),
@@ -46,8 +48,8 @@ OPENAI: StatusTable = ((PullError, 502),)
 
 def http_status(exc: LocallamaError, first: StatusTable = ()) -> int:
     """The status for ``exc``: from ``first`` (a face's own entries), else ``STATUS``,
-    else 500 (a bad or too large model file, a failed write, an internal fault: Ollama
-    answers 500 too)."""
+    else 500 (a stored model file gone bad, a model too large, a failed write, an
+    internal fault: Ollama answers 500 too)."""
     for cls, status in (*first, *STATUS):
         if isinstance(exc, cls):
             return status

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from locallama.errors import BadModelFile, InvalidRequest, NotSupported
+from locallama.errors import BadModelFile, InvalidModelFile, InvalidRequest, NotSupported
 from locallama.gguf_info import GGUFInfo, read_gguf_info
 from locallama.options import parse_parameters
 from locallama.progress import Progress, ProgressEvent, silent
@@ -46,6 +46,8 @@ def create_model(
 
     With ``quantize``, the model data is first rewritten at that type and the
     quantized file is what the model holds (``create --quantize``, ``quantize``).
+    A FROM file that is not a valid GGUF raises InvalidModelFile (the caller's file);
+    a stored model FROM names that has gone bad raises BadModelFile.
     """
     report = progress or silent
 
@@ -59,7 +61,10 @@ def create_model(
     source = source_path(modelfile.from_, base_dir)
     if source is not None:
         say(f"reading model file {source}")
-        info = read_gguf_info(source)
+        try:
+            info = read_gguf_info(source)
+        except BadModelFile as exc:  # the caller's file (a path, an uploaded blob)
+            raise InvalidModelFile(str(exc)) from None
         model_layers = []
         if quantize is None:  # a quantized model holds only the quantizer's output
             digest = _stored_digest(store, source)
