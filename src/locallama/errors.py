@@ -7,8 +7,14 @@ message; nothing else in the code decides how an error looks to a user.
 
 from __future__ import annotations
 
+import re
+
 #: the most characters of an error message an answer carries (see ``capped``)
 MESSAGE_LIMIT = 1000
+
+#: a UTF-16 surrogate code point: JSON's ``\ud800`` escape carries one alone, Python's
+#: parser accepts it into a str, and UTF-8 cannot encode it
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def capped(message: str, limit: int = MESSAGE_LIMIT) -> str:
@@ -16,6 +22,17 @@ def capped(message: str, limit: int = MESSAGE_LIMIT) -> str:
     it is longer.  Some messages quote what a stranger chose (a template's
     ``raise_exception``, a registry's answer), which may be any size."""
     return message if len(message) <= limit else message[:limit] + "…"
+
+
+def not_unicode(text: str) -> str | None:
+    """Why ``text`` is not valid Unicode, in words ("a lone surrogate U+D800 at character
+    3"), or None when it is.  Such text cannot be written as UTF-8, which llama.cpp, the
+    template workers and every file need; the faces refuse it where a body is read, the
+    engine where it encodes text."""
+    found = _SURROGATE.search(text)
+    if found is None:
+        return None
+    return f"a lone surrogate U+{ord(found.group()):04X} at character {found.start()}"
 
 
 class LocallamaError(Exception):

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from locallama import errors
 from locallama.api.ollama import (
@@ -153,6 +154,48 @@ def test_bodies_take_name_for_model_ignore_extras_and_read_null_as_unset():
     chat = ChatBody.model_validate({"model": "m", "messages": [
         {"role": "user", "content": None, "images": None, "tool_calls": None}]})
     assert chat_request(chat).messages == [Message("user", "")]
+
+
+LONE = "\ud800"  # valid JSON (an escape of half a UTF-16 pair), not valid Unicode
+
+
+@pytest.mark.parametrize("body, fields, loc, within", [
+    (GenerateBody, {"prompt": "a" + LONE}, ("prompt",), None),
+    (GenerateBody, {"prompt": "hi", "system": LONE}, ("system",), None),
+    (GenerateBody, {"prompt": "hi", "format": {"properties": {"a": {"enum": [LONE]}}}},
+     ("format",), "format.properties.a.enum[0]"),
+    (GenerateBody, {"prompt": "hi", "options": {"stop": ["x", LONE]}}, ("options",),
+     "options.stop[1]"),
+    (GenerateBody, {"prompt": "hi", "options": {LONE: 1}}, ("options",), "a key in options"),
+    (ChatBody, {"messages": [{"role": "user", "content": "ok"},
+                             {"role": "user", "content": LONE}]},
+     ("messages", 1, "content"), None),
+    (ChatBody, {"messages": [{"role": "assistant", "tool_calls": [
+        {"function": {"name": "f", "arguments": {"city": LONE}}}]}]},
+     ("messages", 0, "tool_calls", 0, "function", "arguments"), "arguments.city"),
+    (ChatBody, {"messages": [], "tools": [{"function": {"name": "f", "description": LONE}}]},
+     ("tools",), "tools[0].function.description"),
+    (EmbedBody, {"input": ["ok", LONE]}, ("input",), "input[1]"),
+    (CreateBody, {"from": "m", "system": LONE}, ("system",), None),
+    (CreateBody, {"modelfile": f"FROM m\nSYSTEM {LONE}"}, ("modelfile",), None),
+], ids=["prompt", "system", "format", "stop", "option-name", "message", "tool-arguments",
+        "tool-description", "input", "create-system", "modelfile"])
+def test_text_that_is_not_unicode_is_refused_naming_the_field(body, fields, loc, within):
+    """Python's JSON reads a lone surrogate; UTF-8 (llama.cpp, templates, files) cannot
+    hold it, which once made a 500 far from the body."""
+    with pytest.raises(ValidationError) as caught:
+        body.model_validate({"model": "m", **fields})
+    [error] = caught.value.errors()
+    assert error["loc"] == loc
+    assert error["msg"].startswith("not valid Unicode: a lone surrogate U+D800 at character")
+    if within:
+        assert error["msg"].endswith(f" of {within}")
+
+
+def test_surrogate_pairs_and_other_text_pass():
+    body = GenerateBody.model_validate({"model": "m", "prompt": "\U0001F600 caf\u00e9",
+                                        "context": list(range(100_000))})
+    assert body.prompt == "\U0001F600 caf\u00e9"
 
 
 def test_thinking_and_nameless_tools_are_refused():

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 import pytest
 from openai.types import Completion, CreateEmbeddingResponse, Model
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
+from pydantic import ValidationError
 
 from locallama.api.openai import (
     ChatCompletionRequest,
@@ -366,6 +367,45 @@ def test_chat_requests_follow_tool_choice():
         model="tiny", messages=[{"role": "user", "content": "hi"}], tools=tools,
         tool_choice=choice))[0].tools or ()] for choice in ("auto", "none", named)]
     assert names == [["a", "b"], [], ["b"]]
+
+
+LONE = "\ud800"  # valid JSON (an escape of half a UTF-16 pair), not valid Unicode
+USER = {"role": "user", "content": "hi"}
+
+
+@pytest.mark.parametrize("body, fields, loc", [
+    (CompletionRequest, {"prompt": LONE}, ("prompt",)),
+    (CompletionRequest, {"prompt": ["ok", LONE]}, ("prompt",)),
+    (EmbeddingRequest, {"input": LONE}, ("input",)),
+    (ChatCompletionRequest, {"messages": [{"role": "user", "content": LONE}]},
+     ("messages", 0, "content")),
+    (ChatCompletionRequest, {"messages": [{"role": "user", "content": [
+        {"type": "text", "text": LONE}]}]}, ("messages", 0, "content")),
+    (ChatCompletionRequest, {"messages": [USER, {"role": "assistant", "tool_calls": [
+        {"id": "c", "function": {"name": "f", "arguments": '{"a": "' + LONE + '"}'}}]}]},
+     ("messages", 1, "tool_calls", 0, "function", "arguments")),
+    (ChatCompletionRequest, {"messages": [USER], "tools": [
+        {"function": {"name": "f", "description": LONE}}]},
+     ("tools", 0, "function", "description")),
+    (ChatCompletionRequest, {"messages": [USER], "stop": [LONE]}, ("stop",)),
+], ids=["prompt", "prompts", "input", "content", "content-part", "tool-arguments",
+        "tool-description", "stop"])
+def test_text_that_is_not_unicode_is_refused_naming_the_field(body, fields, loc):
+    with pytest.raises(ValidationError) as caught:
+        body.model_validate({"model": "m", **fields})
+    [error] = caught.value.errors()
+    assert error["loc"] == loc
+    assert error["msg"].startswith("not valid Unicode: a lone surrogate U+D800")
+
+
+def test_tool_arguments_whose_json_escapes_a_lone_surrogate_are_refused():
+    body = ChatCompletionRequest.model_validate({"model": "m", "messages": [
+        USER, {"role": "assistant", "tool_calls": [{"id": "c", "function": {
+            "name": "f", "arguments": json.dumps({"where": {"city": LONE}})}}]}]})
+    with pytest.raises(InvalidRequest, match="U\\+D800 at character 0 of arguments.where.city"
+                       ) as caught:
+        chat_requests(body)
+    assert caught.value.param == "messages[1].tool_calls[0].function.arguments"
 
 
 @pytest.mark.parametrize("value, param", [([], "input"), ([[1], []], "input[1]")])

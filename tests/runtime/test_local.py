@@ -201,6 +201,24 @@ def test_create_from_a_stored_model_gone_bad_is_the_stores_fault(runtime, tmp_pa
     assert not runtime.store.exists("again")
 
 
+def test_text_that_is_not_unicode_is_an_invalid_request(runtime, tmp_path):
+    """For in-process callers (the faces refuse it where they read a body): once a
+    UnicodeEncodeError from deep in the engine."""
+    with pytest.raises(InvalidRequest, match="lone surrogate U\\+D800 at character 1"):
+        runtime.tokenize("tiny", "a\ud800")
+    with pytest.raises(InvalidRequest, match=r"input\[1\] is not valid Unicode") as caught:
+        runtime.embed("tiny", ["ok", "\ud800"])
+    assert caught.value.param == "input"
+    with pytest.raises(InvalidRequest, match="lone surrogate U\\+DC00"):
+        list(runtime.generate(GenerateRequest("tiny", "\udc00", raw=True,
+                                              options={"num_predict": 1})))
+    add_model(runtime, "plain", write_tiny_gguf(tmp_path / "plain.gguf", chat_template=None))
+    with pytest.raises(InvalidRequest, match="lone surrogate"):  # the fallback template
+        list(runtime.chat(ChatRequest("plain", [Message("user", "\ud800")],
+                                      options={"num_predict": 1})))
+    assert complete(runtime, num_predict=1)[1].done  # and the model still answers
+
+
 def test_delete_unloads_and_removes(runtime, tmp_path: Path):
     complete(runtime, num_predict=1)
     runtime.copy("tiny", "twin")

@@ -424,6 +424,35 @@ def test_options_that_are_not_finite_numbers_are_400s(client, server, path, body
     still_serves(client)
 
 
+LONE = "\ud800"  # valid JSON (an escape of half a UTF-16 pair), not valid Unicode
+
+
+@pytest.mark.parametrize("path, body, field", [
+    ("/api/generate", {"model": "tiny", "prompt": LONE, "raw": True}, "prompt"),
+    ("/api/generate", {"model": "tiny", "prompt": "Hi", "system": "a" + LONE}, "system"),
+    ("/api/chat", {"model": "tiny", "messages": [{"role": "user", "content": LONE}]},
+     "messages[0].content"),
+    ("/api/chat", {"model": "tiny", "messages": [{"role": "assistant", "tool_calls": [
+        {"function": {"name": "f", "arguments": {"city": LONE}}}]}]},
+     "messages[0].tool_calls[0].function.arguments"),
+    ("/api/embed", {"model": "tiny", "input": ["ok", LONE]}, "input"),
+    ("/api/embeddings", {"model": "tiny", "prompt": LONE}, "prompt"),
+    ("/api/tokenize", {"model": "tiny", "content": LONE}, "content"),
+    ("/api/create", {"model": "x", "from": "tiny", "system": LONE}, "system"),
+], ids=["raw-prompt", "system", "message", "tool-arguments", "embed", "embeddings",
+        "tokenize", "create-system"])
+def test_text_that_is_not_unicode_is_a_400_naming_the_field(client, server, path, body, field):
+    """Python's JSON reads a lone surrogate, UTF-8 cannot hold it: once a 500 ("'utf-8'
+    codec can't encode") or a misleading "renderer process ended unexpectedly"."""
+    r = httpx.post(server.url + path, content=json.dumps(body),
+                   headers={"Content-Type": "application/json"}, timeout=60)
+    assert r.status_code == 400, r.text
+    assert r.json()["error"].startswith(
+        f"invalid {field}: not valid Unicode: a lone surrogate U+D800 at character"), r.text
+    assert "x:latest" not in [m.model for m in client.list().models]
+    still_serves(client)
+
+
 @pytest.mark.parametrize("path, body", [
     ("/api/generate", {"model": "nope", "prompt": "Hi"}),
     ("/api/generate", {"model": "nope", "prompt": "Hi", "stream": True}),

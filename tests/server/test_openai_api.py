@@ -465,6 +465,34 @@ def test_options_that_cannot_run_are_400s_naming_the_option(client, server, path
     still_answers(client)
 
 
+LONE = "\ud800"  # valid JSON (an escape of half a UTF-16 pair), not valid Unicode
+
+
+@pytest.mark.parametrize("path, body, param", [
+    ("/v1/completions", {"model": "tiny", "prompt": LONE}, "prompt"),
+    ("/v1/embeddings", {"model": "tiny", "input": ["ok", LONE]}, "input"),
+    ("/v1/chat/completions", {"model": "tiny", "messages": [{"role": "user", "content": LONE}]},
+     "messages[0].content"),
+    ("/v1/chat/completions", {"model": "tiny", "messages": [*HELLO, {
+        "role": "assistant", "tool_calls": [{"id": "c", "type": "function", "function": {
+            "name": "f", "arguments": json.dumps({"city": LONE}, ensure_ascii=False)}}]}]},
+     "messages[1].tool_calls[0].function.arguments"),
+    ("/v1/chat/completions", {"model": "tiny", "messages": [*HELLO, {
+        "role": "assistant", "tool_calls": [{"id": "c", "type": "function", "function": {
+            "name": "f", "arguments": json.dumps({"city": LONE})}}]}]},  # "\\ud800" inside
+     "messages[1].tool_calls[0].function.arguments"),
+], ids=["completions", "embeddings", "chat", "tool-arguments", "escaped-tool-arguments"])
+def test_text_that_is_not_unicode_is_a_400_naming_the_field(client, server, path, body, param):
+    """Python's JSON reads a lone surrogate, UTF-8 cannot hold it: once a 500."""
+    r = httpx.post(server.url + path, content=json.dumps(body),
+                   headers={"Content-Type": "application/json"}, timeout=60)
+    assert r.status_code == 400, r.text
+    error = r.json()["error"]
+    assert error["type"] == "invalid_request_error" and error["param"] == param
+    assert "not valid Unicode: a lone surrogate U+D800" in error["message"]
+    still_answers(client)
+
+
 # -- a scripted Runtime: tool calls, errors mid-stream, disconnects ---------------------------
 
 

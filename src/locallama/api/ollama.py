@@ -28,8 +28,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
+from locallama.api.common import UnicodeBody
 from locallama.errors import InvalidRequest, NotSupported
 from locallama.options import parse_parameters
 from locallama.runtime.types import (
@@ -47,7 +48,7 @@ from locallama.store.modelfile import Modelfile, parse_modelfile
 # -- the bodies ----------------------------------------------------------------------------
 
 
-class _Body(BaseModel):
+class _Body(UnicodeBody):  # text that is not valid Unicode is refused (api/common.py)
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
 

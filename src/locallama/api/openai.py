@@ -20,8 +20,9 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
+from locallama.api.common import UnicodeBody, not_unicode_in
 from locallama.errors import InvalidRequest
 from locallama.runtime.types import ChatRequest, GenerateRequest, Message
 from locallama.runtime.types import Tool as RuntimeTool
@@ -33,7 +34,7 @@ Stop = str | list[str] | None
 TextOrTokens = str | list[str] | list[TokenId] | list[list[TokenId]]
 
 
-class _Body(BaseModel):
+class _Body(UnicodeBody):  # text that is not valid Unicode is refused (api/common.py)
     model_config = ConfigDict(extra="ignore")
 
 
@@ -267,6 +268,8 @@ def messages_for_runtime(messages: list[ChatMessage]) -> list[Message]:
                     raise invalid("tool call arguments must be a JSON object", where) from None
                 if not isinstance(arguments, dict):
                     raise invalid("tool call arguments must be a JSON object", where)
+                if reason := not_unicode_in(arguments, "arguments"):  # "\\ud800" in the text
+                    raise invalid(reason, where)
                 message.tool_calls.append(RuntimeToolCall(call.function.name, arguments))
                 if call.id:
                     names[call.id] = call.function.name

@@ -10,7 +10,7 @@ import llama_cpp
 
 import locallama.engine.model  # noqa: F401  (silences llama.cpp's log before a load here)
 from locallama.engine.params import ContextParams
-from locallama.errors import BadModelFile, InvalidRequest
+from locallama.errors import BadModelFile, InvalidRequest, not_unicode
 from locallama.gguf_info import GGUFInfo
 
 
@@ -43,8 +43,13 @@ class EmbeddingModel:
         self.load_duration = time.perf_counter_ns() - started
 
     def embed(self, texts: list[str], truncate: bool = True) -> tuple[list[list[float]], int]:
-        """Normalized vectors for ``texts`` and the number of tokens they took."""
-        counts = [len(self.llm.tokenize(t.encode("utf-8"))) for t in texts]
+        """Normalized vectors for ``texts`` and the number of tokens they took;
+        InvalidRequest (param ``input``) for a text that is not valid Unicode."""
+        try:
+            counts = [len(self.llm.tokenize(t.encode("utf-8"))) for t in texts]
+        except UnicodeEncodeError:  # a lone surrogate: JSON carries one, UTF-8 cannot
+            i, why = next((i, why) for i, t in enumerate(texts) if (why := not_unicode(t)))
+            raise InvalidRequest(f"input[{i}] is not valid Unicode: {why}", "input") from None
         if not truncate and max(counts, default=0) > self.params.num_ctx:
             raise InvalidRequest(
                 f"input of {max(counts)} tokens exceeds the context length "

@@ -20,7 +20,7 @@ import llama_cpp
 import numpy as np
 
 from locallama.engine.params import ContextParams
-from locallama.errors import BadModelFile, InvalidRequest
+from locallama.errors import BadModelFile, InvalidRequest, not_unicode
 from locallama.gguf_info import GGUFInfo
 from locallama.runtime.types import TokenLogprob
 
@@ -96,7 +96,11 @@ class LoadedModel:
     # -- tokens -----------------------------------------------------------------
 
     def tokenize(self, text: str, add_bos: bool = True, special: bool = True) -> list[int]:
-        data = text.encode("utf-8")
+        """Token ids of ``text``; InvalidRequest for text that is not valid Unicode."""
+        try:
+            data = text.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: JSON carries one, UTF-8 cannot
+            raise InvalidRequest(f"the text is not valid Unicode: {not_unicode(text)}") from None
         if add_bos and llama_cpp.llama_vocab_get_add_bos(self.vocab):
             bos = self.piece(llama_cpp.llama_vocab_bos(self.vocab), special=True)
             # A template that already wrote the BOS text must not get a second one.
