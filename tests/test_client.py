@@ -457,3 +457,15 @@ def test_embed_sends_dimensions_only_when_set():
     assert (result.embeddings, result.prompt_eval_count) == ([[1.0, 0.0]], 2)
     assert seen == [{"model": "m", "input": ["a"], "truncate": True},
                     {"model": "m", "input": ["a"], "truncate": True, "dimensions": 2}]
+
+
+def test_what_json_cannot_carry_is_refused_before_anything_is_sent():
+    sent = []
+    rt = fake(lambda r: sent.append(r) or ndjson({"done": True}))
+    with pytest.raises(InvalidRequest, match="not valid Unicode .*U\\+DCFF"):
+        list(rt.chat(ChatRequest("m", [Message("user", "hi \udcff")])))  # bytes b"\xff"
+    with pytest.raises(InvalidRequest, match="a number JSON cannot carry"):
+        list(rt.generate(GenerateRequest("m", "hi", options={"temperature": float("nan")})))
+    with pytest.raises(InvalidRequest, match="not valid Unicode"):
+        rt.tokenize("m", "\ud800")
+    assert sent == []

@@ -89,7 +89,7 @@ class RemoteRuntime:
 
         Closing this generator closes the HTTP stream, and the server stops generating.
         """
-        with closing(self._lines("POST", path, json=body | {"stream": True})) as lines:
+        with closing(self._lines("POST", path, body | {"stream": True})) as lines:
             for chunk in chunks_of(lines, chat):
                 yield chunk
                 if chunk.done:
@@ -210,7 +210,7 @@ class RemoteRuntime:
         self._progress("/api/pull", {"model": model, "stream": True}, progress or silent)
 
     def _progress(self, path: str, body: dict[str, Any], report: Progress) -> None:
-        with closing(self._lines("POST", path, json=body)) as lines:
+        with closing(self._lines("POST", path, body)) as lines:
             for data in lines:
                 report(progress_of(data))
 
@@ -239,8 +239,9 @@ class RemoteRuntime:
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         """One request, one JSON answer (or {} for an empty body)."""
         payload = None if body is None else {k: v for k, v in body.items() if v is not None}
+        content = None if payload is None else _json_body(payload)
         with self._transport_errors():
-            response = self._http.request(method, path, json=payload)
+            response = self._http.request(method, path, content=content, headers=_JSON)
         self._raise_for(response, path)
         if not response.content:
             return {}
@@ -250,11 +251,14 @@ class RemoteRuntime:
             raise LocallamaError(f"the server at {self.base_url} sent {path} a non-JSON "
                                  "answer") from None
 
-    def _lines(self, method: str, path: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
+    def _lines(self, method: str, path: str, body: dict[str, Any]
+               ) -> Iterator[dict[str, Any]]:
         """The NDJSON lines of a streamed answer; an ``error`` line raises, typed."""
         timeout = httpx.Timeout(self._http.timeout.connect, read=None)  # answers take time
+        content = _json_body(body)
         with self._transport_errors(), self._http.stream(method, path, timeout=timeout,
-                                                         **kwargs) as response:
+                                                         content=content, headers=_JSON
+                                                         ) as response:
             if response.is_error:
                 response.read()
                 self._raise_for(response, path)
@@ -288,6 +292,23 @@ class RemoteRuntime:
                                  ) from None
         except httpx.TransportError as exc:
             raise LocallamaError(f"lost the connection to {self.base_url}: {exc}") from None
+
+
+_JSON = {"Content-Type": "application/json"}
+
+
+def _json_body(payload: dict[str, Any]) -> bytes:
+    """A request body as UTF-8 JSON; InvalidRequest for what JSON or UTF-8 cannot carry
+    (NaN or infinite numbers, text with a lone surrogate, as undecodable command-line
+    bytes become), before anything is sent."""
+    try:
+        text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        return text.encode("utf-8")
+    except ValueError as exc:  # UnicodeEncodeError is a ValueError too
+        if isinstance(exc, UnicodeEncodeError):
+            raise InvalidRequest(f"the request holds text that is not valid Unicode (a lone "
+                                 f"surrogate U+{ord(exc.object[exc.start]):04X})") from None
+        raise InvalidRequest(f"the request holds a number JSON cannot carry ({exc})") from None
 
 
 def _json_line(line: str) -> dict[str, Any]:

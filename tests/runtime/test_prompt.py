@@ -143,6 +143,8 @@ def test_stored_messages_come_first_after_the_stored_system(runtime, tmp_path, t
                              "or tool"),
     (Message("user", 5), "message content must be a string"),  # type: ignore[arg-type]
     ({"role": "user", "content": "x"}, "each message must be a Message"),
+    # what the bytes b"\xff" on a command line become: refused before any template runs
+    (Message("user", "hi \udcff"), "not valid Unicode .*U\\+DCFF at character 3"),
 ])
 def test_a_malformed_message_is_refused(runtime, message, match):
     record = runtime.store.get(parse_name("tiny"))
@@ -193,3 +195,13 @@ def test_tools_and_tool_turns_reach_a_template_that_reads_them(runtime, opened, 
                          runtime.renderer)
     assert prompt.tokens == model.tokenize(
         "get_time;get_date;user:time?|assistant:(get_time)|tool:noonget_time|")
+
+
+@pytest.mark.parametrize("field", ["prompt", "system", "template"])
+def test_generate_text_that_is_not_unicode_is_refused_before_loading(runtime, field):
+    record = runtime.store.get(parse_name("tiny"))
+    request = GenerateRequest("tiny", "hi")
+    setattr(request, field, "a \udcff")  # what the bytes b"\xff" on a command line become
+    with pytest.raises(InvalidRequest, match=f"{field} is not valid Unicode .*U\\+DCFF"):
+        check_generate(record, request)
+    assert runtime.ps() == []

@@ -62,6 +62,10 @@ def _serve(fd: int, max_bytes: int) -> None:
         except RecursionError:  # outside the compile and the template's own code
             answer = b"e" + json.dumps({"kind": "template", "message":
                                         "chat template nested too deeply"}).encode()
+        except UnicodeEncodeError:  # a lone surrogate the callers' checks did not see
+            answer = b"e" + json.dumps({"kind": "template", "message":
+                                        "the rendered prompt is not valid Unicode (a lone "
+                                        "surrogate)"}).encode()
         conn.send_bytes(answer)
 
 

@@ -52,10 +52,13 @@ def template_for(record: ModelRecord, model: LoadedModel,
 def check_generate(record: ModelRecord, request: GenerateRequest) -> None:
     """Refuse what a generate request asks for that this runtime cannot do, before any
     model loads: NotSupported for a ``suffix`` (fill-in-the-middle) or images on a
-    vision model, InvalidRequest for images on a model without vision."""
+    vision model, InvalidRequest for images on a model without vision or for text that
+    is not valid Unicode."""
     if request.suffix:
         raise NotSupported("suffix (fill-in-the-middle) is not supported yet")
     _check_images(record, request.images)
+    for field in ("prompt", "system", "template"):
+        _check_unicode(getattr(request, field), field)
 
 
 def generate_prompt(record: ModelRecord, request: GenerateRequest, model: LoadedModel,
@@ -143,7 +146,19 @@ def _check_message(message: Message) -> Message:
                              "assistant or tool")
     if not isinstance(message.content, str):
         raise InvalidRequest("message content must be a string")
+    _check_unicode(message.content, "message content")
     return message
+
+
+def _check_unicode(text: str | None, field: str) -> None:
+    """InvalidRequest for text UTF-8 cannot carry: a lone surrogate, which is what
+    undecodable bytes (a command line's ``\xff``) or a JSON ``\ud800`` become."""
+    try:
+        (text or "").encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidRequest(f"{field} is not valid Unicode (a lone surrogate "
+                             f"U+{ord(exc.object[exc.start]):04X} at character "
+                             f"{exc.start})") from None
 
 
 def _template_messages(messages: list[Message]) -> list[dict[str, Any]]:
