@@ -1,4 +1,5 @@
-"""Fixtures for the pull and download tests: a fake registry and a store that pulls from it."""
+"""Fixtures for the store tests: a fake registry and a runtime that pulls from it (pull,
+download), and settings whose known places are all inside tmp_path (import)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import pytest
 
 from fakeregistry import FakeRegistry, fake_registry
 from locallama.runtime.local import LocalRuntime
+from locallama.settings import Settings
+from locallama.store import Store
 from runtimes import local_runtime
 
 
@@ -27,3 +30,17 @@ def runtime(tmp_path: Path, registry: FakeRegistry) -> Iterator[LocalRuntime]:
     rt = local_runtime(tmp_path, registry=registry.url)
     yield rt
     rt.close()
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """For the import tests: known places inside tmp_path, so no test ever sees the
+    user's own models."""
+    return Settings(models_dir=tmp_path / "models", history_file=tmp_path / "history",
+                    ollama_models=tmp_path / "ollama", hf_hub_cache=tmp_path / "hub",
+                    lmstudio_models=(tmp_path / "lms",))
+
+
+@pytest.fixture
+def store(settings: Settings) -> Store:
+    return Store(settings.models_dir)

@@ -15,19 +15,6 @@ from locallama.store.create import create_model
 from locallama.store.modelfile import parse_modelfile
 
 
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    """Known places inside tmp_path, so no test ever sees the user's own models."""
-    return Settings(models_dir=tmp_path / "models", history_file=tmp_path / "history",
-                    ollama_models=tmp_path / "ollama", hf_hub_cache=tmp_path / "hub",
-                    lmstudio_models=(tmp_path / "lms",))
-
-
-@pytest.fixture
-def store(settings: Settings) -> Store:
-    return Store(settings.models_dir)
-
-
 def test_names_of_plain_files():
     cases = {
         "Llama-3.2-1B-Instruct-Q4_K_M.gguf": "llama-3.2-1b-instruct:q4_k_m",

@@ -3,7 +3,6 @@ files linked into the store, never copied; same model, different model, --force.
 
 import errno
 import os
-from pathlib import Path
 
 import pytest
 
@@ -13,19 +12,6 @@ from locallama.settings import Settings
 from locallama.store import Store, discover, importer, parse_name
 from locallama.store import manifests as mf
 from tinymodel import Q4_0, Q8_0
-
-
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    """Known places inside tmp_path, so no test ever sees the user's own models."""
-    return Settings(models_dir=tmp_path / "models", history_file=tmp_path / "history",
-                    ollama_models=tmp_path / "ollama", hf_hub_cache=tmp_path / "hub",
-                    lmstudio_models=(tmp_path / "lms",))
-
-
-@pytest.fixture
-def store(settings: Settings) -> Store:
-    return Store(settings.models_dir)
 
 
 def blob_files(store: Store) -> list[str]:
