@@ -54,7 +54,7 @@ if TYPE_CHECKING:
 class LocalRuntime:
     """The Runtime (``runtime/base.py``) over this process's store and engine.
 
-    It owns the model loader (runners, memory budget, keep_alive) and the template
+    It owns the model loader (loaded models, memory budget, keep_alive) and the template
     renderer's workers; ``close`` stops both. Prompts are assembled in ``prompt.py``,
     scoring fans out in ``scoring.py``, and ``show``'s and ``ps``'s answers are
     built in ``records.py``; generate and chat stream through the one path ``_run``."""
