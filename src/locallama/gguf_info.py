@@ -24,6 +24,7 @@ from typing import IO, Any
 import gguf
 
 from locallama.errors import BadModelFile
+from locallama.gguf_check import HeaderProblem, block_indices, check_alignment, check_metadata
 
 SUPPORTED_VERSIONS = (2, 3)
 _MAX_DIMS = 4  # GGML_MAX_DIMS
@@ -83,7 +84,7 @@ class _Array:
     values: tuple[Any, ...] | None  # None where the array was skipped
 
 
-class _Problem(Exception):
+class _Problem(HeaderProblem):
     """Internal: a validation failure, turned into BadModelFile with the path."""
 
 
@@ -123,7 +124,8 @@ class _Header:
         start = self.take(n, what)
         return self.buf[start:start + n].decode("utf-8", errors="replace")
 
-    def value(self, vtype: int, what: str, depth: int = 0) -> Any:
+    def value(self, vtype: int, what: str, depth: int = 0, keep: bool = False) -> Any:
+        """One metadata value; ``keep`` keeps a string array's items as raw bytes."""
         st = _SCALARS.get(vtype)
         if st is not None:
             return self.scalar(st, what)
@@ -145,6 +147,8 @@ class _Header:
             raise _Problem(f"metadata '{what}' has unknown array item type {item_type}")
         if count * 8 > self.size - self.pos:  # every item takes at least 8 bytes
             raise _truncated(what)
+        if item_type == _VT.STRING and keep and depth == 0:
+            return _Array(count, self._keep_strings(count, what))
         if item_type == _VT.STRING:
             self._skip_strings(count, what)
         else:
@@ -166,6 +170,26 @@ class _Header:
             self._fill(pos, what)
 
 
+    def _keep_strings(self, count: int, what: str) -> tuple[bytes, ...]:
+        """Read a string array's items as raw bytes (the vocabulary, checked for repeats)."""
+        first = pos = self.pos
+        buf, unpack = self.buf, _U64.unpack_from
+        spans = []
+        limit = len(buf) - 8
+        for _ in range(count):  # as _skip_strings, remembering where each item lies
+            if pos > limit:
+                self._fill(pos + 8, what)
+                limit = len(buf) - 8
+            end = pos + 8 + unpack(buf, pos)[0]
+            spans.append((pos + 8 - first, end - first))
+            pos = end
+        self.pos = pos
+        if pos > len(buf):
+            self._fill(pos, what)
+        data = bytes(buf[first:pos])  # one copy; slices of bytes are bytes
+        return tuple([data[a:b] for a, b in spans])
+
+
 def read_gguf_info(path: str | Path) -> GGUFInfo:
     """Read and validate the header of a GGUF file; raise BadModelFile on any problem."""
     p = Path(path)
@@ -177,7 +201,7 @@ def read_gguf_info(path: str | Path) -> GGUFInfo:
             raise _Problem("empty file, not a GGUF model")
         with open(p, "rb") as f:
             return _parse(p, _Header(f, st.st_size))
-    except _Problem as e:  # names inside come from the file: keep the message one short line
+    except HeaderProblem as e:  # names inside come from the file: keep the message one short line
         why = "".join(c if c.isprintable() else "?" for c in str(e))
         raise BadModelFile(f"{p}: {why if len(why) <= 200 else why[:199] + '…'}") from None
     except FileNotFoundError:
@@ -205,18 +229,18 @@ def _parse(path: Path, h: _Header) -> GGUFInfo:
         key = h.string(f"metadata key #{i}")
         if key in fields:
             raise _Problem(f"duplicate metadata key '{key}'")
-        fields[key] = h.value(h.scalar(_U32, key), key)
+        fields[key] = h.value(h.scalar(_U32, key), key, keep=key == gguf.Keys.Tokenizer.LIST)
 
-    alignment = fields.get(gguf.Keys.General.ALIGNMENT, gguf.GGUF_DEFAULT_ALIGNMENT)
-    if type(alignment) is not int or alignment <= 0 or alignment & (alignment - 1):
-        raise _Problem(f"invalid general.alignment {alignment!r}")
-    parameter_count, tensor_bytes, by_type = _read_tensors(h, n_tensors, alignment)
+    alignment = check_alignment(fields.get(gguf.Keys.General.ALIGNMENT,
+                                           gguf.GGUF_DEFAULT_ALIGNMENT))
+    parameter_count, tensor_bytes, by_type, names = _read_tensors(h, n_tensors, alignment)
 
     arch = fields.get(gguf.Keys.General.ARCHITECTURE)
     if not isinstance(arch, str) or not arch:
         raise _Problem("no general.architecture in the metadata")
     if arch not in _KNOWN_ARCHS:
         raise _Problem(f"unknown model architecture '{arch}'")
+    check_metadata(fields, arch, block_indices(names))
 
     def hp(key: str) -> Any:
         return fields.get(key.format(arch=arch))
@@ -253,8 +277,12 @@ def _parse(path: Path, h: _Header) -> GGUFInfo:
     )
 
 
-def _read_tensors(h: _Header, count: int, alignment: int) -> tuple[int, int, dict[Any, int]]:
-    """Check every tensor's data lies in the file: (params, data bytes, elements per type)."""
+def _read_tensors(h: _Header, count: int,
+                  alignment: int) -> tuple[int, int, dict[Any, int], set[str]]:
+    """Check every tensor's data lies in the file.
+
+    Returns (parameters, data bytes, elements per tensor type, tensor names).
+    """
     tensors = []
     names: set[str] = set()
     for i in range(count):
@@ -294,7 +322,7 @@ def _read_tensors(h: _Header, count: int, alignment: int) -> tuple[int, int, dic
         tensor_bytes += n_bytes
         if n_dims >= 2:
             by_type[ttype] = by_type.get(ttype, 0) + n_elements
-    return parameter_count, tensor_bytes, by_type
+    return parameter_count, tensor_bytes, by_type, names
 
 
 def _ints(value: Any) -> tuple[int, ...] | None:
@@ -345,10 +373,12 @@ def estimate_memory(info: GGUFInfo, num_ctx: int, num_parallel: int = 1,
     n_tokens = num_ctx * num_parallel
     layers = info.block_count or 0
     per_layer = info.head_count_kv_per_layer
-    if not per_layer or len(per_layer) != layers:
-        per_layer = (info.head_count_kv or info.head_count or 0,) * layers
+    if per_layer and len(per_layer) == layers:
+        kv_heads = sum(per_layer)
+    else:  # a product, never a per-layer tuple: a corrupt block count stays arithmetic
+        kv_heads = (info.head_count_kv or info.head_count or 0) * layers
     dims = (info.key_length or 0) + (info.value_length or 0)
-    kv_cache = int(n_tokens * sum(per_layer) * dims * kv_bytes_per_element)
+    kv_cache = int(n_tokens * kv_heads * dims * kv_bytes_per_element)
     attention = n_tokens * ((info.head_count or 0) + 1)
     compute = 4 * min(512, n_tokens) * (max(info.vocab_size or 0, attention)
                                         + 4 * (info.embedding_length or 0))
