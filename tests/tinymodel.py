@@ -218,3 +218,9 @@ def tiny_parameter_count() -> int:
     per_layer = 2 * N_EMBD + 2 * N_EMBD * N_EMBD + 2 * N_HEAD_KV * HEAD_DIM * N_EMBD
     per_layer += 3 * N_FF * N_EMBD
     return 2 * n_vocab * N_EMBD + N_EMBD + N_LAYER * per_layer
+
+
+def tiny_vocab() -> tuple[list[str], list[float], list[int]]:
+    """The vocabulary write_tiny_gguf writes: (tokens, scores, token types), each a fresh
+    list, so a test can corrupt a copy and pass it back through ``extra_metadata``."""
+    return _vocab()
