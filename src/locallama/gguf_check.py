@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any, Protocol
+from typing import Any
 
 import gguf
 
@@ -28,13 +28,6 @@ _K, _A, _T = gguf.Keys.LLM, gguf.Keys.Attention, gguf.Keys.Tokenizer
 
 class HeaderProblem(Exception):
     """Metadata a model cannot be loaded with; the message is one line naming the key."""
-
-
-class ArrayValue(Protocol):
-    """A metadata array as the header reader keeps it (values None where skipped)."""
-
-    count: int
-    values: tuple[Any, ...] | None
 
 
 def block_indices(tensor_names: Iterable[str]) -> set[int]:
