@@ -26,7 +26,11 @@ _STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPE
 
 
 def main() -> None:
-    """Entry point: a LocallamaError becomes one line on stderr and exit status 1."""
+    """Entry point: a LocallamaError becomes one line on stderr and exit status 1; only
+    the CLI's own output reaches stdout (``cli.output.isolate_stdout``)."""
+    from locallama.cli.output import isolate_stdout
+
+    isolate_stdout()
     _register()
     try:
         app()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import os
 import sys
 from datetime import UTC, datetime
 from typing import Any
@@ -13,6 +15,28 @@ from locallama.runtime.types import Chunk
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
+
+
+def isolate_stdout() -> None:
+    """Keep what native code prints off standard output.
+
+    llama.cpp and ggml write to file descriptor 1 directly (a crash's backtrace from
+    gdb, some logs), which would land in the middle of a piped answer.  Python's
+    ``sys.stdout`` moves to a private duplicate of the real standard output, and
+    descriptor 1 is pointed at standard error: the answer (everything the CLI prints
+    through ``sys.stdout``) reaches stdout, anything else reaches stderr.  Subprocesses
+    that inherit descriptor 1 write to stderr too.  Does nothing where the descriptors
+    cannot be duplicated."""
+    try:
+        sys.stdout.flush()
+        private = os.dup(1)
+        os.dup2(2, 1)
+    except (OSError, ValueError):  # no descriptor 1 or 2 (an embedded interpreter)
+        return
+    old = sys.stdout
+    sys.stdout = io.TextIOWrapper(
+        io.FileIO(private, "w", closefd=True), encoding=old.encoding,
+        errors=old.errors, line_buffering=old.line_buffering, write_through=True)
 
 
 def transfer_bars(transient: bool = False):
