@@ -36,6 +36,7 @@ class Settings:
     max_queue: int = 512  # requests waiting per model (OLLAMA_MAX_QUEUE): 503 past it
     template_timeout: float = 5.0  # seconds one chat template render may take
     template_max_bytes: int = 32 * MIB  # the text one render may write
+    load_check_timeout: float = 60.0  # seconds a new model file's trial load may take
     history_file: Path = field(default_factory=lambda: Path.home() / ".locallama" / "history")
     # The everyday-work commands (translate, fix, summarize, commit, ask, code).
     task_model: str = "gemma3:270m"  # the model they use unless --model says otherwise
@@ -79,6 +80,7 @@ class Settings:
             max_queue=_int(env, "LOCALLAMA_MAX_QUEUE", 512),
             template_timeout=_seconds(env, "LOCALLAMA_TEMPLATE_TIMEOUT", 5.0),
             template_max_bytes=_size(env, "LOCALLAMA_TEMPLATE_MAX_BYTES", 32 * MIB),
+            load_check_timeout=_seconds(env, "LOCALLAMA_LOAD_CHECK_TIMEOUT", 60.0),
             history_file=home / "history",
             task_model=env.get("LOCALLAMA_TASK_MODEL", "").strip() or "gemma3:270m",
             embed_model=env.get("LOCALLAMA_EMBED_MODEL", "").strip() or "gemma3:270m",

@@ -83,3 +83,14 @@ def test_import_errors_are_one_line(cli, places, tmp_path):
         assert len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0], args
     assert json.loads(cli("list", "--json").stdout) == []
     assert not os.path.exists(tmp_path / "models" / "manifests")
+
+
+def test_import_refuses_a_file_llama_cpp_cannot_load(cli, places, tmp_path):
+    bad = write_tiny_gguf(tmp_path / "bogus.gguf",
+                          extra_metadata={"tokenizer.ggml.model": "bogus"})
+    result = cli("import", str(bad))
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines == ["Error: llama.cpp cannot load this model file: error loading model "
+                     "vocabulary: unknown tokenizer: 'bogus'"]
+    assert json.loads(cli("list", "--json").stdout) == []

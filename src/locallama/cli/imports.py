@@ -60,7 +60,7 @@ def import_models(
         if as_json:
             print_json([])
         return
-    _adopt_all(store, candidates, force, as_json, warn)
+    _adopt_all(store, candidates, force, as_json, warn, settings.load_check_timeout)
 
 
 def _print_candidates(candidates: list, as_json: bool, settings: Settings, given: bool) -> None:
@@ -80,15 +80,21 @@ def _print_candidates(candidates: list, as_json: bool, settings: Settings, given
                           "`locallama import PATH`", markup=False, soft_wrap=True)
 
 
-def _adopt_all(store, candidates: list, force: bool, as_json: bool, warn) -> None:
+def _adopt_all(store, candidates: list, force: bool, as_json: bool, warn,
+               check_timeout: float) -> None:
     """Adopt each candidate; one that fails is reported and the rest go on."""
+    from locallama.engine.load_check import check_loads
     from locallama.store import importer
+
+    def check(path: Path, digest: str | None) -> None:
+        check_loads(path, check_timeout, digest)
 
     results, failures = [], 0
     for candidate in candidates:
         try:
             with _Bars() as bars:
-                result = importer.adopt(store, candidate, bars.show, force=force)
+                result = importer.adopt(store, candidate, bars.show, force=force,
+                                        check=check)
         except LocallamaError as exc:
             if len(candidates) == 1:
                 raise

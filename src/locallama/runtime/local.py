@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from locallama import metrics
 from locallama.engine.grammar import grammar_for
+from locallama.engine.load_check import check_loads
 from locallama.engine.loader import ModelLoader
 from locallama.engine.render import Renderer
 from locallama.engine.templates import select_template
@@ -259,7 +260,7 @@ class LocalRuntime:
             step = Quantize(qtype, quantizer)
         elif imatrix is not None:
             raise InvalidRequest("an importance matrix is used only when quantizing")
-        create_model(self.store, name, parsed, base_dir, progress, step)
+        create_model(self.store, name, parsed, base_dir, progress, step, self._load_check)
 
     def copy(self, source: str, destination: str) -> None:
         self.store.copy(source, destination)
@@ -276,10 +277,10 @@ class LocalRuntime:
     def pull(self, model: str, progress: Progress | None = None) -> None:
         self.store.sweep()  # what a killed writer left; resumable downloads stay
         if model.startswith(("http://", "https://")):
-            pull_url(self.store, model, progress)
+            pull_url(self.store, model, progress, self._load_check)
             return
         pull_model(self.store, parse_name(model), progress, self.settings.registry,
-                   self.settings.hf_endpoint)
+                   self.settings.hf_endpoint, self._load_check)
 
     def has_blob(self, digest: str) -> bool:
         return self.store.blobs.has(digest)
@@ -300,6 +301,10 @@ class LocalRuntime:
         self.loader.close()
 
     # -- helpers ----------------------------------------------------------------
+
+    def _load_check(self, path: Path, digest: str | None) -> None:
+        """llama.cpp loads ``path`` in a child, under the settings' time limit."""
+        check_loads(path, self.settings.load_check_timeout, digest)
 
     def _record(self, model: str) -> ModelRecord:
         name = parse_name(model)

@@ -18,7 +18,7 @@ from locallama.store.blobs import CHUNK, normalize_digest
 from locallama.store.modelfile import Modelfile
 from locallama.store.names import ModelName, parse_name
 from locallama.store.partials import locked_temp, storage_errors
-from locallama.store.publish import gguf_manifest
+from locallama.store.publish import LoadCheck, gguf_manifest
 from locallama.store.store import ModelRecord, Store
 from locallama.units import format_bytes
 
@@ -41,13 +41,16 @@ def create_model(
     base_dir: Path,
     progress: Progress | None = None,
     quantize: Quantize | None = None,
+    check: LoadCheck | None = None,
 ) -> ModelRecord:
     """Write the blobs and manifest for ``name``; the store is unchanged on error.
 
     With ``quantize``, the model data is first rewritten at that type and the
     quantized file is what the model holds (``create --quantize``, ``quantize``).
     A FROM file that is not a valid GGUF raises InvalidModelFile (the caller's file);
-    a stored model FROM names that has gone bad raises BadModelFile.
+    a stored model FROM names that has gone bad raises BadModelFile. With ``check``,
+    a new model file (FROM file, quantizer output) is loaded once by llama.cpp before
+    the manifest is written; its InvalidModelFile passes through, the blob removed.
     """
     report = progress or silent
 
@@ -70,9 +73,11 @@ def create_model(
             digest = _stored_digest(store, source)
             if digest:  # an uploaded blob: already in the store, verified when it came in
                 size = source.stat().st_size
+                _check(store, check, source, digest, say, drop=False)
             else:
                 say("copying model data")
                 digest, size = store.blobs.add_file(source)
+                _check(store, check, store.blobs.path(digest), digest, say, drop=True)
             model_layers = [mf.Layer(mf.MEDIA_MODEL, digest, size)]
         base = None
     else:
@@ -85,7 +90,7 @@ def create_model(
         info = read_gguf_info(base.model_path)
     if quantize is not None:
         source_file = source if source is not None else base.model_path
-        model_layers, info = _quantized(store, source_file, info, quantize, report)
+        model_layers, info = _quantized(store, source_file, info, quantize, report, check)
 
     template = modelfile.template if modelfile.template is not None else _get(base, "template")
     system = modelfile.system if modelfile.system is not None else _get(base, "system")
@@ -112,8 +117,24 @@ def create_model(
     return store.get(name)
 
 
+def _check(store: Store, check: LoadCheck | None, path: Path, digest: str,
+           say: Callable[[str], None], drop: bool) -> None:
+    """Run ``check`` on a model blob; when it refuses and ``drop``, remove the blob
+    this create added (unless a model holds it), so the store is as it was."""
+    if check is None:
+        return
+    say("checking that llama.cpp loads the model")
+    try:
+        check(path, digest)
+    except BadModelFile:
+        if drop and digest not in store.referenced_digests():
+            store.blobs.remove(digest)
+        raise
+
+
 def _quantized(store: Store, source: Path, info: GGUFInfo, quantize: Quantize,
-               report: Progress) -> tuple[list[mf.Layer], GGUFInfo]:
+               report: Progress, check: LoadCheck | None = None
+               ) -> tuple[list[mf.Layer], GGUFInfo]:
     """Quantize ``source`` into a new blob; the model layer that replaces the source's."""
     if info.file_type not in ("F32", "F16", "BF16"):
         report(ProgressEvent(f"warning: requantizing a {info.file_type} model to "
@@ -126,6 +147,9 @@ def _quantized(store: Store, source: Path, info: GGUFInfo, quantize: Quantize,
         with storage_errors(store.blobs.root, partial=tmp):
             quantize.quantizer(source, tmp, info, quantize.type, report)
         new = read_gguf_info(tmp)
+        if check is not None:
+            report(ProgressEvent("checking that llama.cpp loads the model"))
+            check(tmp, None)
         report(ProgressEvent("verifying sha256 digest"))
         digest, size = _move_into_store(store, tmp)
     seconds = time.perf_counter() - started
@@ -194,4 +218,4 @@ def _get(record: ModelRecord | None, attr: str) -> str | None:
     return getattr(record, attr) if record else None
 
 
-__all__ = ["create_model", "BadModelFile", "Quantize", "bits_per_weight"]
+__all__ = ["create_model", "BadModelFile", "LoadCheck", "Quantize", "bits_per_weight"]

@@ -21,7 +21,7 @@ from locallama.gguf_info import read_gguf_info
 from locallama.progress import Progress, ProgressEvent
 from locallama.store.download import fetch_blob, http_client
 from locallama.store.names import DEFAULT_TAG, ModelName
-from locallama.store.publish import publish
+from locallama.store.publish import LoadCheck, checked, publish
 from locallama.store.store import ModelRecord, Store
 from locallama.units import format_bytes
 
@@ -85,7 +85,7 @@ def _need(file: GGUFFile) -> int:
 
 
 def pull_from_hf(store: Store, name: ModelName, endpoint: str, report: Progress,
-                 memory: Callable[[], int]) -> ModelRecord:
+                 memory: Callable[[], int], check: LoadCheck | None = None) -> ModelRecord:
     from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 
@@ -124,6 +124,7 @@ def pull_from_hf(store: Store, name: ModelName, endpoint: str, report: Progress,
         gguf = read_gguf_info(store.blobs.path(digest))
     except BadModelFile as exc:
         raise PullError(f"{file.name} is not a usable model: {exc}") from None
+    checked(store, check, digest, file.name, report)
     return publish(store, name, digest, gguf, {}, None, report)
 
 

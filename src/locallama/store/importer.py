@@ -29,7 +29,7 @@ from locallama.store.blobs import CHUNK
 from locallama.store.discover import OLLAMA, SPLIT, Candidate
 from locallama.store.names import ModelName
 from locallama.store.partials import hold, storage_errors
-from locallama.store.publish import publish
+from locallama.store.publish import LoadCheck, publish
 from locallama.store.store import Store
 
 #: how a blob got into the store (an Adopted's detail)
@@ -75,7 +75,7 @@ class Adopted:
 
 
 def adopt(store: Store, candidate: Candidate, progress: Progress | None = None,
-          force: bool = False) -> Adopted:
+          force: bool = False, check: LoadCheck | None = None) -> Adopted:
     """Put ``candidate`` in the store by linking, publishing its manifest last.
 
     A name already used by the same model is PRESENT and nothing is written; by a
@@ -83,7 +83,9 @@ def adopt(store: Store, candidate: Candidate, progress: Progress | None = None,
     nothing else names go).  A bad model file raises BadModelFile and leaves the
     store as it was; a split GGUF or a file that can be neither hard- nor
     symlinked raises NotSupported; a failed store write raises StorageFull or
-    StorageError.  Links a killed import left behind are swept first.
+    StorageError.  Links a killed import left behind are swept first.  With
+    ``check`` (the engine's trial load), a model file llama.cpp cannot load raises
+    its InvalidModelFile, the store again as it was.
 
     ``progress`` (a GGUF file only: an Ollama model's blobs are not hashed) gets the
     hashing as pulls report a download (status ``hashing FILE``, the file's real
@@ -91,11 +93,12 @@ def adopt(store: Store, candidate: Candidate, progress: Progress | None = None,
     """
     store.sweep()
     if candidate.kind == OLLAMA:
-        return _adopt_ollama(store, candidate, force)
-    return _adopt_gguf(store, candidate, progress or silent, force)
+        return _adopt_ollama(store, candidate, force, check)
+    return _adopt_gguf(store, candidate, progress or silent, force, check)
 
 
-def _adopt_ollama(store: Store, candidate: Candidate, force: bool) -> Adopted:
+def _adopt_ollama(store: Store, candidate: Candidate, force: bool,
+                  check: LoadCheck | None) -> Adopted:
     """Link every blob an Ollama manifest names, then write the manifest.
 
     The blobs are not hashed: Ollama checked them when it pulled them, and reading
@@ -118,6 +121,8 @@ def _adopt_ollama(store: Store, candidate: Candidate, force: bool) -> Adopted:
     if model is None:
         return Adopted(candidate, SKIPPED, "the manifest has no model layer")
     read_gguf_info(source.blobs.path(model.digest))
+    if check is not None:
+        check(source.blobs.path(model.digest), model.digest)
 
     old = _existing(store, candidate.name)
     if old is not None:
@@ -134,7 +139,7 @@ def _adopt_ollama(store: Store, candidate: Candidate, force: bool) -> Adopted:
 
 
 def _adopt_gguf(store: Store, candidate: Candidate, report: Progress,
-                force: bool) -> Adopted:
+                force: bool, check: LoadCheck | None) -> Adopted:
     """Validate, link into the blob folder, hash the linked bytes, publish.
 
     Hashing the link rather than the source means the blob is named after the
@@ -162,6 +167,9 @@ def _adopt_gguf(store: Store, candidate: Candidate, report: Progress,
         if old is not None and not force:
             temp.unlink()
             return _taken(candidate)
+        if check is not None:
+            report(ProgressEvent("checking that llama.cpp loads the model"))
+            check(temp, digest)
         if store.blobs.has(digest):
             temp.unlink()
             how = STORED

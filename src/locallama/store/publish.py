@@ -7,12 +7,37 @@ them imports it and none imports another for it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
+from locallama.errors import BadModelFile, PullError
 from locallama.gguf_info import GGUFInfo
 from locallama.progress import Progress, ProgressEvent
 from locallama.store import manifests as mf
 from locallama.store.names import ModelName
 from locallama.store.store import ModelRecord, Store
 from locallama.units import format_parameter_count
+
+#: (model file, its digest or None) -> None: the engine's trial load
+#: (``engine/load_check.py``), passed down by the runtime so the store never imports
+#: the engine; raises InvalidModelFile for a file llama.cpp cannot load.
+LoadCheck = Callable[[Path, str | None], None]
+
+
+def checked(store: Store, check: LoadCheck | None, digest: str, what: str,
+            report: Progress) -> None:
+    """A pulled model blob passes ``check`` before its manifest is written; else
+    PullError naming ``what`` and the cause, and the blob (unless a model holds it)
+    is removed so the store is as it was."""
+    if check is None:
+        return
+    report(ProgressEvent("checking that llama.cpp loads the model"))
+    try:
+        check(store.blobs.path(digest), digest)
+    except BadModelFile as exc:
+        if digest not in store.referenced_digests():
+            store.blobs.remove(digest)
+        raise PullError(f"{what} is not a usable model: {exc}") from None
 
 
 def publish(store: Store, name: ModelName, digest: str, info: GGUFInfo, params: dict,

@@ -18,6 +18,7 @@ from locallama.progress import Progress, ProgressEvent
 from locallama.store import manifests as mf
 from locallama.store.download import fetch_blob, http_client
 from locallama.store.names import DEFAULT_HOST, ModelName
+from locallama.store.publish import LoadCheck, checked
 from locallama.store.store import ModelRecord, Store
 
 MANIFEST_TYPES = ", ".join((
@@ -37,7 +38,7 @@ def registry_url(name: ModelName, default_registry: str) -> str:
 
 
 def pull_from_registry(store: Store, name: ModelName, registry: str, report: Progress,
-                       timeout: float = 30.0) -> ModelRecord:
+                       timeout: float = 30.0, check: LoadCheck | None = None) -> ModelRecord:
     base = f"{registry_url(name, registry)}/v2/{name.namespace}/{name.model}"
     with http_client(timeout) as client:
         report(ProgressEvent("pulling manifest"))
@@ -74,6 +75,7 @@ def pull_from_registry(store: Store, name: ModelName, registry: str, report: Pro
     except BadModelFile as exc:
         raise PullError(f"'{name.display}' from the registry is not a usable model: {exc}"
                         ) from None
+    checked(store, check, model.digest, f"'{name.display}' from the registry", report)
     report(ProgressEvent("writing manifest"))
     store.write_manifest(name, manifest)
     report(ProgressEvent("success"))

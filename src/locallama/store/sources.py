@@ -18,7 +18,7 @@ from locallama.gguf_info import read_gguf_info
 from locallama.progress import Progress, ProgressEvent, silent
 from locallama.store.names import ModelName, parse_name
 from locallama.store.partials import locked_temp, storage_errors
-from locallama.store.publish import publish
+from locallama.store.publish import LoadCheck, checked, publish
 from locallama.store.store import ModelRecord, Store
 
 BUNDLED_NAME = "gemma3:270m"
@@ -39,22 +39,25 @@ def bundled_names() -> list[str]:
 
 def pull(store: Store, name: ModelName, progress: Progress | None = None,
          registry: str = "https://registry.ollama.ai",
-         hf_endpoint: str = "https://huggingface.co") -> ModelRecord:
+         hf_endpoint: str = "https://huggingface.co",
+         check: LoadCheck | None = None) -> ModelRecord:
     """Pull ``name``: the bundled default from its package, ``hf.co/OWNER/REPO[:QUANT]``
     from Hugging Face, anything else from its Ollama registry (``registry`` for
-    Ollama's own host)."""
+    Ollama's own host). With ``check`` (the engine's trial load), a model file
+    llama.cpp cannot load is refused with PullError and its blob removed."""
     if name.key() == parse_name(BUNDLED_NAME).key():
         module = _bundled_module()
         if module is not None:
-            return _pull_bundled(store, name, module, progress or silent)
+            return _pull_bundled(store, name, module, progress or silent, check)
     from locallama.store.huggingface import is_hf, pull_from_hf
 
     if is_hf(name):
-        return pull_from_hf(store, name, hf_endpoint, progress or silent, _available_memory)
+        return pull_from_hf(store, name, hf_endpoint, progress or silent, _available_memory,
+                            check)
     from locallama.store.registry import pull_from_registry  # httpx loads on demand
 
     try:
-        return pull_from_registry(store, name, registry, progress or silent)
+        return pull_from_registry(store, name, registry, progress or silent, check=check)
     except PullError as exc:
         offline = bundled_names()
         if offline and "cannot reach" in str(exc):
@@ -62,7 +65,8 @@ def pull(store: Store, name: ModelName, progress: Progress | None = None,
         raise
 
 
-def pull_url(store: Store, url: str, progress: Progress | None = None) -> ModelRecord:
+def pull_url(store: Store, url: str, progress: Progress | None = None,
+             check: LoadCheck | None = None) -> ModelRecord:
     """``pull https://…/file.gguf``: download, check it is a GGUF, store it as a model
     named after the file (``file:latest``)."""
     import httpx
@@ -88,10 +92,12 @@ def pull_url(store: Store, url: str, progress: Progress | None = None) -> ModelR
         if not store.referenced_digests() & {digest}:
             store.blobs.remove(digest)
         raise PullError(f"{url} is not a usable model: {exc}") from None
+    checked(store, check, digest, url, report)
     return publish(store, name, digest, info, {}, None, report)
 
 
-def _pull_bundled(store: Store, name: ModelName, module, report: Progress) -> ModelRecord:
+def _pull_bundled(store: Store, name: ModelName, module, report: Progress,
+                  check: LoadCheck | None = None) -> ModelRecord:
     digest = f"sha256:{module.EXPECTED_SHA256}"
     size = sum(p.stat().st_size for p in module.chunk_paths())
 
@@ -113,6 +119,7 @@ def _pull_bundled(store: Store, name: ModelName, module, report: Progress) -> Mo
         say(f"pulling {digest[7:19]}", size)
     say("verifying sha256 digest")
     info = read_gguf_info(store.blobs.path(digest))
+    checked(store, check, digest, f"'{name.display}'", report)
     return publish(store, name, digest, info, _BUNDLED_PARAMS, _BUNDLED_LICENSE, report)
 
 
