@@ -18,7 +18,7 @@ from locallama.engine.render import Renderer
 from locallama.engine.templates import select_template
 from locallama.engine.tools import parse_tool_calls
 from locallama.errors import BadModelFile, InvalidRequest, ModelNotFound
-from locallama.gguf_info import estimate_memory, read_gguf_info
+from locallama.gguf_info import estimate_memory
 from locallama.options import Options, parse_keep_alive, parse_parameters, resolve_options
 from locallama.progress import Progress
 from locallama.runtime import scoring
@@ -194,7 +194,7 @@ class LocalRuntime:
         return [loaded_info(entry) for entry in self.loader.entries()]
 
     def estimate(self, model: str, num_ctx: int, num_parallel: int = 1) -> int | None:
-        info = read_gguf_info(self._record(model).model_path)
+        info = self.loader.info(self._record(model).model_path)  # read once per blob
         ctx = min(num_ctx, info.context_length or num_ctx)
         return estimate_memory(info, ctx, num_parallel).total
 
