@@ -201,3 +201,11 @@ class Cancelled(LocallamaError):
     """The caller stopped a request before it finished."""
 
     code = "cancelled"
+
+
+class RunnerStopped(LocallamaError):
+    """A model's runner process ended while it served the request (a signal such as
+    SIGABRT from llama.cpp, an out-of-memory kill): 500.  The message names the model,
+    the cause and llama.cpp's last words; the next request starts a fresh runner."""
+
+    code = "runner_stopped"

@@ -37,6 +37,9 @@ class Settings:
     template_timeout: float = 5.0  # seconds one chat template render may take
     template_max_bytes: int = 32 * MIB  # the text one render may write
     load_check_timeout: float = 60.0  # seconds a new model file's trial load may take
+    # "process": every loaded model in a runner process of its own (engine/runner.py);
+    # "inprocess": in this process (for tests and debugging: one crash takes it all)
+    runner: str = "process"
     history_file: Path = field(default_factory=lambda: Path.home() / ".locallama" / "history")
     # The everyday-work commands (translate, fix, summarize, commit, ask, code).
     task_model: str = "gemma3:270m"  # the model they use unless --model says otherwise
@@ -81,6 +84,7 @@ class Settings:
             template_timeout=_seconds(env, "LOCALLAMA_TEMPLATE_TIMEOUT", 5.0),
             template_max_bytes=_size(env, "LOCALLAMA_TEMPLATE_MAX_BYTES", 32 * MIB),
             load_check_timeout=_seconds(env, "LOCALLAMA_LOAD_CHECK_TIMEOUT", 60.0),
+            runner=_runner(env),
             history_file=home / "history",
             task_model=env.get("LOCALLAMA_TASK_MODEL", "").strip() or "gemma3:270m",
             embed_model=env.get("LOCALLAMA_EMBED_MODEL", "").strip() or "gemma3:270m",
@@ -128,6 +132,13 @@ def _hf_hub_cache(env: Mapping[str, str]) -> Path:
 def _lmstudio_defaults() -> tuple[Path, ...]:
     """LM Studio keeps models in ~/.lmstudio/models (older versions: ~/.cache/lm-studio)."""
     return (Path.home() / ".lmstudio" / "models", Path.home() / ".cache" / "lm-studio" / "models")
+
+
+def _runner(env: Mapping[str, str]) -> str:
+    raw = env.get("LOCALLAMA_RUNNER", "").strip().lower() or "process"
+    if raw not in ("process", "inprocess"):
+        raise InvalidRequest(f"LOCALLAMA_RUNNER must be 'process' or 'inprocess', not {raw!r}")
+    return raw
 
 
 def _int(env: Mapping[str, str], key: str, default: int) -> int:

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 
 from liveserver import free_port
@@ -22,6 +23,7 @@ from locallama.cli.common import get_runtime, server_answers
 from locallama.cli.serve import FORCED_EXIT_AFTER_S, GRACEFUL_SHUTDOWN_S
 from locallama.client import RemoteRuntime
 from locallama.runtime.local import LocalRuntime
+from locallama.units import GIB, MIB
 
 LOCALLAMA = str(Path(sys.executable).with_name("locallama"))
 START_TIMEOUT_S = 30
@@ -98,10 +100,16 @@ def test_commands_go_through_the_server(served: Served):
     shown = _cli(env, "ps")
     assert shown.returncode == 0, shown.stderr
     header, *rows = shown.stdout.strip().splitlines()
-    assert header.split() == ["NAME", "ID", "SIZE", "PROCESSOR", "CONTEXT", "UNTIL"]
+    assert header.split() == ["NAME", "ID", "SIZE", "PROCESSOR", "CONTEXT", "UNTIL", "PID",
+                              "RSS"]
     assert [r.split()[0] for r in rows] == ["tiny:latest"]
     (loaded,) = json.loads(_cli(env, "ps", "--json").stdout)
     assert loaded["name"] == "tiny:latest" and loaded["context_length"] > 0
+    # The model runs in a runner of its own: a live process other than the server's,
+    # whose resident size is measured.
+    runner = psutil.Process(loaded["pid"])
+    assert loaded["pid"] != served.proc.pid and runner.is_running()
+    assert str(loaded["pid"]) in rows[0] and 1 * MIB < loaded["rss"] < 2 * GIB
 
     stopped = _cli(env, "stop", "tiny")
     assert stopped.returncode == 0, stopped.stderr
@@ -127,7 +135,7 @@ def test_ps_answers_after_a_keep_alive_too_long_to_hold(served: Served):
     assert shown.returncode == 0, shown.stderr
     header, *rows = shown.stdout.strip().splitlines()
     assert [r.split()[0] for r in rows] == ["tiny:latest"]
-    assert rows[0].endswith("Forever")  # ~292 years reads as Ollama's "forever"
+    assert rows[0].split()[-3] == "Forever"  # ~292 years reads as Ollama's "forever"
     assert longest.status_code == 200
     assert too_long.status_code == 400 and "keep_alive" in too_long.json()["error"]
     assert "Traceback" not in served.log.read_text()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from locallama.engine import model as model_module
+from locallama.engine.runner_client import RunnerModel
 from locallama.engine.loader import ModelLoader
 from locallama.errors import ModelTooLarge
 from locallama.gguf_info import estimate_memory, read_gguf_info
@@ -113,14 +113,14 @@ def test_a_busy_model_is_not_unloaded_under_its_request(three):
 def test_two_requests_for_one_model_load_it_once(three, monkeypatch):
     a = three[0]
     loads: list[Path] = []
-    real_init = model_module.LoadedModel.__init__
+    real_init = RunnerModel.__init__
 
-    def counting_init(self, path, *args):
+    def counting_init(self, path, *args, **kwargs):
         loads.append(path)
         time.sleep(0.2)  # a slow load, so the second request arrives during it
-        real_init(self, path, *args)
+        real_init(self, path, *args, **kwargs)
 
-    monkeypatch.setattr(model_module.LoadedModel, "__init__", counting_init)
+    monkeypatch.setattr(RunnerModel, "__init__", counting_init)
     loader = ModelLoader(lambda: 10**12, num_parallel=1)
     try:
         threads = [threading.Thread(target=use, args=(loader, a)) for _ in range(2)]

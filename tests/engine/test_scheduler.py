@@ -282,18 +282,18 @@ def test_free_slots_do_not_count_as_a_queue(tiny_gguf):
 def test_past_max_queue_a_request_waiting_for_a_load_is_refused(tiny_gguf, monkeypatch):
     """While a model loads, every request for it waits; past the slots it will have and
     max_queue more, the next is refused at once instead of joining them."""
-    from locallama.engine import model as model_module
     from locallama.engine.loader import ModelLoader
+    from locallama.engine.runner_client import RunnerModel
 
     release, loading = threading.Event(), threading.Event()
-    real_init = model_module.LoadedModel.__init__
+    real_init = RunnerModel.__init__
 
-    def slow_init(self, *args):
+    def slow_init(self, *args, **kwargs):
         loading.set()
         release.wait(30)
-        real_init(self, *args)
+        real_init(self, *args, **kwargs)
 
-    monkeypatch.setattr(model_module.LoadedModel, "__init__", slow_init)
+    monkeypatch.setattr(RunnerModel, "__init__", slow_init)
     loader = ModelLoader(lambda: 10**12, num_parallel=1, max_queue=1)
     options = resolve_options({"num_ctx": 256})
 

@@ -21,13 +21,15 @@ def ps(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> Non
         print_json([
             {"name": i.name, "id": _id(i.digest), "digest": i.digest, "size": i.size,
              "processor": processor(i), "context_length": i.context_length,
-             "expires_at": i.expires_at.isoformat() if i.expires_at else None}
+             "expires_at": i.expires_at.isoformat() if i.expires_at else None,
+             "pid": i.pid, "rss": i.rss}
             for i in infos
         ])
         return
-    rows = [("NAME", "ID", "SIZE", "PROCESSOR", "CONTEXT", "UNTIL")]
+    rows = [("NAME", "ID", "SIZE", "PROCESSOR", "CONTEXT", "UNTIL", "PID", "RSS")]
     rows += [(i.name, _id(i.digest), format_bytes(i.size), processor(i), str(i.context_length),
-              until(i.expires_at)) for i in infos]
+              until(i.expires_at), str(i.pid) if i.pid else "-",
+              format_bytes(i.rss) if i.rss else "-") for i in infos]
     typer.echo(columns(rows))
 
 

@@ -64,9 +64,10 @@ def available_memory() -> int:
 
 class ModelLoader:
     def __init__(self, memory: Callable[[], int] = available_memory, num_parallel: int = 0,
-                 max_loaded: int = 0, flash_attention: bool = False, max_queue: int = 0
-                 ) -> None:
+                 max_loaded: int = 0, flash_attention: bool = False, max_queue: int = 0,
+                 runner: str = "process") -> None:
         self._memory = memory
+        self.runner = runner  # "process": each model in a runner; "inprocess": in this one
         self.max_queue = max_queue  # requests that may wait per model; 0: no bound
         self.flash_attention = flash_attention
         self.num_parallel = num_parallel  # 0: choose from memory
@@ -179,7 +180,12 @@ class ModelLoader:
         """Load outside the lock, so other models keep serving meanwhile."""
         path, embedding = entry.key
         try:
-            if embedding:
+            if self.runner != "inprocess":
+                from locallama.engine.runner_client import RunnerModel
+
+                model = RunnerModel(path, info, entry.params, self.max_queue, entry.name,
+                                    on_exit=lambda: self._runner_stopped(entry))
+            elif embedding:
                 from locallama.engine.embedding import EmbeddingModel
 
                 model = EmbeddingModel(path, info, entry.params)
@@ -205,6 +211,14 @@ class ModelLoader:
             entry.ready.set()
             self._lock.notify_all()
         return model.load_duration
+
+    def _runner_stopped(self, entry: Entry) -> None:
+        """A runner died: forget its entry, so the next request starts a fresh one (the
+        requests it served have their error; they release the entry as usual)."""
+        with self._lock:
+            if self._loaded.get(entry.key) is entry:
+                del self._loaded[entry.key]
+            self._lock.notify_all()
 
     # -- releasing ---------------------------------------------------------------
 
@@ -271,10 +285,12 @@ class ModelLoader:
     def close(self) -> int:
         """Unload every model not in use; returns how many are left loaded.
 
-        A model in use has a request thread inside llama.cpp (a long tokenization,
-        say, at shutdown): freeing its weights and context under that call makes
-        llama.cpp abort the process, so it is left as it is, for the process's end
-        to reclaim, and unloads when its last request ends if the process lives on.
+        In a runner, a model in use is stopped too (its requests end with
+        Cancelled): the process ends, so nothing is left behind.  In-process, a model
+        in use has a request thread inside llama.cpp (a long tokenization, say, at
+        shutdown): freeing its weights and context under that call makes llama.cpp
+        abort the process, so it is left as it is, for the process's end to reclaim,
+        and unloads when its last request ends if the process lives on.
         """
         with self._lock:
             self._closed = True
@@ -282,7 +298,7 @@ class ModelLoader:
             for entry in list(self._loaded.values()):
                 if entry.model is None:
                     continue
-                if entry.active:
+                if entry.active and self.runner == "inprocess":
                     entry.unload_when_idle = True
                     busy += 1
                 else:

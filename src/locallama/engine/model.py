@@ -13,12 +13,12 @@ import math
 import os
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import llama_cpp
 import numpy as np
 
+from locallama.engine.job import Piece  # noqa: F401  (re-exported)
 from locallama.engine.params import ContextParams
 from locallama.errors import BadModelFile, InvalidRequest, not_unicode
 from locallama.gguf_info import GGUFInfo
@@ -37,14 +37,6 @@ def _llama_log(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
 
 llama_cpp.llama_log_set(_llama_log, ctypes.c_void_p(0))
 llama_cpp.llama_backend_init()
-
-
-@dataclass
-class Piece:
-    """Text released by the generation loop, with the logprobs of the tokens behind it."""
-
-    text: str
-    logprobs: list[TokenLogprob] | None = None
 
 
 class LoadedModel:

@@ -26,58 +26,14 @@ from dataclasses import dataclass, field
 import llama_cpp
 
 from locallama.cancel import CLIENT_GONE
-from locallama.engine.model import LoadedModel, Piece
-from locallama.engine.params import GenerationStats
+from locallama.engine.job import Job, Piece
+from locallama.engine.model import LoadedModel
 from locallama.engine.sampling import Sampler
-from locallama.engine.stops import StopMatcher, Utf8Stream
 from locallama.errors import Cancelled, InvalidRequest, LocallamaError, ServerBusy
-from locallama.options import Options
 from locallama.runtime.types import TokenLogprob
 
 _GONE_POLL_S = 0.05  # how often a waiting request looks whether its client left
 _SCORE_ROWS = 64  # logits rows per step when scoring a prompt (a row is vocabulary-sized)
-
-
-@dataclass
-class Job:
-    """One request's tokens and wishes; the loop thread fills in the rest."""
-
-    prompt: list[int]
-    options: Options
-    stops: tuple[str, ...] = ()
-    grammar: str | None = None
-    top_logprobs: int | None = None  # None: no logprobs for generated tokens
-    score_top: int | None = None  # not None: logprobs of the prompt's tokens too ...
-    score_from: int = 1  # ... from this one on (a continuation after a shared context)
-    truncate: bool = True
-    shift: bool = True  # at the context's end, drop the older half and go on (Ollama)
-    stats: GenerationStats = field(default_factory=GenerationStats)
-    prompt_scores: list[TokenLogprob] | None = None
-
-    def __post_init__(self) -> None:
-        self.events: queue.SimpleQueue = queue.SimpleQueue()
-        self.cancelled = False
-        self.finished = False
-        # Loop-owned state.
-        self.slot: _Slot | None = None
-        self.sampler: Sampler | None = None
-        self.done_prompt = 0  # prompt tokens in the KV cache
-        self.next_token: int | None = None  # sampled, not yet evaluated
-        self.generated: list[int] = []
-        self.matcher = StopMatcher(self.stops)
-        self.utf8 = Utf8Stream()
-        self.pending_logprobs: list[TokenLogprob] = []
-        self.spelled: list[bytes] = []
-        self.started = 0
-        self.prompt_started = 0
-        self.eval_started = 0
-
-    @property
-    def logits_from(self) -> int:
-        """The first prompt position whose logits this job needs."""
-        if self.score_top is not None:
-            return max(0, min(self.score_from, len(self.prompt)) - 1)
-        return len(self.prompt) - 1
 
 
 @dataclass

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from locallama import metrics
 from locallama.engine.grammar import grammar_for
+from locallama.engine.job import Job
 from locallama.engine.load_check import check_loads
 from locallama.engine.loader import ModelLoader
 from locallama.engine.render import Renderer
@@ -66,7 +67,8 @@ class LocalRuntime:
         self.loader = ModelLoader(num_parallel=self.settings.num_parallel,
                                   max_loaded=self.settings.max_loaded_models,
                                   flash_attention=self.settings.flash_attention,
-                                  max_queue=self.settings.max_queue)
+                                  max_queue=self.settings.max_queue,
+                                  runner=self.settings.runner)
         # Chat templates render in worker processes under these limits.
         self.renderer = Renderer(self.settings.template_timeout,
                                  self.settings.template_max_bytes)
@@ -108,8 +110,6 @@ class LocalRuntime:
     def _run(self, record: ModelRecord, options: Options,
              build: Callable[[LoadedModel], Prompt], shape: _Shape) -> Iterator[Chunk]:
         """The one streaming path under generate and chat (and so under both faces)."""
-        from locallama.engine.scheduler import Job  # llama.cpp loads on first use
-
         started = time.perf_counter_ns()
         use = self.loader.use(record.model_path, options, name=record.name.display,
                               digest=record.digest, keep_alive=shape.keep_alive)

@@ -68,6 +68,8 @@ def loaded_info(entry: Entry) -> LoadedModelInfo:
         context_length=entry.model.params.num_ctx,
         details=Details.of(info.architecture, info.parameter_count, info.file_type),
         num_parallel=entry.params.num_parallel,
+        pid=getattr(entry.model, "pid", None),
+        rss=entry.model.rss() if hasattr(entry.model, "rss") else None,
     )
 
 

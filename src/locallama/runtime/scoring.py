@@ -14,13 +14,13 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, closing
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from locallama.engine.job import Job
 from locallama.errors import InvalidRequest
 from locallama.options import Options
 from locallama.runtime.types import Score, TokenLogprob
 
 if TYPE_CHECKING:
     from locallama.engine.model import LoadedModel
-    from locallama.engine.scheduler import Job
 
 #: ``hold(options)``: the model loaded with its Modelfile options under ``options``,
 #: held for the ``with`` block, as (model, resolved options). Raises what loading
@@ -41,7 +41,6 @@ def score(hold: Hold, pairs: list[tuple[str, str]], options: dict[str, Any] | No
     the sum over the continuation's tokens (natural log); greedy says each token was
     the model's top choice. ``progress`` gets the count of pairs done. InvalidRequest
     for an empty context on a model that adds no BOS, or an empty continuation."""
-    from locallama.engine.scheduler import Job  # llama.cpp loads on first use
 
     groups: list[list[int]] = []  # runs of pairs with one context: one slot, one prefix
     for i, (context, _) in enumerate(pairs):
@@ -87,7 +86,6 @@ def score_tokens(hold: Hold, windows: list[list[int]], score_from: int,
     lays its chunks out. No windows: [] without loading anything. InvalidRequest
     when ``score_from`` < 1 or a window has no token after it. ``progress`` gets
     the count of windows done."""
-    from locallama.engine.scheduler import Job
 
     if not windows:
         return []

@@ -292,6 +292,8 @@ class LoadedModelInfo:
     details: Details = field(default_factory=Details)
     size_vram: int = 0  # bytes on a GPU (0: all in system memory)
     num_parallel: int = 0  # sequences the model was loaded with (0: not known)
+    pid: int | None = None  # the runner process that holds it (None: in-process)
+    rss: int | None = None  # bytes the runner has resident in memory, measured now
 
 
 @dataclass

@@ -1,0 +1,68 @@
+"""A request to a loaded model as the scheduler sees it, and what it streams back.
+
+Plain data, importable without llama.cpp: the runtime builds a :class:`Job` in the
+server's (or the command's) process and the scheduler runs it, in the same process
+or in the model's runner (``engine/runner.py``), which carries the job's fields
+over its channel and fills in ``stats`` and ``prompt_scores`` the same way.
+"""
+
+from __future__ import annotations
+
+import queue
+from dataclasses import dataclass, field
+from typing import Any
+
+from locallama.engine.params import GenerationStats
+from locallama.engine.stops import StopMatcher, Utf8Stream
+from locallama.options import Options
+from locallama.runtime.types import TokenLogprob
+
+
+@dataclass
+class Piece:
+    """Text released by the generation loop, with the logprobs of the tokens behind it."""
+
+    text: str
+    logprobs: list[TokenLogprob] | None = None
+
+
+@dataclass
+class Job:
+    """One request's tokens and wishes; the loop thread fills in the rest."""
+
+    prompt: list[int]
+    options: Options
+    stops: tuple[str, ...] = ()
+    grammar: str | None = None
+    top_logprobs: int | None = None  # None: no logprobs for generated tokens
+    score_top: int | None = None  # not None: logprobs of the prompt's tokens too ...
+    score_from: int = 1  # ... from this one on (a continuation after a shared context)
+    truncate: bool = True
+    shift: bool = True  # at the context's end, drop the older half and go on (Ollama)
+    stats: GenerationStats = field(default_factory=GenerationStats)
+    prompt_scores: list[TokenLogprob] | None = None
+
+    def __post_init__(self) -> None:
+        self.events: queue.SimpleQueue = queue.SimpleQueue()
+        self.cancelled = False
+        self.finished = False
+        # Loop-owned state.
+        self.slot: Any = None  # the scheduler's slot
+        self.sampler: Any = None  # engine.sampling.Sampler
+        self.done_prompt = 0  # prompt tokens in the KV cache
+        self.next_token: int | None = None  # sampled, not yet evaluated
+        self.generated: list[int] = []
+        self.matcher = StopMatcher(self.stops)
+        self.utf8 = Utf8Stream()
+        self.pending_logprobs: list[TokenLogprob] = []
+        self.spelled: list[bytes] = []
+        self.started = 0
+        self.prompt_started = 0
+        self.eval_started = 0
+
+    @property
+    def logits_from(self) -> int:
+        """The first prompt position whose logits this job needs."""
+        if self.score_top is not None:
+            return max(0, min(self.score_from, len(self.prompt)) - 1)
+        return len(self.prompt) - 1
