@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from locallama.engine.runner_client import RunnerModel
 from locallama.engine.loader import ModelLoader
+from locallama.engine.runner_client import RunnerModel
 from locallama.errors import ModelTooLarge
 from locallama.gguf_info import estimate_memory, read_gguf_info
 from locallama.options import resolve_options
