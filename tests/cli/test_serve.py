@@ -135,7 +135,7 @@ def test_ps_answers_after_a_keep_alive_too_long_to_hold(served: Served):
     assert shown.returncode == 0, shown.stderr
     header, *rows = shown.stdout.strip().splitlines()
     assert [r.split()[0] for r in rows] == ["tiny:latest"]
-    assert rows[0].split()[-3] == "Forever"  # ~292 years reads as Ollama's "forever"
+    assert "Forever" in rows[0].split()  # ~292 years reads as Ollama's "forever"
     assert longest.status_code == 200
     assert too_long.status_code == 400 and "keep_alive" in too_long.json()["error"]
     assert "Traceback" not in served.log.read_text()
