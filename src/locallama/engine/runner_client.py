@@ -10,7 +10,8 @@ When a runner dies (a signal such as SIGABRT, an out-of-memory kill), every
 request it was serving ends at once with RunnerStopped naming the model, the cause
 and the last lines llama.cpp printed, and the loader is told (``on_exit``) so that
 the next request starts a fresh runner.  A runner that dies while loading is a
-model file llama.cpp cannot use: InvalidModelFile (400).
+stored model file llama.cpp cannot use: BadModelFile (500, as any stored file gone
+bad; a new file is refused at ``create`` with a 400 by ``load_check``).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from typing import Any
 from locallama.cancel import CLIENT_GONE
 from locallama.engine.job import Job, Piece
 from locallama.engine.params import ContextParams
-from locallama.errors import Cancelled, InvalidModelFile, LocallamaError, RunnerStopped
+from locallama.errors import BadModelFile, Cancelled, LocallamaError, RunnerStopped
 from locallama.gguf_info import GGUFInfo
 
 _GONE_POLL_S = 0.05  # how often a waiting request looks whether its client left
@@ -165,10 +166,6 @@ class Runner:
         else:
             error = RunnerStopped(f"model runner for {self.name} stopped: {_cause(code)}"
                                   + _last_words(self.log))
-            if not _debug() and self.log:  # the log has the whole story; stderr is the log
-                sys.stderr.write(f"locallama: model runner for {self.name} (pid {self.pid}) "
-                                 f"stopped: {_cause(code)}; its last lines:\n"
-                                 + "".join(f"  {line}\n" for line in self.log))
         with self._lock:
             self.stopped = error
             waiters = list(self._waiters.values())
@@ -254,13 +251,12 @@ def _cause(code: int) -> str:
 
 
 def _last_words(log: collections.deque[str]) -> str:
-    """" (why)" from a runner's last lines: the last one that reads like an error,
-    else the last one; "" for an empty log."""
-    lines = list(log)
-    for line in reversed(lines):
+    """" (why)" from a runner's last lines: the last one that reads like an error (an
+    assertion, an abort), or "" when none does (a SIGKILL from outside says nothing)."""
+    for line in reversed(log):
         if any(word in line.lower() for word in _CAUSE_WORDS):
             return f" ({line.strip()[:300]})"
-    return f" ({lines[-1].strip()[:300]})" if lines else ""
+    return ""
 
 
 class RunnerModel:
@@ -269,7 +265,8 @@ class RunnerModel:
 
     Starting it starts the runner and waits until the model is loaded. Raises what
     the load raised there (BadModelFile when llama.cpp refuses the file), or
-    InvalidModelFile when the runner died while loading (llama.cpp aborted on it).
+    BadModelFile naming the signal when the runner died while loading (llama.cpp
+    aborted on the file).
     """
 
     def __init__(self, path: Path, info: GGUFInfo, params: ContextParams, max_queue: int = 0,
@@ -302,8 +299,8 @@ class RunnerModel:
             kind, *rest = wait(waiter)
         except RunnerStopped as exc:
             why = str(exc).partition(": ")[2]
-            raise InvalidModelFile(f"llama.cpp cannot load model '{self.name}': its runner "
-                                   f"stopped with {why}") from None
+            raise BadModelFile(f"llama.cpp cannot load model '{self.name}': its runner "
+                               f"stopped with {why}") from None
         finally:
             runner.forget(0)
         if kind == "load_error":
