@@ -99,3 +99,50 @@ def test_an_importance_matrix_steers_the_rounding(runtime, tmp_path):
     assert weighted != plain  # the importance changed which values the blocks kept
     assert runtime.show("legacy").digest == weighted  # both formats mean the same
     assert generate(runtime, "weighted")[0]
+
+
+def _fake_quantizer(tmp_path, monkeypatch, body: str) -> None:
+    """The quantizer child replaced by a shell script (``body``), so its end can be
+    chosen: the parent starts ``sys.executable -m locallama.engine.quantize …``."""
+    script = tmp_path / "fake-python"
+    script.write_text(f"#!/bin/sh\n{body}\n")
+    script.chmod(0o755)
+    monkeypatch.setattr("locallama.engine.quantize.sys.executable", str(script))
+
+
+def test_a_quantizer_that_aborts_takes_nothing_else_with_it(runtime, tmp_path, monkeypatch):
+    """llama.cpp's quantizer runs in a child: when it aborts, create fails with the
+    signal in one line, the store is unchanged, and this process goes on serving."""
+    before = blobs(tmp_path)
+    _fake_quantizer(tmp_path, monkeypatch, 'echo "GGML_ASSERT(n > 0) failed" >&2; kill -ABRT $$')
+    with pytest.raises(BadModelFile) as caught:
+        create(runtime, "small", "FROM tiny\n", tmp_path, quantize="q8_0")
+    assert "SIGABRT" in str(caught.value) and "GGML_ASSERT(n > 0) failed" in str(caught.value)
+    assert "\n" not in str(caught.value)
+    assert blobs(tmp_path) == before
+    assert [e.name.display for e in runtime.list()] == ["tiny:latest"]
+    monkeypatch.undo()
+    assert generate(runtime, "tiny")[1].eval_count == 8
+
+
+def test_a_client_gone_during_quantization_stops_the_quantizer(runtime, tmp_path,
+                                                               monkeypatch):
+    """When the progress callback raises (the client went away), the child is killed
+    at once, not left quantizing for nobody."""
+    import time
+
+    from locallama.errors import Cancelled
+
+    _fake_quantizer(tmp_path, monkeypatch, "sleep 60")
+    seen: list[object] = []
+
+    def progress(event) -> None:
+        seen.append(event)
+        if event.total and event.completed is not None and len(seen) > 2:
+            raise Cancelled("the client went away")
+
+    started = time.monotonic()
+    with pytest.raises(Cancelled):
+        create(runtime, "small", "FROM tiny\n", tmp_path, quantize="q8_0", progress=progress)
+    assert time.monotonic() - started < 10  # not the child's 60 s
+    assert [e.name.display for e in runtime.list()] == ["tiny:latest"]

@@ -1,9 +1,11 @@
 """Quantize a GGUF file with llama.cpp's own quantizer (``llama_model_quantize``).
 
-The quantizer is one blocking C call.  It runs in a worker thread while this
-thread watches the output file grow: llama.cpp writes the header first and then
-each tensor as soon as it is quantized, so the bytes on disk against the
-expected size are an honest progress measure.
+The quantizer is one blocking C call.  It runs in a child process of its own
+(``python -m locallama.engine.quantize``, like a model's runner: llama.cpp may
+``abort()`` on a file, and then only the child dies) while this process watches the
+output file grow: llama.cpp writes the header first and then each tensor as soon
+as it is quantized, so the bytes on disk against the expected size are an honest
+progress measure.  A client that goes away (``progress`` raises) kills the child.
 
 An importance matrix (``llama-imatrix`` output, GGUF or the older binary
 format) is read here and handed over as llama.cpp's null-terminated array of
@@ -17,9 +19,14 @@ import ctypes
 import errno
 import os
 import shutil
+import signal
 import struct
-import threading
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
 import gguf
 import llama_cpp
@@ -87,47 +94,74 @@ def quantize_file(source: Path, target: Path, info: GGUFInfo, qtype: str,
     if qtype in NEEDS_IMATRIX and imatrix is None:
         raise InvalidRequest(f"{qtype} needs an importance matrix (--imatrix FILE, made by "
                              "llama-imatrix); without one the model loses too much")
-    params = llama_cpp.llama_model_quantize_default_params()
-    params.ftype = quant_types()[qtype]
-    params.nthread = threads
-    params.allow_requantize = info.file_type not in UNQUANTIZED
-    keep = None
-    if imatrix is not None:
+    if imatrix is not None:  # read here, so a bad file is refused before any work
         entries = read_imatrix(imatrix)
-        keep, params.imatrix = _imatrix_array(entries)
         report(ProgressEvent(f"using an importance matrix for {len(entries)} tensors"))
     total = expected_size(info, qtype)
     status = f"quantizing {info.file_type} to {qtype}"
-    outcome: list[int | BaseException] = []
-
-    def work() -> None:
-        try:
-            outcome.append(llama_cpp.llama_model_quantize(str(source).encode(),
-                                                          str(target).encode(),
-                                                          ctypes.byref(params)))
-        except BaseException as exc:  # noqa: BLE001  (handed to the waiting thread)
-            outcome.append(exc)
-
-    worker = threading.Thread(target=work, name="quantize", daemon=True)
-    worker.start()
+    argv = [sys.executable, "-m", "locallama.engine.quantize", str(source), str(target),
+            str(quant_types()[qtype]), "1" if info.file_type not in UNQUANTIZED else "0",
+            str(threads), str(imatrix or "")]
     report(ProgressEvent(status, None, total, 0))
-    while worker.is_alive():
-        worker.join(0.25)
-        try:
-            done = target.stat().st_size
-        except OSError:
-            done = 0
-        report(ProgressEvent(status, None, total, min(done, total - 1)))
-    del keep  # the imatrix buffers had to live until the call returned
-    result = outcome[0] if outcome else -1
-    if isinstance(result, BaseException):
-        raise result
-    if result != 0:
+    with tempfile.TemporaryFile() as log:
+        code = _run_child(argv, log, lambda done: report(
+            ProgressEvent(status, None, total, min(done, total - 1))), target)
+        log.seek(0)
+        lines = log.read().decode("utf-8", errors="replace").splitlines()
+    if code != 0:
         _raise_if_full(target, total)
         target.unlink(missing_ok=True)
-        raise BadModelFile(f"llama.cpp could not quantize {source.name} to {qtype} "
-                           "(set LOCALLAMA_DEBUG=1 to see its log)")
+        if code < 0:
+            raise BadModelFile(f"llama.cpp could not quantize {source.name} to {qtype}: it "
+                               f"stopped with {_signal_name(-code)}{_last_error(lines)}")
+        raise BadModelFile(f"llama.cpp could not quantize {source.name} to {qtype}"
+                           f"{_last_error(lines) or ' (set LOCALLAMA_DEBUG=1 to see its log)'}")
     report(ProgressEvent(status, None, total, total))
+
+
+def _run_child(argv: list[str], log: IO[bytes], watch: Callable[[int], None],
+               target: Path) -> int:
+    """Run the quantizer child with its output in ``log``; ``watch`` gets the output
+    file's size in bytes every quarter second.  Its return code (negative: the signal
+    that ended it).  When ``watch`` raises (the client went away), the child is killed
+    and the partial output removed before the error goes on."""
+    package = str(Path(__file__).resolve().parents[2])  # the locallama this process runs
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package, env.get("PYTHONPATH")) if p)
+    env.setdefault("GGML_NO_BACKTRACE", "1")
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
+                            stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    try:
+        while True:
+            try:
+                return proc.wait(timeout=0.25)
+            except subprocess.TimeoutExpired:
+                pass
+            try:
+                done = target.stat().st_size
+            except OSError:
+                done = 0
+            watch(done)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+            target.unlink(missing_ok=True)
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def _last_error(lines: list[str]) -> str:
+    """": <why>" from llama.cpp's output: its last line that reads like an error."""
+    for line in reversed(lines):
+        if any(word in line.lower() for word in ("error", "failed", "assert", "abort")):
+            return f": {line.strip()[:300]}"
+    return ""
 
 
 def _raise_if_full(target: Path, total: int) -> None:
@@ -225,3 +259,31 @@ def _imatrix_array(entries: dict[str, np.ndarray]):
     keep.append(array)
     return keep, ctypes.cast(array, ctypes.POINTER(llama_cpp.llama_model_imatrix_data))
 
+
+
+def _main(argv: list[str]) -> int:
+    """The child: ``SOURCE TARGET FTYPE ALLOW_REQUANTIZE THREADS IMATRIX`` (IMATRIX may
+    be ""); llama_model_quantize's return code, llama.cpp's log on stderr."""
+    source, target, ftype, allow, threads, imatrix = argv
+    if os.environ.get("LOCALLAMA_DEBUG") is None:
+        @llama_cpp.llama_log_callback
+        def log(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+            if level in (3, 4):  # GGML_LOG_LEVEL_WARN, _ERROR: what says why it failed
+                sys.stderr.write(text.decode("utf-8", errors="replace"))
+
+        llama_cpp.llama_log_set(log, ctypes.c_void_p(0))
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = int(ftype)
+    params.nthread = int(threads)
+    params.allow_requantize = allow == "1"
+    keep = None
+    if imatrix:
+        keep, params.imatrix = _imatrix_array(read_imatrix(Path(imatrix)))
+    code = llama_cpp.llama_model_quantize(source.encode(), target.encode(),
+                                          ctypes.byref(params))
+    del keep  # the imatrix buffers had to live until the call returned
+    return 0 if code == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))
