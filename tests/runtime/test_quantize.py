@@ -1,6 +1,9 @@
 """Quantization through llama.cpp's quantizer, stored as a model (create --quantize)."""
 
+import os
+
 import numpy as np
+import psutil
 import pytest
 
 from imatrix import importance, write_gguf_imatrix, write_legacy_imatrix
@@ -145,4 +148,6 @@ def test_a_client_gone_during_quantization_stops_the_quantizer(runtime, tmp_path
     with pytest.raises(Cancelled):
         create(runtime, "small", "FROM tiny\n", tmp_path, quantize="q8_0", progress=progress)
     assert time.monotonic() - started < 10  # not the child's 60 s
+    assert not [p for p in psutil.process_iter(["cmdline"])
+                if p.info["cmdline"] == ["sleep", "60"] and p.ppid() in (1, os.getpid())]
     assert [e.name.display for e in runtime.list()] == ["tiny:latest"]

@@ -15,6 +15,7 @@ activations, as llama.cpp's quantize tool computes them.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import os
@@ -144,7 +145,8 @@ def _run_child(argv: list[str], log: IO[bytes], watch: Callable[[int], None],
             watch(done)
     finally:
         if proc.poll() is None:
-            proc.kill()
+            with contextlib.suppress(OSError):
+                os.killpg(proc.pid, signal.SIGKILL)  # its group: the child is its leader
             proc.wait()
             target.unlink(missing_ok=True)
 
