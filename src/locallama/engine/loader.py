@@ -109,6 +109,9 @@ class ModelLoader:
                 if entry is None:
                     entry = self._reserve(key, info, wanted, name, digest, keep_alive, freed)
                     break
+                if entry.model is not None and getattr(entry.model, "ended", bool)():
+                    del self._loaded[key]  # its runner died: a fresh one, not its error
+                    continue
                 if _same(entry.params, wanted) and not entry.unload_when_idle:
                     if entry.model is None:
                         self._check_queue(entry)

@@ -207,6 +207,18 @@ class Runner:
             self.proc.wait()
         self._wait_stopped()
 
+    def ended(self) -> bool:
+        """Whether the process has ended (a zombie not yet reaped counts), so that a
+        request arriving after a crash starts a fresh runner instead of failing."""
+        if self.stopped is not None or self.proc.returncode is not None:
+            return True
+        import psutil
+
+        try:  # a zombie whose threads still exit is not yet waitable, but it is dead
+            return psutil.Process(self.pid).status() == psutil.STATUS_ZOMBIE
+        except (psutil.Error, OSError):  # reaped meanwhile by the watcher
+            return True
+
     def kill(self) -> None:
         """SIGKILL now (the watcher then reports it like any other end)."""
         with contextlib.suppress(OSError):
@@ -318,6 +330,10 @@ class RunnerModel:
 
     def rss(self) -> int | None:
         return self.runner.rss()
+
+    def ended(self) -> bool:
+        """Whether its runner has ended (see ``Runner.ended``)."""
+        return self.runner.ended()
 
     def close(self) -> None:
         self.runner.close()
