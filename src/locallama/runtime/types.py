@@ -28,6 +28,10 @@ negative to keep forever; None means the server default (LOCALLAMA_KEEP_ALIVE)."
 Format = str | dict[str, Any] | None
 """Structured output: "json" for any JSON value, or a JSON schema (a dict)."""
 
+Think = bool | str | None
+"""Reasoning wanted: True/False, or a level "low" / "medium" / "high"; None: as the
+model does by default (Ollama's ``think``, OpenAI's ``reasoning_effort``)."""
+
 Role = Literal["system", "user", "assistant", "tool"]
 ROLES: tuple[str, ...] = ("system", "user", "assistant", "tool")
 
@@ -129,10 +133,25 @@ class ModelEntry:
 @dataclass
 class ToolCall:
     """A call a model made, or one an assistant message records: a function's name and
-    its arguments (a JSON object)."""
+    its arguments (a JSON object). ``id`` ties a tool's result to its call (OpenAI's
+    ``call_…``, Anthropic's ``toolu_…``; "" where the client sent none)."""
 
     name: str
     arguments: dict[str, Any] = field(default_factory=dict)
+    id: str = ""
+
+
+@dataclass
+class ToolCallDelta:
+    """A piece of a tool call as it forms in a stream (OpenAI's ``delta.tool_calls``,
+    Anthropic's ``input_json_delta``, the Responses API's arguments deltas): the call's
+    first delta has its ``id`` and ``name``, later ones fragments of the arguments' JSON
+    text; joined in order, the fragments are the whole arguments object."""
+
+    index: int  # which call of this answer: 0, 1, …
+    id: str = ""
+    name: str = ""
+    arguments: str = ""
 
 
 @dataclass
@@ -169,6 +188,7 @@ class Message:
     images: list[str] = field(default_factory=list)
     tool_calls: list[ToolCall] = field(default_factory=list)
     tool_name: str | None = None
+    thinking: str = ""  # an assistant turn's reasoning (Ollama's message.thinking)
 
 
 # -- requests --------------------------------------------------------------------------
@@ -194,6 +214,7 @@ class GenerateRequest:
     echo: bool = False  # also score the prompt's own tokens (Chunk.prompt_logprobs)
     truncate: bool = True  # False: a prompt longer than the context is an error
     shift: bool = True  # False: stop at the context's end instead of shifting it
+    think: Think = None  # reasoning: True/False or "low"/"medium"/"high"; None: the model's way
 
 
 @dataclass
@@ -210,6 +231,9 @@ class ChatRequest:
     top_logprobs: int = 0
     truncate: bool = True  # False: a conversation longer than the context is an error
     shift: bool = True  # False: stop at the context's end instead of shifting it
+    think: Think = None  # reasoning: True/False or "low"/"medium"/"high"; None: the model's way
+    #: "auto" (None), "none", "required", or a function's name that must be called
+    tool_choice: str | None = None
 
 
 # -- answers ---------------------------------------------------------------------------
@@ -251,6 +275,8 @@ class Chunk:
     prompt_logprobs: list[TokenLogprob] | None = None  # with echo, on the first chunk;
     # the first prompt token has no logprob (nothing precedes it): logprob is nan
     tool_calls: list[ToolCall] | None = None  # on the final chunk
+    thinking: str = ""  # reasoning text, streamed apart from ``text``
+    tool_call_deltas: list[ToolCallDelta] | None = None  # tool calls as they form
     prompt_tokens: int = 0  # the whole prompt, cached or not (OpenAI usage)
     warnings: list[str] = field(default_factory=list)  # e.g. "prompt truncated"
 
