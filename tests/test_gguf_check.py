@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from fakeregistry import fake_registry
+from gguf_corpus import METADATA
 from locallama.errors import BadModelFile, InvalidModelFile, PullError
 from locallama.gguf_info import estimate_memory, read_gguf_info
 from locallama.store import Store, discover, importer
@@ -82,6 +83,44 @@ CORPUS: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
         {"architecture": "qwen2", "extra_metadata": {"qwen2.block_count": 1000}},
         ("qwen2.block_count is 1000",)),
 }
+
+
+#: tests/gguf_corpus.py's metadata kinds that create refuses -> what the message says:
+#: the header check's line, or (last eight) llama.cpp's reason from the trial load
+CORPUS |= {kind: (METADATA[kind], fragments) for kind, fragments in {
+    "embedding_length NaN": ("llama.embedding_length is nan, not a finite number",),
+    "feed_forward_length NaN": ("llama.feed_forward_length is nan",),
+    "block_count NaN": ("llama.block_count is nan",),
+    "attention.head_count NaN": ("llama.attention.head_count is nan",),
+    "attention.head_count_kv NaN": ("llama.attention.head_count_kv is nan",),
+    "context_length NaN": ("llama.context_length is nan",),
+    "vocab_size NaN": ("llama.vocab_size is nan",),
+    "rope.dimension_count NaN": ("llama.rope.dimension_count is nan",),
+    "rope freq base NaN": ("llama.rope.freq_base is nan",),
+    "rms epsilon infinite": ("llama.attention.layer_norm_rms_epsilon is inf",),
+    "rms epsilon negative": ("llama.attention.layer_norm_rms_epsilon is -1.0",
+                             "must not be negative"),
+    "scores NaN": ("tokenizer.ggml.scores is nan",),
+    "block_count huge": ("llama.block_count is 64 but the file has tensors for 2 blocks",),
+    "attention.head_count huge": ("does not divide llama.attention.head_count 2147483647",),
+    "attention.head_count_kv huge": ("llama.attention.head_count_kv is 64, which does not",),
+    "head_count_kv above head_count": ("llama.attention.head_count_kv is 8",),
+    "block_count as a string": ("llama.block_count is 'two', not a positive integer",),
+    "block_count as a float": ("llama.block_count is 2.0, not a positive integer",),
+    "architecture unknown": ("unknown model architecture 'nonsense'",),
+    "architecture missing": ("no general.architecture in the metadata",),
+    "alignment not a power of two": ("general.alignment is 24",),
+    "experts used above experts": ("llama.expert_used_count is 8 but llama.expert_count is 1",),
+    "rope scaling type garbage": ("llama.rope.scaling.type is 'nonsense', not one of none",),
+    "embedding_length huge": ("llama.cpp cannot load this model file", "n_rot"),
+    "feed_forward_length huge": ("tensor 'blk.0.ffn_gate.weight' has wrong shape",),
+    "head_count_kv 0": ("tensor 'blk.0.attn_k.weight' has wrong shape",),
+    "token list of one token": ("tensor 'token_embd.weight' has wrong shape",),
+    "BPE without merges": ("cannot find tokenizer merges",),
+    "tokenizer model unknown": ("unknown tokenizer: 'nonsense'",),
+    "bos id negative": ("tokenizer.ggml.bos_token_id has wrong type",),
+    "expert count without expert tensors": ("tensor 'blk.0.ffn_gate_inp.weight' not found",),
+}.items()}
 
 
 @pytest.fixture(scope="module")

@@ -24,6 +24,7 @@ MAX_BLOCKS = 10_000  # the largest real models have ~100-200 blocks
 MIN_ALIGNMENT = 8  # llama.cpp's gguf.cpp asks only for a power of two; 1 aborts later
 _BLOCK = re.compile(r"blk\.(\d+)\.")
 _K, _A, _T = gguf.Keys.LLM, gguf.Keys.Attention, gguf.Keys.Tokenizer
+_ROPE_SCALING = tuple(t.value for t in gguf.RopeScalingType)
 
 
 class HeaderProblem(Exception):
@@ -62,8 +63,15 @@ def check_metadata(fields: Mapping[str, Any], arch: str, blocks: set[int]) -> No
     for template in (_K.BLOCK_COUNT, _K.EMBEDDING_LENGTH, _K.FEED_FORWARD_LENGTH,
                      _A.HEAD_COUNT, _K.CONTEXT_LENGTH, _K.VOCAB_SIZE):
         _check_positive(key(template), fields.get(key(template)))
+    for template in (_A.LAYERNORM_RMS_EPS, _A.LAYERNORM_EPS):
+        _check_epsilon(key(template), fields.get(key(template)))
     _check_blocks(key(_K.BLOCK_COUNT), fields.get(key(_K.BLOCK_COUNT)), blocks)
     _check_kv_heads(fields, key(_A.HEAD_COUNT), key(_A.HEAD_COUNT_KV))
+    _check_experts(fields, key(_K.EXPERT_COUNT), key(_K.EXPERT_USED_COUNT))
+    scaling = fields.get(key(gguf.Keys.Rope.SCALING_TYPE))
+    if scaling is not None and scaling not in _ROPE_SCALING:  # llama.cpp asserts on it
+        raise HeaderProblem(f"{key(gguf.Keys.Rope.SCALING_TYPE)} is {_show(scaling)}, not one "
+                            f"of {', '.join(_ROPE_SCALING)}")
     _check_vocabulary(fields)
 
 
@@ -95,6 +103,13 @@ def _check_positive(name: str, value: Any) -> None:
         raise HeaderProblem(f"{name} is 0, but it must be at least 1")
 
 
+def _check_epsilon(name: str, value: Any) -> None:
+    """A norm epsilon: ggml asserts ``eps >= 0`` on the first decode (not at load)."""
+    numbers = _numbers(value)
+    if numbers and any(v < 0 for v in numbers):
+        raise HeaderProblem(f"{name} is {_show(value)}, but it must not be negative")
+
+
 def _check_blocks(name: str, value: Any, blocks: set[int]) -> None:
     if type(value) is not int:
         return
@@ -120,6 +135,15 @@ def _check_kv_heads(fields: Mapping[str, Any], heads_key: str, kv_key: str) -> N
             where = f" (layer {layer})" if n > 1 else ""
             raise HeaderProblem(f"{kv_key} is {k}{where}, which does not divide "
                                 f"{heads_key} {h}")
+
+
+def _check_experts(fields: Mapping[str, Any], count_key: str, used_key: str) -> None:
+    """llama.cpp asserts 0 < experts used <= experts (none used without experts)."""
+    used = _numbers(fields.get(used_key)) or (0,)
+    count = _numbers(fields.get(count_key)) or (0,)
+    if count[0] and not max(used) or max(used) > count[0]:
+        raise HeaderProblem(f"{used_key} is {max(used)} but {count_key} is {count[0]}: a "
+                            "model uses between 1 and all of its experts")
 
 
 def _check_vocabulary(fields: Mapping[str, Any]) -> None:

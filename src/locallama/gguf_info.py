@@ -279,7 +279,8 @@ def _parse(path: Path, h: _Header) -> GGUFInfo:
 
 def _read_tensors(h: _Header, count: int,
                   alignment: int) -> tuple[int, int, dict[Any, int], set[str]]:
-    """Check every tensor's data lies in the file.
+    """Check every tensor's data lies in the file, packed in order as llama.cpp reads it
+    (each tensor starts where the one before ends, padded to ``alignment``).
 
     Returns (parameters, data bytes, elements per tensor type, tensor names).
     """
@@ -304,6 +305,7 @@ def _read_tensors(h: _Header, count: int,
     data_start = -(-h.pos // alignment) * alignment
     parameter_count = tensor_bytes = 0
     by_type: dict[Any, int] = {}
+    previous, expected = None, 0  # llama.cpp's gguf.cpp wants the data packed in order
     for name, dims, ttype, offset in tensors:
         block, type_size = gguf.GGML_QUANT_SIZES[ttype]
         n_elements = 1
@@ -318,6 +320,12 @@ def _read_tensors(h: _Header, count: int,
         if end > h.size:
             raise _Problem(f"tensor '{name}' data ends at byte {end}, past the end of the "
                            f"file ({h.size} bytes): the file is truncated or corrupt")
+        if offset != expected:
+            before = f"'{previous}' before it ends" if previous else "the data section starts"
+            raise _Problem(f"tensor '{name}' data starts at byte {offset} of the data "
+                           f"section, but {before} at byte {expected}: the tensor table "
+                           "is corrupt")
+        previous, expected = name, expected + -(-n_bytes // alignment) * alignment
         parameter_count += n_elements
         tensor_bytes += n_bytes
         if n_dims >= 2:
