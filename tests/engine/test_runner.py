@@ -219,3 +219,21 @@ def test_a_runner_that_dies_while_loading_is_a_bad_model_file(
     left = {p.pid for p in psutil.Process().children()} - before - {row.pid}
     assert not [pid for pid in left if psutil.pid_exists(pid)
                 and "locallama.engine.runner" in " ".join(psutil.Process(pid).cmdline())]
+
+
+def test_a_runner_that_dies_is_written_to_the_log_with_its_last_lines(
+        rt: LocalRuntime, caplog: pytest.LogCaptureFixture) -> None:
+    """The server's operator sees the crash in the log (logger ``locallama.runner``,
+    which ``serve`` prints), not only the 500 in the access log."""
+    stream = _stream(rt, "generate", ENDLESS)
+    next(stream)
+    with caplog.at_level("WARNING", logger="locallama.runner"):
+        pid = kill_runner(rt)
+        with pytest.raises(RunnerStopped):
+            for _ in stream:
+                pass
+        _poll(lambda: caplog.records, "the crash was logged")
+    [record] = caplog.records
+    assert record.levelname == "WARNING"
+    assert f"model runner for tiny:latest (pid {pid}) stopped: SIGKILL" in record.getMessage()
+    assert "its last lines" in record.getMessage()

@@ -239,3 +239,21 @@ def test_create_from_a_stored_blob_does_not_copy_it_again(runtime, monkeypatch):
     add_model(runtime, "again", blob)
     assert copies == []
     assert runtime.store.get("again").model_path == blob
+
+
+def test_create_refuses_a_model_file_whose_own_chat_template_does_not_compile(
+        runtime, tmp_path):
+    """Every chat would fail with it, so create refuses it, naming the template, and
+    stores nothing; with a Modelfile TEMPLATE instead, the file's template is unused
+    and the model is made."""
+
+    broken = write_tiny_gguf(tmp_path / "broken.gguf", chat_template="{% for %}{{ ]]] }}")
+    blobs = sorted((tmp_path / "models" / "blobs").iterdir())
+    with pytest.raises(InvalidModelFile) as caught:
+        add_model(runtime, "broken", broken)
+    assert "tokenizer.chat_template" in str(caught.value)
+    assert "does not compile" in str(caught.value) and "\n" not in str(caught.value)
+    assert sorted((tmp_path / "models" / "blobs").iterdir()) == blobs
+    assert [e.name.display for e in runtime.list()] == ["tiny:latest"]
+    add_model(runtime, "fixed", broken, "TEMPLATE {{ .Prompt }}")
+    assert list(runtime.generate(GenerateRequest("fixed", "hi", options={"num_predict": 2})))

@@ -65,6 +65,8 @@ def check_loads(path: Path, timeout: float, digest: str | None = None) -> None:
     package = str(Path(__file__).resolve().parents[2])  # the locallama this process runs
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package, env.get("PYTHONPATH")) if p)
+    env.setdefault("GGML_NO_BACKTRACE", "1")  # no debugger attached on abort(): its
+    # backtrace would bury the assertion that says why
     argv = [sys.executable, "-m", "locallama.engine.load_check", str(path)]
     try:
         code, err = launcher(argv, env, timeout)
@@ -89,9 +91,17 @@ def check_loads(path: Path, timeout: float, digest: str | None = None) -> None:
                            + (_last_line(err) or f"the check exited with {code}"))
 
 
+#: words that mark the line of a child's output that says why it stopped
+_CAUSE_WORDS = ("error", "assert", "abort", "failed", "exception", "terminate", "fatal")
+
+
 def _last_line(text: str) -> str:
-    """The last non-empty line of ``text``, at most 300 characters."""
+    """The line of ``text`` that says why: the last that reads like an error (an
+    assertion, an abort), else the last non-empty one; at most 300 characters."""
     lines = [line.strip() for line in text.splitlines() if line.strip()]
+    for line in reversed(lines):
+        if any(word in line.lower() for word in _CAUSE_WORDS):
+            return line[:300]
     return lines[-1][:300] if lines else ""
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import itertools
+import logging
 import os
 import queue
 import signal
@@ -37,6 +38,8 @@ from locallama.engine.job import Job, Piece
 from locallama.engine.params import ContextParams
 from locallama.errors import BadModelFile, Cancelled, LocallamaError, RunnerStopped
 from locallama.gguf_info import GGUFInfo
+
+log = logging.getLogger("locallama.runner")  # the server's log (``serve`` configures it)
 
 _GONE_POLL_S = 0.05  # how often a waiting request looks whether its client left
 _LOG_LINES = 40  # lines of the runner's log kept for a crash report
@@ -166,6 +169,9 @@ class Runner:
         else:
             error = RunnerStopped(f"model runner for {self.name} stopped: {_cause(code)}"
                                   + _last_words(self.log))
+            log.warning("model runner for %s (pid %d) stopped: %s; its last lines:\n%s",
+                        self.name, self.pid, _cause(code),
+                        "\n".join(f"  {line}" for line in self.log))
         with self._lock:
             self.stopped = error
             waiters = list(self._waiters.values())

@@ -18,8 +18,14 @@ from locallama.engine.loader import ModelLoader
 from locallama.engine.render import Renderer
 from locallama.engine.templates import select_template
 from locallama.engine.tools import parse_tool_calls
-from locallama.errors import BadModelFile, InvalidRequest, ModelNotFound
-from locallama.gguf_info import estimate_memory
+from locallama.errors import (
+    BadModelFile,
+    InvalidModelFile,
+    InvalidRequest,
+    ModelNotFound,
+    TemplateError,
+)
+from locallama.gguf_info import estimate_memory, read_gguf_info
 from locallama.options import Options, parse_keep_alive, parse_parameters, resolve_options
 from locallama.progress import Progress
 from locallama.runtime import scoring
@@ -260,7 +266,10 @@ class LocalRuntime:
             step = Quantize(qtype, quantizer)
         elif imatrix is not None:
             raise InvalidRequest("an importance matrix is used only when quantizing")
-        create_model(self.store, name, parsed, base_dir, progress, step, self._load_check)
+        check = self._load_check
+        if not parsed.template:  # the model file's own chat template will be used
+            check = partial(self._check_model_file, model=name.display)
+        create_model(self.store, name, parsed, base_dir, progress, step, check)
 
     def copy(self, source: str, destination: str) -> None:
         self.store.copy(source, destination)
@@ -305,6 +314,20 @@ class LocalRuntime:
     def _load_check(self, path: Path, digest: str | None) -> None:
         """llama.cpp loads ``path`` in a child, under the settings' time limit."""
         check_loads(path, self.settings.load_check_timeout, digest)
+
+    def _check_model_file(self, path: Path, digest: str | None, model: str = "") -> None:
+        """``_load_check``, then the file's own chat template (``tokenizer.chat_template``)
+        compiled in a render worker: a template that does not compile would fail every
+        request later, so it is refused now, as the file's fault (InvalidModelFile)."""
+        self._load_check(path, digest)
+        template = read_gguf_info(path).chat_template
+        if not template:
+            return
+        try:
+            select_template(None, template).check(renderer=self.renderer, model=model)
+        except TemplateError as exc:
+            raise InvalidModelFile(f"the model file's chat template (tokenizer.chat_template) "
+                                   f"cannot be used: {exc}") from None
 
     def _record(self, model: str) -> ModelRecord:
         name = parse_name(model)
