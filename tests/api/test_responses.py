@@ -162,6 +162,8 @@ def test_the_response_echoes_its_request():
     assert fields["tool_choice"] == {"type": "function", "name": "f"}
     assert fields["tools"] == [{"type": "function", "name": "f", "strict": None}]
     assert fields["text"] == {"format": {"type": "text"}} and fields["store"] is True
+    schema = {"type": "json_schema", "name": "r", "schema": {"type": "object"}, "strict": True}
+    assert response_fields(body(text={"format": schema}))["text"] == {"format": schema}
 
 
 # -- answers ----------------------------------------------------------------------------------
