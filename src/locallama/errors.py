@@ -122,6 +122,18 @@ class ModelNotFound(LocallamaError):
         super().__init__(f"{message}; {hint}" if hint else message)
 
 
+class ResponseNotFound(LocallamaError):
+    """No stored response of that id (the Responses API's ``GET``/``DELETE`` and
+    ``previous_response_id``): never stored (``store: false``), deleted, or gone past
+    LOCALLAMA_RESPONSES_MAX.  ``param`` names the field that gave the id."""
+
+    code = "response_not_found"
+
+    def __init__(self, response_id: str, param: str | None = None) -> None:
+        super().__init__(f"response with id '{response_id}' not found")
+        self.param = param
+
+
 class BadModelFile(LocallamaError):
     """A model file that is not a valid GGUF, or one llama.cpp cannot use: as such a
     stored model gone bad on disk, the server's state (500)."""

@@ -40,6 +40,8 @@ class Settings:
     # "process": every loaded model in a runner process of its own (engine/runner.py);
     # "inprocess": in this process (for tests and debugging: one crash takes it all)
     runner: str = "process"
+    # the most Responses API answers kept for previous_response_id (oldest go first)
+    responses_max: int = 1000
     history_file: Path = field(default_factory=lambda: Path.home() / ".locallama" / "history")
     # The everyday-work commands (translate, fix, summarize, commit, ask, code).
     task_model: str = "gemma3:270m"  # the model they use unless --model says otherwise
@@ -51,6 +53,11 @@ class Settings:
     hf_hub_cache: Path = field(
         default_factory=lambda: Path.home() / ".cache" / "huggingface" / "hub")
     lmstudio_models: tuple[Path, ...] = field(default_factory=lambda: _lmstudio_defaults())
+
+    @property
+    def responses_db(self) -> Path:
+        """The Responses API's store (``store/responses.py``), beside the models' folder."""
+        return self.models_dir.parent / "responses.sqlite"
 
     @property
     def base_url(self) -> str:
@@ -85,6 +92,7 @@ class Settings:
             template_max_bytes=_size(env, "LOCALLAMA_TEMPLATE_MAX_BYTES", 32 * MIB),
             load_check_timeout=_seconds(env, "LOCALLAMA_LOAD_CHECK_TIMEOUT", 60.0),
             runner=_runner(env),
+            responses_max=_int(env, "LOCALLAMA_RESPONSES_MAX", 1000),
             history_file=home / "history",
             task_model=env.get("LOCALLAMA_TASK_MODEL", "").strip() or "gemma3:270m",
             embed_model=env.get("LOCALLAMA_EMBED_MODEL", "").strip() or "gemma3:270m",

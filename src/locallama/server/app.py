@@ -22,6 +22,7 @@ from locallama.server.guard import Guard, is_openai_path
 from locallama.server.http_errors import error_response, validation_error_response
 from locallama.server.streaming import WatchDisconnect
 from locallama.settings import Settings
+from locallama.store.responses import ResponseStore
 
 
 def create_app(runtime: Runtime, settings: Settings, *, log_prompts: bool = False) -> FastAPI:
@@ -30,12 +31,14 @@ def create_app(runtime: Runtime, settings: Settings, *, log_prompts: bool = Fals
     ``log_prompts``: the access log (logger ``locallama.access``) also carries each
     request's prompt fields; off by default.
     """
-    from locallama.server import ollama_api, openai_api
+    from locallama.server import ollama_api, openai_api, responses_api
 
     app = FastAPI(title="locallama", version=__version__,
                   description="The Ollama API and the OpenAI API for local models.")
     app.state.runtime = runtime
     app.state.settings = settings
+    # the Responses API's stored answers (opened on first use)
+    app.state.responses = ResponseStore(settings.responses_db, settings.responses_max)
     app.state.metrics = metrics = Metrics(lambda: _loaded(runtime))
 
     def openai(request: Request) -> bool:  # else the Ollama face answers
@@ -68,6 +71,7 @@ def create_app(runtime: Runtime, settings: Settings, *, log_prompts: bool = Fals
 
     app.include_router(ollama_api.router)
     app.include_router(openai_api.router)
+    app.include_router(responses_api.router)
     app.add_middleware(WatchDisconnect)  # work stops when its client leaves
     # Added last, so outermost: nothing runs for a request the guard refuses.
     app.add_middleware(Guard, settings=settings, metrics=metrics, routes=app.router.routes,
