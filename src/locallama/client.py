@@ -135,6 +135,11 @@ class RemoteRuntime:
     def detokenize(self, model: str, tokens: list[int]) -> str:
         return self._call("POST", "/api/detokenize", {"model": model, "tokens": tokens})["content"]
 
+    def count_chat_tokens(self, request: ChatRequest) -> int:
+        raise NotSupported("counting a chat prompt's tokens runs in-process or on the "
+                           "server's /v1/messages/count_tokens; the Ollama API has no route "
+                           "for it")
+
     # -- the store ----------------------------------------------------------------
 
     def list(self) -> list[ModelEntry]:

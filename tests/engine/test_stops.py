@@ -46,3 +46,11 @@ def test_utf8_split_across_tokens_waits_for_the_rest():
     assert stream.feed(data[1:3]) == "é"
     assert stream.feed(data[3:]) == "€"
     assert stream.flush() == ""
+
+
+def test_the_result_names_the_stop_that_matched():
+    matcher = StopMatcher(["END", "</s>"])
+    first = matcher.feed("one </")
+    assert (first.text, first.stop) == ("one ", None)
+    result = matcher.feed("s> two END")  # the earliest in the text, split across pieces
+    assert (result.text, result.stopped, result.stop) == ("", True, "</s>")

@@ -40,6 +40,7 @@ class GenerationStats:
     eval_count: int = 0
     eval_duration: int = 0
     done_reason: str = "stop"
+    stop_sequence: str | None = None  # the stop string that ended generation, if one did
     truncated: bool = False
     tokens: tuple[int, ...] = ()  # prompt + generated, Ollama's ``context``
 

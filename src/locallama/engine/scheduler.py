@@ -361,6 +361,7 @@ class Scheduler:
             job.events.put(("piece", Piece(result.text, job.pending_logprobs or None)))
             job.pending_logprobs = []
         if result.stopped:
+            stats.stop_sequence = result.stop
             self._complete(job, "stop", flush=False)
             return
         limit = options.num_predict
@@ -390,6 +391,8 @@ class Scheduler:
         if flush:
             tail = job.matcher.feed(job.utf8.flush())
             text = tail.text if tail.stopped else tail.text + job.matcher.flush()
+            if tail.stopped:
+                job.stats.stop_sequence = tail.stop
             if text or job.pending_logprobs:
                 job.events.put(("piece", Piece(text, job.pending_logprobs or None)))
         job.stats.done_reason = reason

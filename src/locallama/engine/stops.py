@@ -16,6 +16,7 @@ from dataclasses import dataclass
 class StopResult:
     text: str  # safe to show now
     stopped: bool  # a stop sequence was found; ``text`` ends right before it
+    stop: str | None = None  # which one (the first in the text), when stopped
 
 
 class StopMatcher:
@@ -33,7 +34,7 @@ class StopMatcher:
         )
         if first is not None:
             self._pending = ""
-            return StopResult(buffer[: first[0]], True)
+            return StopResult(buffer[: first[0]], True, first[1])
         hold = self._partial_suffix(buffer)
         self._pending = buffer[len(buffer) - hold :] if hold else ""
         return StopResult(buffer[: len(buffer) - hold], False)

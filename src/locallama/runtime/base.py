@@ -101,6 +101,13 @@ class Runtime(Protocol):
 
     def detokenize(self, model: str, tokens: list[int]) -> str: ...
 
+    def count_chat_tokens(self, request: ChatRequest) -> int:
+        """The tokens of the prompt ``chat(request)`` would evaluate: the model's template
+        rendered over the messages and tools (the Modelfile's SYSTEM and MESSAGEs
+        included), tokenized; nothing is generated (Anthropic's count_tokens).  Raises
+        what ``chat`` raises before its first chunk."""
+        ...
+
     def list(self) -> list[ModelEntry]: ...
 
     def show(self, model: str) -> ModelDetails: ...

@@ -154,6 +154,7 @@ class LocalRuntime:
         yield Chunk(
             done=True,
             done_reason=stats.done_reason,
+            stop_sequence=stats.stop_sequence,
             prompt_eval_count=stats.prompt_eval_count,
             prompt_eval_duration=stats.prompt_eval_duration,
             eval_count=stats.eval_count,
@@ -234,6 +235,15 @@ class LocalRuntime:
     def detokenize(self, model: str, tokens: list[int]) -> str:
         with self._use(model) as (loaded, _):
             return loaded.detokenize(tokens)
+
+    def count_chat_tokens(self, request: ChatRequest) -> int:
+        """See ``Runtime.count_chat_tokens``: ``chat``'s prompt, assembled and counted."""
+        record = self._record(request.model)
+        conversation = chat_messages(record, request.messages)
+        with self._use(request.model, request.options) as (loaded, _):
+            prompt = chat_prompt(record, conversation, request.tools or None, loaded,
+                                 renderer=self.renderer)
+        return len(prompt.tokens)
 
     # -- the store --------------------------------------------------------------
 

@@ -264,6 +264,10 @@ class Chunk:
     text: str = ""
     done: bool = False
     done_reason: str | None = None  # "stop", "length" or "cancel"
+    #: the stop string that ended the answer (a request's ``stop`` or the template's);
+    #: None when the model ended it, a limit did, or it was cancelled (Anthropic's
+    #: ``stop_sequence``)
+    stop_sequence: str | None = None
     prompt_eval_count: int = 0
     prompt_eval_duration: int = 0
     eval_count: int = 0

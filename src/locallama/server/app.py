@@ -1,6 +1,6 @@
-"""The FastAPI application: both faces on one port behind one guard, errors mapped
-once per face (framework errors too: an unknown route, a wrong method, a body that
-is not JSON), and ``/metrics``."""
+"""The FastAPI application: every face (Ollama, OpenAI, Anthropic) on one port behind
+one guard, errors mapped once per face (framework errors too: an unknown route, a wrong
+method, a body that is not JSON), and ``/metrics``."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from locallama.errors import (
 )
 from locallama.metrics import LoadedSample, Metrics
 from locallama.runtime.base import Runtime
-from locallama.server.guard import Guard, is_openai_path
+from locallama.server.guard import Guard, is_anthropic_path, is_openai_path
 from locallama.server.http_errors import error_response, validation_error_response
 from locallama.server.streaming import WatchDisconnect
 from locallama.settings import Settings
@@ -31,30 +31,31 @@ def create_app(runtime: Runtime, settings: Settings, *, log_prompts: bool = Fals
     ``log_prompts``: the access log (logger ``locallama.access``) also carries each
     request's prompt fields; off by default.
     """
-    from locallama.server import ollama_api, openai_api, responses_api
+    from locallama.server import anthropic_api, ollama_api, openai_api, responses_api
 
     app = FastAPI(title="locallama", version=__version__,
-                  description="The Ollama API and the OpenAI API for local models.")
+                  description="The Ollama, OpenAI and Anthropic APIs for local models.")
     app.state.runtime = runtime
     app.state.settings = settings
     # the Responses API's stored answers (opened on first use)
     app.state.responses = ResponseStore(settings.responses_db, settings.responses_max)
     app.state.metrics = metrics = Metrics(lambda: _loaded(runtime))
 
-    def openai(request: Request) -> bool:  # else the Ollama face answers
-        return is_openai_path(request.url.path)
+    def face(request: Request) -> dict[str, bool]:  # neither: the Ollama face answers
+        path = request.url.path
+        return {"openai": is_openai_path(path), "anthropic": is_anthropic_path(path)}
 
     @app.exception_handler(LocallamaError)
     async def _locallama_error(request: Request, exc: LocallamaError) -> JSONResponse:
-        return error_response(exc, openai=openai(request))
+        return error_response(exc, **face(request))
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return validation_error_response(exc, openai=openai(request))
+        return validation_error_response(exc, **face(request))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        response = error_response(_typed(request, exc), openai=openai(request))
+        response = error_response(_typed(request, exc), **face(request))
         response.status_code = exc.status_code
         for name, value in (exc.headers or {}).items():
             response.headers[name] = value
@@ -70,6 +71,7 @@ def create_app(runtime: Runtime, settings: Settings, *, log_prompts: bool = Fals
         return Response(metrics.exposition(), media_type=metrics.content_type)
 
     app.include_router(ollama_api.router)
+    app.include_router(anthropic_api.router)  # before openai's: /v1/messages is its
     app.include_router(openai_api.router)
     app.include_router(responses_api.router)
     app.add_middleware(WatchDisconnect)  # work stops when its client leaves

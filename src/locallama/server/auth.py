@@ -15,17 +15,23 @@ OPEN: frozenset[tuple[str, str]] = frozenset(
     (method, path) for method in ("GET", "HEAD") for path in ("/", "/api/version"))
 
 
-def refusal(method: str, path: str, authorization: str, key: str | None) -> Unauthorized | None:
+def refusal(method: str, path: str, authorization: str, key: str | None,
+            x_api_key: str = "") -> Unauthorized | None:
     """None when the request may go on, else the 401 to answer.
 
-    ``authorization`` is the request's ``Authorization`` header ("" when absent);
-    with ``key`` set, it must be ``Bearer <key>`` (RFC 6750; the scheme in any case),
-    compared in constant time.  ``GET``/``HEAD`` of ``/`` and ``/api/version`` are
-    open.  CORS preflights never reach here (browsers send them without credentials).
+    ``authorization`` is the request's ``Authorization`` header and ``x_api_key`` its
+    ``x-api-key`` header ("" when absent); with ``key`` set, either must carry it:
+    ``Bearer <key>`` (RFC 6750; the scheme in any case) or the key itself (what
+    Anthropic's clients send), compared in constant time.  ``GET``/``HEAD`` of ``/``
+    and ``/api/version`` are open.  CORS preflights never reach here (browsers send
+    them without credentials).
     """
     if not key or (method, path) in OPEN:
         return None
     scheme, _, token = authorization.strip().partition(" ")
     if scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), key.encode()):
         return None
-    return Unauthorized("a valid API key is required: send 'Authorization: Bearer <key>'")
+    if x_api_key and hmac.compare_digest(x_api_key.strip().encode(), key.encode()):
+        return None
+    return Unauthorized("a valid API key is required: send 'Authorization: Bearer <key>' "
+                        "or 'x-api-key: <key>'")

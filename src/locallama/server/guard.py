@@ -17,14 +17,16 @@ A pure ASGI middleware.  For each HTTP request, before any route runs:
    LOCALLAMA_ORIGINS patterns (``*`` matches any run of characters; ``*`` alone
    allows every origin).  No ``Origin`` (curl, SDKs): nothing to check.  A CORS
    preflight from an allowed origin is answered here (204) on every path.
-3. **API key** (``auth.refusal``): 401 without ``Authorization: Bearer <key>``.
+3. **API key** (``auth.refusal``): 401 without ``Authorization: Bearer <key>`` or
+   ``x-api-key: <key>``.
 4. **Body size** (RFC 9110 413): a ``Content-Length`` over the limit is refused
    before reading; a chunked body is counted as it arrives and cut at the limit, so
    at most the limit is ever held.  Blob uploads (``POST /api/blobs/{digest}``) get
    LOCALLAMA_MAX_BLOB_BYTES, everything else LOCALLAMA_MAX_REQUEST_BYTES.
 
 Refusals and any fault that escapes a route are answered in the error shape of
-the face the path belongs to (``/v1/*``: OpenAI's, anything else: Ollama's).  After
+the face the path belongs to (``/v1/messages*``: Anthropic's, other ``/v1/*``:
+OpenAI's, anything else: Ollama's).  After
 the answer, one access-log record (logger ``locallama.access``) and the request
 metrics are written: labelled by route template (``<unmatched>`` for no route) and
 method (``other`` for any method outside the standard seven), so clients cannot grow
@@ -77,7 +79,9 @@ ALLOW_HEADERS = ("Authorization, Content-Type, User-Agent, Accept, X-Requested-W
                  "OpenAI-Organization, OpenAI-Project, X-Stainless-Lang, "
                  "X-Stainless-Package-Version, X-Stainless-OS, X-Stainless-Arch, "
                  "X-Stainless-Runtime, X-Stainless-Runtime-Version, X-Stainless-Async, "
-                 "X-Stainless-Retry-Count, X-Stainless-Timeout")
+                 "X-Stainless-Retry-Count, X-Stainless-Timeout, X-Api-Key, "
+                 "Anthropic-Version, Anthropic-Beta, "
+                 "Anthropic-Dangerous-Direct-Browser-Access")
 PREFLIGHT_MAX_AGE_S = 12 * 3600
 _LOCAL_SUFFIXES = (".localhost", ".local", ".internal")
 #: body fields written to the access log with --log-prompts
@@ -203,7 +207,7 @@ class Guard:
             return
         if error is None:
             error = auth.refusal(ex.method, ex.path, headers.get("authorization", ""),
-                                 self.settings.api_key)
+                                 self.settings.api_key, headers.get("x-api-key", ""))
         limit, limit_name = self._limit(ex)
         if error is None and (length := headers.get("content-length", "")).isdigit() and \
                 int(length) > limit:
@@ -278,7 +282,8 @@ class Guard:
 
     async def _answer_error(self, scope: Scope, send: Send, ex: _Exchange,
                             error: LocallamaError) -> None:
-        response = error_response(error, openai=is_openai_path(ex.path))
+        response = error_response(error, openai=is_openai_path(ex.path),
+                                  anthropic=is_anthropic_path(ex.path))
         if error.code == "invalid_api_key":
             response.headers["WWW-Authenticate"] = "Bearer"
         await response(scope, _no_body, send)
@@ -371,8 +376,14 @@ def _prompt_fields(body: bytes) -> dict[str, Any]:
 
 def is_openai_path(path: str) -> bool:
     """Whether ``path`` belongs to the OpenAI face (``/v1``); every other path answers
-    in the Ollama face's shape."""
+    in the Ollama face's shape.  (``/v1/messages`` is the Anthropic face's:
+    ``is_anthropic_path`` comes first.)"""
     return path == "/v1" or path.startswith("/v1/")
+
+
+def is_anthropic_path(path: str) -> bool:
+    """Whether ``path`` belongs to the Anthropic face (``/v1/messages`` and below)."""
+    return path == "/v1/messages" or path.startswith("/v1/messages/")
 
 
 async def _no_body() -> Message:

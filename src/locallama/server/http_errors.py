@@ -5,8 +5,10 @@ Two kinds of error reach a client: a typed ``LocallamaError`` (the status from
 validation (always 400, naming the field).  The Ollama face answers
 ``{"error": message, "code", "param"?}`` as Ollama does; the OpenAI face answers
 ``{"error": {message, type, param, code}}`` as the OpenAI API reference documents
-(``api/openai_objects.py``).  ``error_response`` and ``validation_error_response``
-pick the face (``openai``: the path is under /v1); ``app.py`` and the guard call them.
+(``api/openai_objects.py``); the Anthropic face answers ``{"type": "error", "error":
+{type, message}}`` (``api/anthropic_answers.py``).  ``error_response`` and
+``validation_error_response`` pick the face (``anthropic``: the path is under
+/v1/messages, else ``openai``: under /v1); ``app.py`` and the guard call them.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from locallama.api import ollama_answers, openai_objects
+from locallama.api import anthropic_answers, ollama_answers, openai_objects
 from locallama.errors import LocallamaError
 from locallama.server import status
 
@@ -35,30 +37,46 @@ def openai_error_body(exc: LocallamaError) -> dict[str, Any]:
     return openai_objects.error_body(exc, http_status(exc, openai=True))
 
 
-def http_status(exc: LocallamaError, *, openai: bool) -> int:
+def anthropic_error_body(exc: LocallamaError) -> dict[str, Any]:
+    """Anthropic's error object for ``exc``; its ``type`` follows the status."""
+    return anthropic_answers.typed_error_body(exc, http_status(exc, anthropic=True))
+
+
+def http_status(exc: LocallamaError, *, openai: bool = False, anthropic: bool = False) -> int:
     """The status a face answers ``exc`` with (``status.py``)."""
+    if anthropic:
+        return status.http_status(exc, status.ANTHROPIC)
     return status.http_status(exc, status.OPENAI if openai else ())
 
 
-def error_response(exc: LocallamaError, *, openai: bool) -> JSONResponse:
+def error_response(exc: LocallamaError, *, openai: bool, anthropic: bool = False
+                   ) -> JSONResponse:
     """A typed error as the face sends it, with its status and headers (``Retry-After``
-    when the server is busy); the status picks an OpenAI SDK's exception class."""
-    body = openai_error_body(exc) if openai else ollama_error_body(exc)
-    return JSONResponse(body, status_code=http_status(exc, openai=openai),
+    when the server is busy); the status picks an SDK's exception class."""
+    if anthropic:
+        body = anthropic_error_body(exc)
+    else:
+        body = openai_error_body(exc) if openai else ollama_error_body(exc)
+    return JSONResponse(body, status_code=http_status(exc, openai=openai, anthropic=anthropic),
                         headers=status.error_headers(exc))
 
 
 # -- bodies that fail validation ------------------------------------------------------------
 
 
-def validation_error_response(exc: RequestValidationError, *, openai: bool) -> JSONResponse:
+def validation_error_response(exc: RequestValidationError, *, openai: bool,
+                              anthropic: bool = False) -> JSONResponse:
     """A body that is not JSON or does not fit the schema: 400 (never FastAPI's 422).
 
     Ollama's face says it in one line (``invalid messages[0].role: input should be
     'system', 'user', ...``, ``model is required``); OpenAI's names the field in
     ``param`` (``messages[0].role``) and says ``code`` "invalid_json" for a body that
-    is not JSON, else "invalid_value"."""
+    is not JSON, else "invalid_value".  Anthropic's says the same message as its
+    ``invalid_request_error``."""
     errors = list(exc.errors())
+    if anthropic:  # "max_tokens: Field required", as Anthropic words it
+        message = _openai_message(errors)[0]
+        return JSONResponse(anthropic_answers.error_body(message, 400), status_code=400)
     if not openai:
         return JSONResponse({"error": _ollama_message(errors), "code": "invalid_request"},
                             status_code=400)

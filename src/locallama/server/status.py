@@ -1,7 +1,8 @@
 """HTTP statuses and headers for the typed errors: one table for every face.
 
-Both faces answer a given error with the same status, except that the OpenAI face
-answers a failed pull with 502 (``OPENAI``).  Most specific classes first: the first
+The faces answer a given error with the same status, except that the OpenAI face
+answers a failed pull with 502 (``OPENAI``) and the Anthropic face keeps to the
+statuses Anthropic documents (``ANTHROPIC``).  Most specific classes first: the first
 ``isinstance`` match wins.  The bodies are the faces' (``server/http_errors.py``).
 """
 
@@ -41,6 +42,18 @@ STATUS: StatusTable = (
     (NotSupported, 501),
     (ServerBusy, 503),
     (StorageFull, 507),
+)
+
+#: the Anthropic face's own entries, before ``STATUS``: Anthropic's statuses
+#: (https://docs.anthropic.com/en/api/errors) have no 501, 503 or 507: a feature not
+#: built here is the request's problem (400), a full queue is "overloaded" (529), a full
+#: disk the server's (500); an unknown route or method keeps its 404 / 405
+ANTHROPIC: StatusTable = (
+    (RouteNotFound, 404),
+    (MethodNotAllowed, 405),
+    (NotSupported, 400),
+    (ServerBusy, 529),
+    (StorageFull, 500),
 )
 
 #: the OpenAI face's own entries, before ``STATUS``: a registry that failed us is a bad
