@@ -259,8 +259,9 @@ async def create(body: CreateBody, request: Request) -> Response:
 @router.post("/api/pull")
 async def pull(body: PullBody, request: Request) -> Response:
     runtime = runtime_of(request)
-    return await _progress_answer(lambda progress: runtime.pull(body.model, progress),
-                                  body.stream)
+    return await _progress_answer(
+        lambda progress: runtime.pull(body.model, progress, insecure=bool(body.insecure)),
+        body.stream)
 
 
 @router.post("/api/push")
