@@ -8,7 +8,7 @@ import pytest
 
 from locallama.errors import InvalidRequest
 
-WORDS = "the cat sat on the mat and the dog ran to the sun".split()
+WORDS = ["the", "cat", "sat", "on", "the", "mat", "and", "the", "dog", "ran", "to", "the", "sun"]
 SMALL_BATCH = {"num_batch": 32, "num_ctx": 512}
 
 
