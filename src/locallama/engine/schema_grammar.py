@@ -15,6 +15,7 @@ strings into the grammar:
 * a property named ``""`` at the top level no longer takes the rule name ``root``
   (its value's rule became the grammar's root);
 * the string rule admits no raw control characters (JSON forbids them in strings);
+* the root rule ends at the value (the port allowed a space after it);
 * ``pattern`` is refused when it holds a quote, a backslash or a character class or
   dot that could produce one: the port pastes such patterns so that the output is
   not valid JSON, or the grammar does not compile.
@@ -94,6 +95,9 @@ def schema_to_gbnf(schema: dict[str, Any]) -> str:
 
     converter = Converter(prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False)
     converter.visit(converter.resolve_refs(schema, "input"), "")
+    root = converter._rules.get("root", "")
+    if root.endswith(" space"):  # nothing after the value: generation ends there
+        converter._rules["root"] = root.removesuffix(" space")
     grammar = converter.format_grammar()
     # The port's string characters admit raw control characters, which JSON forbids
     # inside strings; narrow the rule so every output parses.
