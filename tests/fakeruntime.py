@@ -43,7 +43,7 @@ class FakeRuntime:
     def list(self):
         return [ModelEntry(parse_name("fake"), "sha256:0", 1, datetime.now(UTC))]
 
-    def pull(self, model: str, progress=None) -> None:
+    def pull(self, model: str, progress=None, insecure: bool = False) -> None:
         try:
             while self.endless:
                 time.sleep(0.01)

@@ -211,8 +211,12 @@ class RemoteRuntime:
     def delete(self, model: str) -> None:
         self._call("DELETE", "/api/delete", {"model": model})
 
-    def pull(self, model: str, progress: Progress | None = None) -> None:
-        self._progress("/api/pull", {"model": model, "stream": True}, progress or silent)
+    def pull(self, model: str, progress: Progress | None = None,
+             insecure: bool = False) -> None:
+        body: dict[str, Any] = {"model": model, "stream": True}
+        if insecure:
+            body["insecure"] = True
+        self._progress("/api/pull", body, progress or silent)
 
     def _progress(self, path: str, body: dict[str, Any], report: Progress) -> None:
         with closing(self._lines("POST", path, body)) as lines:

@@ -24,7 +24,10 @@ from locallama.units import format_bytes, format_parameter_count
 
 
 @app.command()
-def pull(model: str = typer.Argument(..., help="Model name, e.g. gemma3:270m")) -> None:
+def pull(model: str = typer.Argument(..., help="Model name, e.g. gemma3:270m"),
+         insecure: bool = typer.Option(False, "--insecure",
+                                       help="Allow a registry that speaks plain HTTP")
+         ) -> None:
     """Pull a model into the store (from an Ollama registry, resuming a cut download)."""
     runtime = get_runtime()
     bars = transfer_bars()
@@ -46,7 +49,7 @@ def pull(model: str = typer.Argument(..., help="Model name, e.g. gemma3:270m")) 
             err_console.print(event.status)
 
     try:
-        runtime.pull(model, progress=show)
+        runtime.pull(model, progress=show, insecure=insecure)
     finally:
         if live[0]:
             bars.stop()

@@ -28,8 +28,11 @@ class EmbeddingModel:
             self.llm = llama_cpp.Llama(
                 model_path=str(path),
                 n_ctx=params.num_ctx,
-                n_batch=params.num_batch,
-                n_ubatch=params.num_batch,
+                # A non-causal model sees a whole input in one micro-batch, and
+                # llama-cpp-python cuts each input at n_batch tokens: both are the
+                # context, so any input up to num_ctx is embedded whole.
+                n_batch=params.num_ctx,
+                n_ubatch=params.num_ctx,
                 n_threads=params.threads,
                 n_threads_batch=params.threads,
                 n_gpu_layers=params.num_gpu,
@@ -43,7 +46,12 @@ class EmbeddingModel:
         self.load_duration = time.perf_counter_ns() - started
 
     def embed(self, texts: list[str], truncate: bool = True) -> tuple[list[list[float]], int]:
-        """Normalized vectors for ``texts`` and the number of tokens they took;
+        """Normalized vectors for ``texts`` and the number of tokens embedded.
+
+        Each text is embedded whole up to ``num_ctx`` tokens; a longer one is cut
+        there (``truncate``, Ollama's default) or refused with InvalidRequest
+        (``truncate=False``), and the count is what was embedded after the cut
+        (https://github.com/ollama/ollama/blob/main/docs/api.md#generate-embeddings).
         InvalidRequest (param ``input``) for a text that is not valid Unicode."""
         try:
             counts = [len(self.llm.tokenize(t.encode("utf-8"))) for t in texts]
@@ -53,12 +61,13 @@ class EmbeddingModel:
         if not truncate and max(counts, default=0) > self.params.num_ctx:
             raise InvalidRequest(
                 f"input of {max(counts)} tokens exceeds the context length "
-                f"{self.params.num_ctx} and truncate is false"
-            )
+                f"{self.params.num_ctx} and truncate is false", "input")
+        if not texts:
+            return [], 0
         with self.lock:
-            vectors = self.llm.embed(texts, normalize=True, truncate=True)
-        return [list(map(float, v)) for v in vectors], sum(min(c, self.params.num_ctx)
-                                                             for c in counts)
+            vectors, embedded = self.llm.embed(texts, normalize=True, truncate=True,
+                                               return_count=True)
+        return [list(map(float, v)) for v in vectors], embedded
 
     def close(self) -> None:
         with self.lock:

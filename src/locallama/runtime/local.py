@@ -36,7 +36,7 @@ from locallama.runtime.prompt import (
     check_generate,
     generate_prompt,
 )
-from locallama.runtime.records import loaded_info, model_details
+from locallama.runtime.records import loaded_rows, model_details
 from locallama.runtime.types import (
     ChatRequest,
     Chunk,
@@ -198,7 +198,7 @@ class LocalRuntime:
                 if (scheduler := getattr(e.model, "scheduler", None)) is not None}
 
     def ps(self) -> list[LoadedModelInfo]:
-        return [loaded_info(entry) for entry in self.loader.entries()]
+        return loaded_rows(self.loader.entries())
 
     def estimate(self, model: str, num_ctx: int, num_parallel: int = 1) -> int | None:
         info = self.loader.info(self._record(model).model_path)  # read once per blob
@@ -293,13 +293,14 @@ class LocalRuntime:
         self.loader.unload(record.model_path)
         self.store.delete(record.name)
 
-    def pull(self, model: str, progress: Progress | None = None) -> None:
+    def pull(self, model: str, progress: Progress | None = None,
+             insecure: bool = False) -> None:
         self.store.sweep()  # what a killed writer left; resumable downloads stay
         if model.startswith(("http://", "https://")):
             pull_url(self.store, model, progress, self._load_check)
             return
         pull_model(self.store, parse_name(model), progress, self.settings.registry,
-                   self.settings.hf_endpoint, self._load_check)
+                   self.settings.hf_endpoint, self._load_check, insecure)
 
     def has_blob(self, digest: str) -> bool:
         return self.store.blobs.has(digest)

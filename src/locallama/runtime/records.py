@@ -56,6 +56,32 @@ def model_details(record: ModelRecord, info: GGUFInfo) -> ModelDetails:
     )
 
 
+def loaded_rows(entries: list[Entry]) -> list[LoadedModelInfo]:
+    """``ps``'s rows: one per model file (Ollama's /api/ps, docs/api.md#list-running-models).
+
+    A model used for generation and for embeddings holds two contexts here (two
+    loader entries, two runners) where Ollama holds one runner for both; it is one
+    model to the user, so it is one row: the generating entry's name, context and
+    parallelism, the memory of both added up, and the later expiry."""
+    groups: dict[object, list[Entry]] = {}
+    for entry in entries:
+        groups.setdefault(entry.key[0], []).append(entry)
+    rows = []
+    for group in groups.values():
+        group.sort(key=lambda e: e.key[1])  # the generating entry (embedding False) first
+        row = loaded_info(group[0])
+        for other in map(loaded_info, group[1:]):
+            row.size += other.size
+            if row.rss is not None and other.rss is not None:
+                row.rss += other.rss
+            if row.expires_at is None or other.expires_at is None:
+                row.expires_at = None  # one part is kept until stopped
+            else:
+                row.expires_at = max(row.expires_at, other.expires_at)
+        rows.append(row)
+    return rows
+
+
 def loaded_info(entry: Entry) -> LoadedModelInfo:
     """A loaded model as ``ps`` lists it (Ollama's /api/ps). ``expires_at`` is None for
     a model kept forever, else when it unloads (UTC; counted from now while in use)."""
@@ -80,10 +106,21 @@ def stored_messages(record: ModelRecord) -> list[Message]:
             for m in record.messages if isinstance(m, dict)]
 
 
+#: llama.cpp's encoder-only architectures: they embed and cannot complete text, even
+#: when a conversion left out the pooling type
+ENCODER_ONLY = frozenset({"bert", "nomic-bert", "nomic-bert-moe", "jina-bert-v2",
+                          "jina-bert-v3", "modern-bert", "neo-bert", "t5encoder"})
+
+
 def capabilities(info: GGUFInfo, template: str | None) -> list[str]:
-    """What the model can do, in Ollama's words: ["embedding"] for a pooling (BERT-like)
-    model, else "completion", with "tools" when ``template`` reads tools."""
-    if f"{info.architecture}.pooling_type" in info.metadata:
+    """What the model can do, in Ollama's words (server/images.go Capabilities).
+
+    ["embedding"] for an embedding model: one whose GGUF sets a pooling type (Ollama's
+    test) or has an encoder-only architecture; else "completion", with "tools" when
+    ``template`` reads tools.  A generative model is not marked "embedding" although
+    /api/embed serves it (as Ollama's does): Ollama's own CLI reads "embedding" as
+    "this model only embeds" and would answer ``ollama run`` with a vector."""
+    if f"{info.architecture}.pooling_type" in info.metadata or info.architecture in ENCODER_ONLY:
         return ["embedding"]  # an embedding model (BERT-like) does not complete text
     return ["completion", "tools"] if template_supports_tools(template) else ["completion"]
 

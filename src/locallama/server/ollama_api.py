@@ -35,7 +35,6 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
-from fastapi.routing import APIRoute
 
 from locallama import __version__
 from locallama.api.ollama import (
@@ -72,6 +71,7 @@ from locallama.progress import Progress, silent
 from locallama.runtime.base import Runtime
 from locallama.runtime.types import Chunk
 from locallama.server.http_errors import ollama_error_body
+from locallama.server.json_body import JSONBodyRoute
 from locallama.server.runtime_calls import as_error, call, collect, open_stream, runtime_of
 from locallama.server.streaming import ClosingStreamingResponse, blocking, progress_events
 
@@ -81,25 +81,7 @@ NDJSON = "application/x-ndjson"
 # -- plumbing ---------------------------------------------------------------------------
 
 
-class _JSONBodyRoute(APIRoute):
-    """Reads a body as JSON whatever its Content-Type, as Ollama does (curl -d)."""
-
-    def get_route_handler(self) -> Callable[[Request], Any]:
-        handler = super().get_route_handler()
-
-        async def route(request: Request) -> Response:
-            kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-            if request.method in ("POST", "DELETE") and kind != "application/json":
-                headers = [(k, v) for k, v in request.scope["headers"] if k != b"content-type"]
-                scope = {**request.scope,
-                         "headers": [*headers, (b"content-type", b"application/json")]}
-                request = Request(scope, request.receive)
-            return await handler(request)
-
-        return route
-
-
-router = APIRouter(route_class=_JSONBodyRoute)  # the API key: server/guard.py
+router = APIRouter(route_class=JSONBodyRoute)  # the API key: server/guard.py
 
 
 def _ndjson(lines: AsyncIterator[dict[str, Any]]) -> Response:
@@ -259,8 +241,9 @@ async def create(body: CreateBody, request: Request) -> Response:
 @router.post("/api/pull")
 async def pull(body: PullBody, request: Request) -> Response:
     runtime = runtime_of(request)
-    return await _progress_answer(lambda progress: runtime.pull(body.model, progress),
-                                  body.stream)
+    return await _progress_answer(
+        lambda progress: runtime.pull(body.model, progress, insecure=bool(body.insecure)),
+        body.stream)
 
 
 @router.post("/api/push")

@@ -53,12 +53,13 @@ from locallama.errors import ModelNotFound
 from locallama.runtime.base import Runtime
 from locallama.runtime.types import ChatRequest, Chunk
 from locallama.server.http_errors import openai_error_body
+from locallama.server.json_body import JSONBodyRoute
 from locallama.server.runtime_calls import as_error, call, collect, open_stream, runtime_of
 from locallama.server.streaming import ClosingStreamingResponse
 from locallama.store import parse_name
 
 FACE = "OpenAI"
-router = APIRouter(prefix="/v1")  # the API key: server/guard.py
+router = APIRouter(prefix="/v1", route_class=JSONBodyRoute)  # the API key: server/guard.py
 
 
 def _sse(events: AsyncIterator[dict[str, Any]]) -> ClosingStreamingResponse:

