@@ -29,11 +29,12 @@ from locallama.api.anthropic_answers import MessageStream, error_body, message, 
 from locallama.errors import LocallamaError
 from locallama.runtime.types import Chunk
 from locallama.server.http_errors import http_status
+from locallama.server.json_body import JSONBodyRoute
 from locallama.server.runtime_calls import as_error, call, collect, open_stream, runtime_of
 from locallama.server.streaming import ClosingStreamingResponse
 
 FACE = "Anthropic"
-router = APIRouter(prefix="/v1/messages")  # the API key: server/guard.py
+router = APIRouter(prefix="/v1/messages", route_class=JSONBodyRoute)  # the key: guard.py
 
 
 @router.post("")

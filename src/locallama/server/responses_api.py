@@ -36,12 +36,13 @@ from locallama.api.responses_stream import ResponseStream, deleted
 from locallama.errors import ResponseNotFound
 from locallama.runtime.types import Chunk
 from locallama.server.http_errors import http_status
+from locallama.server.json_body import JSONBodyRoute
 from locallama.server.runtime_calls import as_error, call, collect, open_stream, runtime_of
 from locallama.server.streaming import ClosingStreamingResponse
 from locallama.store.responses import ResponseStore
 
 FACE = "OpenAI"
-router = APIRouter(prefix="/v1")  # the API key: server/guard.py
+router = APIRouter(prefix="/v1", route_class=JSONBodyRoute)  # the API key: server/guard.py
 
 
 def store_of(request: Request) -> ResponseStore:
