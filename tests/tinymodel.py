@@ -9,7 +9,7 @@ is noise; tests use it for plumbing, never for quality.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -141,8 +141,12 @@ def write_tiny_gguf(
     architecture: str = "llama",
     file_type: gguf.LlamaFileType = F32,
     extra_metadata: Mapping[str, Any] | None = None,
+    special_tokens: Sequence[str] = (),
 ) -> Path:
     """Write a tiny llama model to ``path`` and return it.
+
+    ``special_tokens`` are added as control tokens at the end of the vocabulary (ids
+    ``len(tiny_vocab()[0])`` on, in order); without them the vocabulary is the usual one.
 
     ``file_type`` is one of F32, F16, Q8_0, Q4_0 (2-D weights; norms stay F32).
     ``extra_metadata`` adds or replaces keys; a value of None removes the key, so a
@@ -151,6 +155,9 @@ def write_tiny_gguf(
     """
     path = Path(path)
     tokens, scores, types = _vocab()
+    tokens += list(special_tokens)
+    scores += [0.0] * len(special_tokens)
+    types += [int(gguf.TokenType.CONTROL)] * len(special_tokens)
     arch = architecture
     metadata: dict[str, Any] = {
         "general.architecture": arch,
@@ -224,3 +231,37 @@ def tiny_vocab() -> tuple[list[str], list[float], list[int]]:
     """The vocabulary write_tiny_gguf writes: (tokens, scores, token types), each a fresh
     list, so a test can corrupt a copy and pass it back through ``extra_metadata``."""
     return _vocab()
+
+
+#: the fill-in-the-middle tokens write_fim_gguf adds (Qwen2.5-Coder's spellings), and the
+#: repository-level ones it adds with ``repo_level`` (llama.cpp also finds these by text)
+FIM_TOKENS = ("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>", "<|fim_pad|>")
+REPO_TOKENS = ("<|repo_name|>", "<|file_sep|>")
+
+
+def write_fim_gguf(path: str | Path, *, repo_level: bool = False, legacy_keys: bool = False,
+                   **kwargs: Any) -> Path:
+    """A tiny model whose vocabulary declares fill-in-the-middle tokens: FIM_TOKENS are
+    added after the usual vocabulary (``fim_ids()`` gives their ids) and named by
+    ``tokenizer.ggml.fim_{pre,suf,mid,pad}_token_id``; with ``repo_level`` REPO_TOKENS
+    follow, named by ``fim_rep`` / ``fim_sep`` (the repository-level layout); with
+    ``legacy_keys`` the three needed ones are named by the older
+    ``prefix/suffix/middle_token_id`` keys instead.  Other keyword arguments go to
+    write_tiny_gguf."""
+    ids = fim_ids()
+    keys = ["prefix", "suffix", "middle"] if legacy_keys else ["fim_pre", "fim_suf", "fim_mid"]
+    meta = {f"tokenizer.ggml.{k}_token_id": ids[t] for k, t in zip(keys, FIM_TOKENS[:3],
+                                                                   strict=True)}
+    meta["tokenizer.ggml.fim_pad_token_id"] = ids["<|fim_pad|>"]
+    if repo_level:
+        meta["tokenizer.ggml.fim_rep_token_id"] = ids["<|repo_name|>"]
+        meta["tokenizer.ggml.fim_sep_token_id"] = ids["<|file_sep|>"]
+    meta.update(kwargs.pop("extra_metadata", None) or {})
+    added = FIM_TOKENS + (REPO_TOKENS if repo_level else ())
+    return write_tiny_gguf(path, special_tokens=added, extra_metadata=meta, **kwargs)
+
+
+def fim_ids() -> dict[str, int]:
+    """The id of each FIM_TOKENS and REPO_TOKENS token in a write_fim_gguf model."""
+    base = len(_vocab()[0])
+    return {token: base + i for i, token in enumerate(FIM_TOKENS + REPO_TOKENS)}

@@ -23,6 +23,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -36,6 +37,7 @@ from locallama.api.ollama_answers import (
     show_of,
     tag_of,
 )
+from locallama.api.tokens import tokenizer_info_from_json
 from locallama.errors import InvalidRequest, LocallamaError, NotSupported
 from locallama.options import parse_parameters
 from locallama.progress import Progress, ProgressEvent, silent
@@ -48,6 +50,7 @@ from locallama.runtime.types import (
     LoadedModelInfo,
     ModelDetails,
     ModelEntry,
+    TokenizerInfo,
 )
 from locallama.settings import Settings
 from locallama.store import parse_name
@@ -129,8 +132,18 @@ class RemoteRuntime:
         does this process when no server answers."""
         return bundled_names()
 
-    def tokenize(self, model: str, text: str) -> list[int]:
-        return self._call("POST", "/api/tokenize", {"model": model, "content": text})["tokens"]
+    def tokenize(self, model: str, text: str, add_special: bool = True) -> list[int]:
+        if add_special:
+            return self._call("POST", "/api/tokenize", {"model": model, "content": text})["tokens"]
+        return self._call("POST", "/tokenize", {"model": model, "prompt": text,
+                                                "add_special_tokens": False})["tokens"]
+
+    def token_pieces(self, model: str, tokens: list[int]) -> list[bytes]:
+        raise NotSupported("token pieces are read in-process; over HTTP, POST /tokenize "
+                           "with_pieces gives them for a text")
+
+    def tokenizer_info(self, model: str) -> TokenizerInfo:
+        return tokenizer_info_from_json(self._call("GET", f"/tokenizer_info?model={quote(model)}"))
 
     def detokenize(self, model: str, tokens: list[int]) -> str:
         return self._call("POST", "/api/detokenize", {"model": model, "tokens": tokens})["content"]

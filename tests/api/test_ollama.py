@@ -93,7 +93,8 @@ def same(a: object, b: object) -> None:
 #: calls, tool_choice, tool-call ids) whose place on Ollama's wire is not built yet;
 #: each leaves this set when its translation lands
 NOT_YET_ON_THE_WIRE = {"think", "thinking", "tool_call_deltas", "tool_choice", "id",
-                       "stop_sequence"}  # stop_sequence: Anthropic's face only
+                       "stop_sequence",  # stop_sequence: Anthropic's face only
+                       "infill"}  # infill: llama-server's /infill only, never Ollama's wire
 
 
 def every_field_set(value: object) -> None:

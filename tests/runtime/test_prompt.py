@@ -102,10 +102,10 @@ def test_raw_skips_the_template_and_context_ids_come_first_without_a_second_bos(
     assert BOS_ID not in continued.tokens[len(earlier):]
 
 
-def test_a_suffix_and_images_are_refused_before_any_model_loads(runtime, tmp_path):
+def test_images_are_refused_before_any_model_loads(runtime, tmp_path):
     record = runtime.store.get(parse_name("tiny"))
-    with pytest.raises(NotSupported, match="suffix"):
-        check_generate(record, GenerateRequest("tiny", "def f(", suffix="return 1"))
+    with pytest.raises(InvalidRequest, match="suffix is not valid Unicode"):
+        check_generate(record, GenerateRequest("tiny", "def f(", suffix="\ud800"))
     with pytest.raises(InvalidRequest, match="model 'tiny:latest' does not support images"):
         check_generate(record, GenerateRequest("tiny", "x", images=["aGk="]))
     check_generate(record, GenerateRequest("tiny", "x", images=[]))  # none given: fine

@@ -314,10 +314,9 @@ def test_completion_stream_with_echo_starts_with_the_prompt(client):
     assert chunks[0].choices[0].text.startswith("The cat sat on the")
 
 
-def test_suffix_is_not_supported_yet(client):
-    with pytest.raises(openai.InternalServerError) as info:
+def test_suffix_on_a_model_without_fim_tokens_is_a_bad_request_naming_it(client):
+    with pytest.raises(openai.BadRequestError, match="'tiny:latest' does not support insert"):
         complete(client, suffix="done", max_tokens=2)
-    assert info.value.status_code == 501
     still_answers(client)
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import llama_cpp
 import numpy as np
 
+from locallama.engine.fim import FimTokens
 from locallama.engine.job import Piece  # noqa: F401  (re-exported)
 from locallama.engine.params import ContextParams
 from locallama.errors import BadModelFile, InvalidRequest, not_unicode
@@ -130,6 +131,12 @@ class LoadedModel:
                 return buffer.raw[:n]
             size = -n
 
+    def pieces(self, tokens: list[int]) -> list[bytes]:
+        """Each token's bytes, special tokens spelled out (``<s>``): llama-server's
+        ``with_pieces``.  InvalidRequest for an id outside the vocabulary."""
+        self.check_tokens(tokens)
+        return [self.piece(t, special=True) for t in tokens]
+
     def check_tokens(self, tokens: list[int]) -> None:
         """Token ids come from strangers too; llama.cpp aborts on one out of range."""
         bad = next((t for t in tokens if not 0 <= t < self.n_vocab), None)
@@ -152,6 +159,21 @@ class LoadedModel:
     def eos_text(self) -> str:
         eos = llama_cpp.llama_vocab_eos(self.vocab)
         return self.token_text(eos) if eos >= 0 else ""
+
+    @functools.cached_property
+    def bos_id(self) -> int | None:
+        """The BOS id when the vocabulary adds one to a prompt, else None."""
+        bos = llama_cpp.llama_vocab_bos(self.vocab)
+        return bos if bos >= 0 and llama_cpp.llama_vocab_get_add_bos(self.vocab) else None
+
+    @functools.cached_property
+    def fim(self) -> FimTokens:
+        """The fill-in-the-middle tokens llama.cpp found (metadata keys or token text)."""
+        v = self.vocab
+        return FimTokens.from_ids(
+            llama_cpp.llama_vocab_fim_pre(v), llama_cpp.llama_vocab_fim_suf(v),
+            llama_cpp.llama_vocab_fim_mid(v), llama_cpp.llama_vocab_fim_pad(v),
+            llama_cpp.llama_vocab_fim_rep(v), llama_cpp.llama_vocab_fim_sep(v))
 
     def spelling(self, tokens: list[int]) -> list[bytes]:
         """Each token's share of the prompt's text: joined, they spell it exactly.

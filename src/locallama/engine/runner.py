@@ -14,7 +14,7 @@ interpreter, so unpickling the parent's messages trusts nothing the parent does 
 already run.  From the parent::
 
     ("load", path, info, params, max_queue, name)      first, once
-    ("call", rid, method, args)                         tokenize, detokenize, embed, status
+    ("call", rid, method, args)                         tokenize, detokenize, pieces, embed, status
     ("submit", rid, fields)                             a scheduler Job's request fields
     ("cancel", rid)
     ("close",)
@@ -130,7 +130,7 @@ def _load(message: tuple) -> tuple[Any, dict[str, Any]]:
     model.scheduler = Scheduler(model, max_queue, name)
     return model, {"load_duration": model.load_duration, "slots": len(model.scheduler.slots),
                    "n_vocab": model.n_vocab, "bos_text": model.bos_text,
-                   "eos_text": model.eos_text}
+                   "eos_text": model.eos_text, "bos_id": model.bos_id, "fim": model.fim}
 
 
 def _call(model: Any, method: str, args: tuple) -> Any:
@@ -138,6 +138,8 @@ def _call(model: Any, method: str, args: tuple) -> Any:
         return model.tokenize(*args)
     if method == "detokenize":
         return model.detokenize(*args)
+    if method == "pieces":
+        return model.pieces(*args)
     if method == "embed":
         return model.embed(*args)
     if method == "status":

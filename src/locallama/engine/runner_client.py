@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from locallama.cancel import CLIENT_GONE
+from locallama.engine.fim import FimTokens
 from locallama.engine.job import Job, Piece
 from locallama.engine.params import ContextParams
 from locallama.errors import BadModelFile, Cancelled, LocallamaError, RunnerStopped
@@ -304,6 +305,8 @@ class RunnerModel:
         self.n_vocab = facts.get("n_vocab", 0)
         self.bos_text = facts.get("bos_text", "")
         self.eos_text = facts.get("eos_text", "")
+        self.bos_id: int | None = facts.get("bos_id")
+        self.fim: FimTokens = facts.get("fim") or FimTokens()
         self.scheduler = None if self.params.embedding else RunnerScheduler(
             self.runner, facts["slots"])
 
@@ -330,6 +333,9 @@ class RunnerModel:
 
     def detokenize(self, tokens: list[int]) -> str:
         return self.runner.call("detokenize", tokens)
+
+    def pieces(self, tokens: list[int]) -> list[bytes]:
+        return self.runner.call("pieces", tokens)
 
     def embed(self, texts: list[str], truncate: bool = True) -> tuple[list[list[float]], int]:
         return self.runner.call("embed", texts, truncate)

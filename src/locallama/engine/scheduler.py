@@ -348,6 +348,10 @@ class Scheduler:
     def _sampled(self, job: Job, token: int, row: int, now: int) -> None:
         stats, options = job.stats, job.options
         if self.model.is_end(token):
+            if job.top_logprobs is not None:  # kept, spelling nothing (as llama-server)
+                end = self.model.logprob(self.ctx, row, token, job.top_logprobs)
+                end.token, end.bytes = "", []
+                job.pending_logprobs.append(end)
             self._complete(job, "stop")
             return
         if job.top_logprobs is not None:

@@ -23,6 +23,7 @@ from locallama.runtime.types import (
     ModelDetails,
     ModelEntry,
     Score,
+    TokenizerInfo,
 )
 
 if TYPE_CHECKING:
@@ -97,7 +98,20 @@ class Runtime(Protocol):
         """Names that ``pull`` can fetch without a network (the bundled default)."""
         ...
 
-    def tokenize(self, model: str, text: str) -> list[int]: ...
+    def tokenize(self, model: str, text: str, add_special: bool = True) -> list[int]:
+        """Token ids of ``text``, special-token text parsed (``<s>`` is BOS);
+        ``add_special``: with the BOS the model adds to a prompt."""
+        ...
+
+    def token_pieces(self, model: str, tokens: list[int]) -> list[bytes]:
+        """Each token's bytes, special tokens spelled out; InvalidRequest for an id
+        outside the vocabulary."""
+        ...
+
+    def tokenizer_info(self, model: str) -> TokenizerInfo:
+        """What the model's tokenizer is (vLLM's /tokenizer_info): its kind, size,
+        special tokens, context length and chat template."""
+        ...
 
     def detokenize(self, model: str, tokens: list[int]) -> str: ...
 

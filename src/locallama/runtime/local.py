@@ -47,6 +47,7 @@ from locallama.runtime.types import (
     ModelDetails,
     ModelEntry,
     Score,
+    TokenizerInfo,
 )
 from locallama.settings import Settings
 from locallama.store import ModelRecord, Store, parse_name
@@ -228,9 +229,35 @@ class LocalRuntime:
                                  "dimensions are not supported", "dimensions")
         return Embeddings(vectors, count, time.perf_counter_ns() - started, load_ns)
 
-    def tokenize(self, model: str, text: str) -> list[int]:
+    def tokenize(self, model: str, text: str, add_special: bool = True) -> list[int]:
         with self._use(model) as (loaded, _):
-            return loaded.tokenize(text)
+            return loaded.tokenize(text, add_bos=add_special)
+
+    def token_pieces(self, model: str, tokens: list[int]) -> list[bytes]:
+        with self._use(model) as (loaded, _):
+            return loaded.pieces(tokens)
+
+    def tokenizer_info(self, model: str) -> TokenizerInfo:
+        record = self._record(model)
+        info = self.loader.info(record.model_path)
+        meta = info.metadata
+        with self._use(model) as (loaded, _):
+            def text_of(key: str) -> str | None:
+                token = meta.get(key)
+                if not isinstance(token, int) or not 0 <= token < loaded.n_vocab:
+                    return None
+                return loaded.pieces([token])[0].decode("utf-8", errors="replace")
+
+            return TokenizerInfo(
+                model=record.name.display,
+                tokenizer_model=str(meta.get("tokenizer.ggml.model") or ""),
+                vocab_size=loaded.n_vocab, context_length=info.context_length,
+                bos_token=loaded.bos_text or None, eos_token=loaded.eos_text or None,
+                add_bos_token=loaded.bos_id is not None,
+                add_eos_token=bool(meta.get("tokenizer.ggml.add_eos_token", False)),
+                chat_template=info.chat_template,
+                unk_token=text_of("tokenizer.ggml.unknown_token_id"),
+                pad_token=text_of("tokenizer.ggml.padding_token_id"))
 
     def detokenize(self, model: str, tokens: list[int]) -> str:
         with self._use(model) as (loaded, _):

@@ -5,7 +5,9 @@ Two steps per request, so that a bad request is refused before a model loads:
 only; ``generate_prompt`` / ``chat_prompt`` run once the model is loaded, pick its
 template, render it (in the renderer's worker processes) and tokenize. The rules
 follow Ollama's docs/api.md: ``system`` overrides the Modelfile's SYSTEM, ``raw``
-skips the template, ``context`` carries a previous answer's token ids.
+skips the template, ``context`` carries a previous answer's token ids.  A ``suffix``
+(or llama-server's /infill) makes a fill-in-the-middle prompt instead, laid out around
+the model's FIM tokens by ``engine/fim.py``.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from locallama.engine.fim import Budget, layout
 from locallama.engine.templates import FallbackTemplate, Template, select_template
 from locallama.engine.tools import template_supports_tools
 from locallama.errors import InvalidRequest, NotSupported
@@ -51,14 +54,17 @@ def template_for(record: ModelRecord, model: LoadedModel,
 
 def check_generate(record: ModelRecord, request: GenerateRequest) -> None:
     """Refuse what a generate request asks for that this runtime cannot do, before any
-    model loads: NotSupported for a ``suffix`` (fill-in-the-middle) or images on a
-    vision model, InvalidRequest for images on a model without vision or for text that
-    is not valid Unicode."""
-    if request.suffix:
-        raise NotSupported("suffix (fill-in-the-middle) is not supported yet")
+    model loads: NotSupported for images on a vision model, InvalidRequest for images
+    on a model without vision or for text that is not valid Unicode.  (Whether the
+    model can fill in the middle is known once it is loaded: ``fim_prompt``.)"""
     _check_images(record, request.images)
-    for field in ("prompt", "system", "template"):
+    for field in ("prompt", "system", "template", "suffix"):
         _check_unicode(getattr(request, field), field)
+    if request.infill is not None:
+        _check_unicode(request.infill.prompt, "prompt")
+        for i, (filename, text) in enumerate(request.infill.extra):
+            _check_unicode(filename, f"input_extra[{i}].filename")
+            _check_unicode(text, f"input_extra[{i}].text")
 
 
 def generate_prompt(record: ModelRecord, request: GenerateRequest, model: LoadedModel,
@@ -71,7 +77,10 @@ def generate_prompt(record: ModelRecord, request: GenerateRequest, model: Loaded
     ``"{system}\\n\\n{prompt}"`` (or the prompt alone), and a model with one gets the
     template rendered over [system, user] with the template's stops. With
     ``context`` its ids come first and the text is tokenized without BOS. Raises
-    what rendering raises (TemplateError, TemplateLimitExceeded, Cancelled)."""
+    what rendering raises (TemplateError, TemplateLimitExceeded, Cancelled).  With a
+    ``suffix`` or ``infill`` the prompt is ``fim_prompt``'s."""
+    if request.suffix or request.infill is not None:
+        return fim_prompt(record, request, model)
     stops: tuple[str, ...] = ()
     if request.raw:
         text = request.prompt
@@ -90,6 +99,33 @@ def generate_prompt(record: ModelRecord, request: GenerateRequest, model: Loaded
     if request.context:
         return Prompt(list(request.context) + model.tokenize(text, add_bos=False), stops)
     return Prompt(model.tokenize(text), stops)  # raw prompts may spell special tokens too
+
+
+def fim_prompt(record: ModelRecord, request: GenerateRequest, model: LoadedModel) -> Prompt:
+    """A fill-in-the-middle prompt: ``prompt`` is the text before the gap, ``suffix``
+    the text after it, laid out as llama-server's /infill does (``engine/fim.py``),
+    BOS first where the model adds one, no template, system or stops of a template.
+    ``context`` ids go first (then no BOS).  With ``infill`` (the /infill route) its
+    extra files and prompt join, under llama-server's take limits.  InvalidRequest
+    naming the model when its vocabulary has no FIM prefix, suffix or middle token
+    (Ollama's "does not support insert")."""
+    fim = model.fim
+    if not fim.usable:
+        raise InvalidRequest(
+            f"model '{record.name.display}' does not support insert (fill-in-the-middle): "
+            f"its vocabulary has no FIM {', '.join(fim.missing())} token")
+    infill = request.infill
+    budget = None
+    if infill is not None and infill.budget:
+        budget = Budget(model.params.num_batch, model.params.num_ctx,
+                        int(request.options.get("num_predict", -1)))
+    tokens = layout(
+        fim, lambda text: model.tokenize(text, add_bos=False, special=False),
+        request.prompt, request.suffix,
+        prompt=infill.prompt if infill else "", extra=infill.extra if infill else (),
+        bos=None if request.context else model.bos_id, budget=budget,
+        tokenize_prompt=lambda text: model.tokenize(text, add_bos=False, special=True))
+    return Prompt(list(request.context or []) + tokens)
 
 
 # -- chat ----------------------------------------------------------------------

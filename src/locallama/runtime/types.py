@@ -195,6 +195,18 @@ class Message:
 
 
 @dataclass
+class Infill:
+    """What llama-server's ``/infill`` adds to a fill-in-the-middle request beyond the
+    prefix (``GenerateRequest.prompt``) and ``suffix``: other files as (filename, text)
+    pairs (``input_extra``), the text after the prefix (``prompt``: the cursor's line
+    so far), and llama-server's take limits on each part (``budget``)."""
+
+    extra: list[tuple[str, str]] = field(default_factory=list)
+    prompt: str = ""
+    budget: bool = True
+
+
+@dataclass
 class GenerateRequest:
     """A completion: a prompt, formatted with the model's template unless ``raw``."""
 
@@ -215,6 +227,8 @@ class GenerateRequest:
     truncate: bool = True  # False: a prompt longer than the context is an error
     shift: bool = True  # False: stop at the context's end instead of shifting it
     think: Think = None  # reasoning: True/False or "low"/"medium"/"high"; None: the model's way
+    #: fill-in-the-middle as llama-server's /infill asks it (None: ``suffix`` alone)
+    infill: Infill | None = None
 
 
 @dataclass
@@ -308,6 +322,27 @@ class Score:
     @property
     def tokens(self) -> int:
         return len(self.token_logprobs)
+
+
+@dataclass
+class TokenizerInfo:
+    """A model's tokenizer as harnesses ask for it (vLLM's ``GET /tokenizer_info``,
+    the fields of a Hugging Face ``tokenizer_config.json``): the GGUF tokenizer's
+    kind (``tokenizer.ggml.model``: "llama" for SentencePiece, "gpt2" for BPE, ...),
+    the vocabulary's size, the context length the model was trained for, the special
+    tokens' texts, whether a prompt gets BOS/EOS, and the chat template."""
+
+    model: str
+    tokenizer_model: str
+    vocab_size: int
+    context_length: int | None
+    bos_token: str | None
+    eos_token: str | None
+    add_bos_token: bool
+    add_eos_token: bool
+    chat_template: str | None = None
+    unk_token: str | None = None
+    pad_token: str | None = None
 
 
 @dataclass

@@ -31,7 +31,14 @@ def create_app(runtime: Runtime, settings: Settings, *, log_prompts: bool = Fals
     ``log_prompts``: the access log (logger ``locallama.access``) also carries each
     request's prompt fields; off by default.
     """
-    from locallama.server import anthropic_api, ollama_api, openai_api, responses_api
+    from locallama.server import (
+        anthropic_api,
+        infill_api,
+        ollama_api,
+        openai_api,
+        responses_api,
+        tokens_api,
+    )
 
     app = FastAPI(title="locallama", version=__version__,
                   description="The Ollama, OpenAI and Anthropic APIs for local models.")
@@ -74,6 +81,8 @@ def create_app(runtime: Runtime, settings: Settings, *, log_prompts: bool = Fals
     app.include_router(anthropic_api.router)  # before openai's: /v1/messages is its
     app.include_router(openai_api.router)
     app.include_router(responses_api.router)
+    app.include_router(tokens_api.router)  # vLLM's and llama-server's tokenizer routes
+    app.include_router(infill_api.router)  # llama-server's /infill
     app.add_middleware(WatchDisconnect)  # work stops when its client leaves
     # Added last, so outermost: nothing runs for a request the guard refuses.
     app.add_middleware(Guard, settings=settings, metrics=metrics, routes=app.router.routes,
