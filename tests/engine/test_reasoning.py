@@ -55,6 +55,19 @@ def test_harmony_channels():
     assert split_every_way(fmt, text) == {("User asks 2+2.", "4")}
 
 
+def test_a_harmony_call_becomes_a_tagged_tool_call():
+    fmt = ReasoningFormat("harmony")
+    text = ("<|channel|>analysis<|message|>Need weather.<|end|><|start|>assistant"
+            "<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>"
+            '{"city":"Paris"}<|call|>')
+    assert split_every_way(fmt, text) == {(
+        "Need weather.",
+        '<tool_call>{"name": "get_weather", "arguments": {"city":"Paris"}}</tool_call>')}
+    text = "<|start|>assistant to=functions.f<|channel|>commentary json<|message|>{}"
+    assert split_every_way(fmt, text) == {
+        ("", '<tool_call>{"name": "f", "arguments": {}}</tool_call>')}
+
+
 def test_detection_from_the_template():
     assert reasoning_format(QWEN3) == TAGS
     assert reasoning_format(GPT_OSS) == ReasoningFormat("harmony")

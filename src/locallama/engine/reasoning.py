@@ -21,6 +21,7 @@ by :func:`template_switches`: ``enable_thinking`` (Qwen3 and most others) and
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from locallama.engine.markers import MarkerScanner
@@ -97,7 +98,10 @@ class ReasoningSplitter:
     is dropped (the "\\n\\n" a model writes after ``</think>`` is layout, not answer).
     Harmony: text of the ``analysis`` channel is thinking, of ``final`` (or of no
     channel) the answer, of ``commentary`` the answer too; headers (role, channel
-    names, ``to=…``, ``<|constrain|>json``) are dropped."""
+    names, ``to=…``, ``<|constrain|>json``) are dropped, except that a message to
+    ``functions.NAME`` is a tool call: its JSON comes out as the text
+    ``<tool_call>{"name": NAME, "arguments": JSON}</tool_call>``, which the tool-call
+    stream (``tool_stream.py``) reads as it reads Hermes-style calls."""
 
     def __init__(self, fmt: ReasoningFormat, inside: bool = False) -> None:
         self.fmt = fmt
@@ -105,6 +109,7 @@ class ReasoningSplitter:
         self._thinking = inside
         self._trim = inside  # drop whitespace until the next visible character
         self._header: str | None = None  # harmony: collecting a header's text
+        self._call = False  # harmony: inside a message to functions.NAME
         self.channel = ""
 
     def feed(self, piece: str) -> tuple[str, str]:
@@ -112,15 +117,21 @@ class ReasoningSplitter:
         return self._route(self._scanner.feed(piece))
 
     def flush(self) -> tuple[str, str]:
-        """What was held back, at the stream's end."""
-        return self._route(self._scanner.flush())
+        """What was held back, at the stream's end (a harmony call ended by its
+        end-of-generation token ``<|call|>``, which the output does not spell, is
+        closed here)."""
+        thinking, text = self._route(self._scanner.flush())
+        if self._call:
+            self._call = False
+            text += "}</tool_call>"
+        return thinking, text
 
     def _route(self, events: list[tuple[str, str]]) -> tuple[str, str]:
         thinking: list[str] = []
         text: list[str] = []
         for kind, value in events:
             if kind == "marker":
-                self._marker(value)
+                text.append(self._marker(value))
                 continue
             if self._header is not None:
                 self._header += value
@@ -133,20 +144,32 @@ class ReasoningSplitter:
             (thinking if self._thinking else text).append(value)
         return "".join(thinking), "".join(text)
 
-    def _marker(self, marker: str) -> None:
+    def _marker(self, marker: str) -> str:
+        """Follow ``marker``; returns text it stands for (a harmony call's wrapping)."""
         if self.fmt.kind == "tags":
             self._thinking = marker == self.fmt.open
             self._trim = True
-            return
-        if marker in ("<|start|>", "<|channel|>"):
+            return ""
+        if marker == "<|start|>":
             self._header = ""
+        elif marker == "<|channel|>" or marker == "<|constrain|>":  # the header goes on (a role may carry to=…)
+            self._header = (self._header or "") + " "
         elif marker == "<|message|>":
-            header = (self._header or "").strip()
-            self.channel = header.split()[0] if header else ""
+            words = (self._header or "").split()
+            self.channel = next((w for w in words if w in ("analysis", "commentary",
+                                                           "final")), "")
+            recipient = next((w[3:] for w in words if w.startswith("to=")), "")
             self._header = None
             self._thinking = self.channel == "analysis"
             self._trim = True
+            if recipient.startswith("functions."):
+                self._call, self._thinking = True, False
+                name = json.dumps(recipient[len("functions."):])
+                return f'<tool_call>{{"name": {name}, "arguments": '
         elif marker in ("<|end|>", "<|return|>", "<|call|>"):
             self._header = None
             self._thinking = False
-        # <|constrain|> belongs to a header: its text is collected there
+            if self._call:
+                self._call = False
+                return "}</tool_call>"
+        return ""
