@@ -152,7 +152,7 @@ class ReasoningSplitter:
             return ""
         if marker == "<|start|>":
             self._header = ""
-        elif marker == "<|channel|>" or marker == "<|constrain|>":  # the header goes on (a role may carry to=…)
+        elif marker in ("<|channel|>", "<|constrain|>"):  # the header goes on (to=…)
             self._header = (self._header or "") + " "
         elif marker == "<|message|>":
             words = (self._header or "").split()
