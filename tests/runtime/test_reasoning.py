@@ -127,3 +127,14 @@ def test_a_tool_choice_naming_no_tool_is_refused(runtime):
     with pytest.raises(InvalidRequest, match="not among the tools"):
         runtime.chat(ChatRequest("thinker", [Message("user", "hi")], tools=[WEATHER],
                                  tool_choice="nope"))
+
+
+def test_a_raw_prompt_that_opens_the_thinking_is_split_by_the_template(runtime, monkeypatch):
+    scripted(monkeypatch, ["plan</think>", "done"])
+    chunks = list(runtime.generate(GenerateRequest(
+        "thinker", "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n<think>\n",
+        raw=True, think=True)))
+    assert ("".join(c.thinking for c in chunks), "".join(c.text for c in chunks)) == (
+        "plan", "done")
+    with pytest.raises(InvalidRequest, match="does not support thinking"):
+        list(runtime.generate(GenerateRequest("plain", "hi", raw=True, think=True)))

@@ -90,9 +90,10 @@ def generate_prompt(record: ModelRecord, request: GenerateRequest, model: Loaded
     what rendering raises (TemplateError, TemplateLimitExceeded, Cancelled)."""
     stops: tuple[str, ...] = ()
     fmt = None
-    if request.raw:
+    if request.raw:  # the caller wrote the template's text: its convention still holds
         text = request.prompt
-        _check_think(record, None, request.think)
+        fmt = _thinking_format(record, template_for(record, model, request.template),
+                               request.think)
     else:
         template = template_for(record, model, request.template)
         fmt = _thinking_format(record, template, request.think)
