@@ -130,6 +130,11 @@ def test_ollama_thinking_apart_from_content(oll, monkeypatch):
     assert "".join(p.thinking or "" for p in parts) == "The user greets."
 
 
+def test_ollama_show_lists_thinking_for_a_thinking_template(oll):
+    assert "thinking" in oll.show("thinker").capabilities
+    assert "thinking" not in oll.show("plain").capabilities
+
+
 def test_ollama_think_on_a_model_that_does_not_think_is_a_400(oll):
     with pytest.raises(ollama.ResponseError, match="does not support thinking") as caught:
         oll.chat(model="plain", messages=HELLO, think=True)

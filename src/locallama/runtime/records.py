@@ -7,6 +7,7 @@ import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from locallama.engine.reasoning import reasoning_format
 from locallama.engine.tools import template_supports_tools
 from locallama.gguf_info import GGUFInfo
 from locallama.runtime.types import Details, LoadedModelInfo, Message, ModelDetails
@@ -82,10 +83,12 @@ def stored_messages(record: ModelRecord) -> list[Message]:
 
 def capabilities(info: GGUFInfo, template: str | None) -> list[str]:
     """What the model can do, in Ollama's words: ["embedding"] for a pooling (BERT-like)
-    model, else "completion", with "tools" when ``template`` reads tools."""
+    model, else "completion", with "tools" when ``template`` reads tools and "thinking"
+    when it declares a thinking convention (``engine/reasoning.py``)."""
     if f"{info.architecture}.pooling_type" in info.metadata:
         return ["embedding"]  # an embedding model (BERT-like) does not complete text
-    return ["completion", "tools"] if template_supports_tools(template) else ["completion"]
+    found = ["completion", "tools"] if template_supports_tools(template) else ["completion"]
+    return found + ["thinking"] if reasoning_format(template) else found
 
 
 def _param_text(value: Any) -> str:
