@@ -427,15 +427,17 @@ def test_show_and_ps_read_ollamas_json():
     assert info.expires_at is None  # Ollama's "forever"
 
 
-def test_tool_calls_arrive_on_the_final_chunk():
+def test_tool_calls_arrive_as_deltas_and_on_the_final_chunk():
     call = {"function": {"name": "f", "arguments": {"x": 1}}}
     rt = fake(lambda r: ndjson(
         {"message": {"role": "assistant", "content": "", "tool_calls": [call]}, "done": False},
         {"message": {"role": "assistant", "content": ""}, "done": True, "done_reason": "stop",
          "eval_count": 3, "prompt_eval_count": 5}))
     chunks = list(rt.chat(ChatRequest("m", [Message("user", "hi")])))
-    assert len(chunks) == 1 and chunks[0].tool_calls == [ToolCall("f", {"x": 1})]
-    assert chunks[0].prompt_tokens == 5
+    assert len(chunks) == 2 and chunks[1].tool_calls == [ToolCall("f", {"x": 1})]
+    assert [(d.name, d.arguments) for d in chunks[0].tool_call_deltas] == [
+        ("f", ""), ("", '{"x": 1}')]
+    assert chunks[1].prompt_tokens == 5
 
 
 def test_a_stream_that_stops_early_is_an_error():

@@ -35,6 +35,7 @@ from locallama.api.ollama import (
     generate_request,
 )
 from locallama.api.ollama_answers import (
+    ChatLines,
     chat_line,
     chunk_of,
     chunks_of,
@@ -69,6 +70,7 @@ from locallama.runtime.types import (
     TokenLogprob,
     Tool,
     ToolCall,
+    ToolCallDelta,
 )
 from locallama.store import parse_name
 from locallama.store.modelfile import Modelfile
@@ -92,9 +94,12 @@ def same(a: object, b: object) -> None:
 #: fields of the Runtime's vocabulary added for issue 15 (reasoning, streamed tool
 #: calls, tool_choice, tool-call ids) whose place on Ollama's wire is not built yet;
 #: each leaves this set when its translation lands
-NOT_YET_ON_THE_WIRE = {"think", "thinking", "tool_call_deltas", "tool_choice", "id",
-                       "stop_sequence",  # stop_sequence: Anthropic's face only
-                       "infill"}  # infill: llama-server's /infill only, never Ollama's wire
+#: Ollama's wire has no place for these: a stream sends each tool call whole on the
+#: line where it completes (``chunks_of`` turns such a line into whole-call deltas, so
+#: one chunk's fragments do not round-trip); tools are always the model's choice (no
+#: tool_choice field); stop_sequence is Anthropic's face only; infill is llama-server's
+#: /infill only
+NOT_YET_ON_THE_WIRE = {"tool_call_deltas", "tool_choice", "stop_sequence", "infill"}
 
 
 def every_field_set(value: object) -> None:
@@ -117,17 +122,18 @@ FULL_GENERATE = GenerateRequest(
     model="m:latest", prompt="Why?", system="Be brief.", template="{{ .Prompt }}",
     suffix="END", raw=True, context=[1, 2, 3], options={"temperature": 0.5, "stop": ["x"]},
     format={"type": "object"}, images=["aGk="], keep_alive="10m", logprobs=True,
-    top_logprobs=3, echo=True, truncate=False, shift=False)
+    top_logprobs=3, echo=True, truncate=False, shift=False, think="high")
 
 FULL_CHAT = ChatRequest(
     model="m:latest",
     messages=[Message("system", "Be brief."), Message("user", "Look", images=["aGk="]),
-              Message("assistant", "", tool_calls=[ToolCall("f", {"x": [1, "y"]})]),
+              Message("assistant", "", tool_calls=[ToolCall("f", {"x": [1, "y"]}, "call_1")],
+                      thinking="Let me add."),
               Message("tool", "42", tool_name="f")],
     options={"num_ctx": 4096}, format="json",
     tools=[Tool("f", "adds", {"type": "object", "properties": {"x": {"type": "array"}}}),
            Tool("g")],
-    keep_alive=0, logprobs=True, top_logprobs=20, truncate=False, shift=False)
+    keep_alive=0, logprobs=True, top_logprobs=20, truncate=False, shift=False, think=True)
 
 
 @pytest.mark.parametrize("request_", [FULL_GENERATE, GenerateRequest("m"),
@@ -206,10 +212,11 @@ def test_surrogate_pairs_and_other_text_pass():
     assert body.prompt == "\U0001F600 caf\u00e9"
 
 
-def test_thinking_and_nameless_tools_are_refused():
-    with pytest.raises(InvalidRequest, match="does not support thinking") as caught:
-        generate_request(GenerateBody(model="m", prompt="hi", think=True))
-    assert caught.value.param == "think"
+def test_think_passes_through_and_nameless_tools_are_refused():
+    for value, think in ((True, True), ("low", "low"), ("false", False), (None, None)):
+        assert generate_request(GenerateBody(model="m", prompt="hi", think=value)).think \
+            == think
+        assert chat_request(ChatBody(model="m", think=value)).think == think
     with pytest.raises(InvalidRequest, match="function.name") as caught:
         chat_request(ChatBody(model="m", tools=[{"type": "function", "function": {}}]))
     assert caught.value.param == "tools[0].function.name"
@@ -297,8 +304,8 @@ FINAL = Chunk(
     logprobs=[logprob("a", -0.25, logprob("a", -0.25), logprob("b", -math.inf)),
               logprob("c", -math.inf)],
     prompt_logprobs=[logprob("<s>", math.nan), logprob("Hi", -3.5)],
-    tool_calls=[ToolCall("f", {"x": 1}), ToolCall("g")], prompt_tokens=5,
-    warnings=["prompt truncated"])
+    tool_calls=[ToolCall("f", {"x": 1}, "call_a"), ToolCall("g")], prompt_tokens=5,
+    warnings=["prompt truncated"], thinking="so")
 
 
 def test_the_final_example_sets_every_field():
@@ -346,8 +353,33 @@ def test_tool_calls_sent_early_ride_on_the_final_chunk():
              {"message": {"role": "assistant", "content": ""}, "done": True},
              {"message": {"content": "after the end"}, "done": False}]
     chunks = list(chunks_of(lines, chat=True))
-    assert [c.text for c in chunks] == ["ok", ""]
-    assert chunks[0].tool_calls is None and chunks[1].tool_calls == [ToolCall("f", {"x": 1})]
+    assert [c.text for c in chunks] == ["", "ok", ""]
+    assert [(d.index, d.name, d.arguments) for d in chunks[0].tool_call_deltas] == [
+        (0, "f", ""), (0, "", '{"x": 1}')]
+    assert chunks[0].tool_calls is None and chunks[2].tool_calls == [ToolCall("f", {"x": 1})]
+
+
+def test_a_tool_message_names_its_tool_by_the_call_id():
+    body = ChatBody.model_validate({"model": "m", "messages": [
+        {"role": "assistant", "content": "", "tool_calls": [
+            {"id": "call_9", "function": {"name": "weather", "arguments": {}}}]},
+        {"role": "tool", "content": "sunny", "tool_call_id": "call_9"}]})
+    assert chat_request(body).messages[1].tool_name == "weather"
+
+
+def test_chat_lines_send_each_call_whole_where_it_completes():
+    lines = ChatLines("m")
+    first = lines(Chunk(tool_call_deltas=[ToolCallDelta(0, "call_a", "f"),
+                                          ToolCallDelta(0, arguments='{"x": ')]))
+    assert "tool_calls" not in first["message"]
+    second = lines(Chunk(tool_call_deltas=[ToolCallDelta(0, arguments="1}"),
+                                           ToolCallDelta(1, "call_b", "g")]))
+    assert second["message"]["tool_calls"] == [
+        {"id": "call_a", "function": {"index": 0, "name": "f", "arguments": {"x": 1}}}]
+    final = lines(Chunk(done=True, tool_calls=[ToolCall("f", {"x": 1}, "call_a"),
+                                               ToolCall("g", {}, "call_b")]))
+    assert final["message"]["tool_calls"] == [
+        {"id": "call_b", "function": {"index": 1, "name": "g", "arguments": {}}}]
 
 
 def test_a_stream_without_a_final_line_ends_without_a_done_chunk():
@@ -479,9 +511,10 @@ def test_generate_lines_use_ollamas_names():
 
 def test_chat_lines_use_ollamas_names():
     line = chat_line("m", FINAL)
-    assert line["message"] == {"role": "assistant", "content": "end", "tool_calls": [
-        {"function": {"name": "f", "arguments": {"x": 1}}},
-        {"function": {"name": "g", "arguments": {}}}]}
+    assert line["message"] == {"role": "assistant", "content": "end", "thinking": "so",
+                               "tool_calls": [
+        {"id": "call_a", "function": {"index": 0, "name": "f", "arguments": {"x": 1}}},
+        {"function": {"index": 1, "name": "g", "arguments": {}}}]}
     assert "context" not in line and line["done_reason"] == "length"
 
 
@@ -489,14 +522,15 @@ def test_request_bodies_use_ollamas_names():
     body = generate_body(FULL_GENERATE)
     assert set(body) == {"model", "prompt", "system", "template", "suffix", "raw", "context",
                          "options", "format", "images", "keep_alive", "logprobs",
-                         "top_logprobs", "echo", "truncate", "shift"}
+                         "top_logprobs", "echo", "truncate", "shift", "think"}
     chat = chat_body(FULL_CHAT)
     assert chat["tools"][0] == {"type": "function", "function": {
         "name": "f", "description": "adds",
         "parameters": {"type": "object", "properties": {"x": {"type": "array"}}}}}
     assert chat["messages"][2] == {"role": "assistant", "content": "",
-                                   "tool_calls": [{"function": {"name": "f",
-                                                                "arguments": {"x": [1, "y"]}}}]}
+                                   "thinking": "Let me add.",
+                                   "tool_calls": [{"id": "call_1", "function": {
+                                       "index": 0, "name": "f", "arguments": {"x": [1, "y"]}}}]}
     assert chat["messages"][3] == {"role": "tool", "content": "42", "tool_name": "f"}
 
 

@@ -47,7 +47,14 @@ from locallama.errors import (
     ModelNotFound,
     NotSupported,
 )
-from locallama.runtime.types import Chunk, GenerateRequest, ModelEntry, TokenLogprob, ToolCall
+from locallama.runtime.types import (
+    Chunk,
+    GenerateRequest,
+    ModelEntry,
+    TokenLogprob,
+    ToolCall,
+    ToolCallDelta,
+)
 from locallama.store import parse_name
 
 HEAD = Head("chatcmpl-1", 1_700_000_000, "tiny")
@@ -366,7 +373,59 @@ def test_chat_requests_follow_tool_choice():
     names = [[t.name for t in chat_requests(ChatCompletionRequest(
         model="tiny", messages=[{"role": "user", "content": "hi"}], tools=tools,
         tool_choice=choice))[0].tools or ()] for choice in ("auto", "none", named)]
-    assert names == [["a", "b"], [], ["b"]]
+    assert names == [["a", "b"], [], ["a", "b"]]
+    choices = [chat_requests(ChatCompletionRequest(
+        model="tiny", messages=[USER], tools=tools, tool_choice=choice))[0].tool_choice
+        for choice in ("auto", "required", named)]
+    assert choices == [None, "required", "b"]
+
+
+@pytest.mark.parametrize(("effort", "think"), [
+    (None, None), ("none", False), ("minimal", False), ("low", "low"), ("high", "high")])
+def test_reasoning_effort_is_think(effort, think):
+    body = ChatCompletionRequest(model="m", messages=[USER], reasoning_effort=effort)
+    assert chat_requests(body)[0].think == think
+
+
+def test_reasoning_content_and_call_ids_sent_back_reach_the_runtime():
+    body = ChatCompletionRequest(model="m", messages=[
+        USER, {"role": "assistant", "content": "", "reasoning_content": "hmm",
+               "tool_calls": [{"id": "call_7", "type": "function",
+                               "function": {"name": "f", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "call_7", "content": "42"}])
+    _, assistant, tool = chat_requests(body)[0].messages
+    assert (assistant.thinking, assistant.tool_calls[0].id) == ("hmm", "call_7")
+    assert tool.tool_name == "f"
+
+
+def test_a_chat_stream_sends_reasoning_and_tool_calls_as_they_form():
+    chunks = [Chunk(thinking="Weather? "), Chunk(thinking="Paris."),
+              Chunk(text="Checking."),
+              Chunk(tool_call_deltas=[ToolCallDelta(0, "call_x", "get_weather"),
+                                      ToolCallDelta(0, arguments='{"city": ')]),
+              Chunk(tool_call_deltas=[ToolCallDelta(0, arguments='"Paris"}')]),
+              Chunk(done=True, done_reason="stop", tool_calls=[
+                  ToolCall("get_weather", {"city": "Paris"}, "call_x")])]
+    events = chat_events([chunks], logprobs=False, include_usage=False)
+    for event in events:
+        ChatCompletionChunk.model_validate(event)
+    deltas = [e["choices"][0]["delta"] for e in events]
+    assert "".join(d.get("reasoning_content", "") for d in deltas) == "Weather? Paris."
+    assert "".join(d.get("content") or "" for d in deltas) == "Checking."
+    calls = [c for d in deltas for c in d.get("tool_calls", ())]
+    assert calls[0] == {"index": 0, "id": "call_x", "type": "function",
+                        "function": {"name": "get_weather", "arguments": ""}}
+    assert all(set(c) == {"index", "function"} for c in calls[1:])
+    assert json.loads("".join(c["function"]["arguments"] for c in calls)) == {"city": "Paris"}
+    assert events[-1]["choices"][0]["finish_reason"] == "tool_calls"
+
+
+def test_a_chat_completion_carries_reasoning_content_and_the_call_ids():
+    chunks = [Chunk(thinking="hmm"), Chunk(text="ok"),
+              Chunk(done=True, tool_calls=[ToolCall("f", {}, "call_q")])]
+    message = chat_completion(HEAD, [chunks], logprobs=False)["choices"][0]["message"]
+    assert (message["reasoning_content"], message["content"]) == ("hmm", "ok")
+    assert message["tool_calls"][0]["id"] == "call_q"
 
 
 LONE = "\ud800"  # valid JSON (an escape of half a UTF-16 pair), not valid Unicode

@@ -21,6 +21,7 @@ import pexpect
 import pytest
 
 from runtimes import local_runtime
+from thinkers import OPENED_TEMPLATE
 from tinymodel import SPECIAL_TOKENS, write_tiny_gguf
 
 LOCALLAMA = str(Path(sys.executable).with_name("locallama"))
@@ -68,13 +69,16 @@ def _chatty_gguf(path: Path) -> Path:
 
 @pytest.fixture
 def store(tmp_path: Path, tiny_gguf: Path, cli_env: dict[str, str]) -> Path:
-    """The store cli_env points at, holding ``tiny`` (short answers) and ``other``."""
+    """The store cli_env points at, holding ``tiny`` (short answers), ``other`` and
+    ``opener`` (a thinking template that opens <think>: the tiny model's noise is all
+    thinking)."""
     # A server found at LOCALLAMA_HOST would answer instead of this store: point the
     # commands at a closed port so they run the engine in-process.
     cli_env["LOCALLAMA_HOST"] = "127.0.0.1:1"
     models = Path(cli_env["LOCALLAMA_MODELS"])
     local_runtime(tmp_path, ("tiny", tiny_gguf, TINY),
                   ("other", tiny_gguf, f'{TINY}SYSTEM "I am other."\n'),
+                  ("opener", tiny_gguf, f'{TINY}TEMPLATE """{OPENED_TEMPLATE}"""\n'),
                   models_dir=models, history_file=tmp_path / "unused").close()
     return models
 
@@ -355,6 +359,50 @@ def test_run_with_piped_input_answers_once(store, cli):
     no_traceback(result.stdout + result.stderr)
     assert result.stdout.strip() and ">>>" not in result.stdout
     assert len(EVAL_RATE.findall(result.stderr)) == 1, result.stderr
+
+
+def test_run_shows_thinking_apart_and_hides_it_when_asked(store, cli):
+    shown = cli("run", "opener", "Hello")
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.startswith("Thinking...\n") and "...done thinking." in shown.stdout
+    assert len(shown.stdout) > len("Thinking...\n\n...done thinking.\n\n")
+    hidden = cli("run", "opener", "--hidethinking", "Hello")
+    assert hidden.returncode == 0, hidden.stderr
+    assert "Thinking..." not in hidden.stdout and hidden.stdout.strip() == ""
+
+
+def test_run_think_on_a_model_that_does_not_think_is_one_line(store, cli):
+    result = cli("run", "tiny", "--think", "Hello")
+    assert result.returncode != 0
+    no_traceback(result.stdout + result.stderr)
+    assert "does not support thinking" in result.stderr
+    assert cli("run", "tiny", "--nothink", "Hello").returncode == 0
+
+
+def test_set_think_and_nothink_in_the_repl(repl):
+    s = repl()
+    assert "Set 'think' mode." in s.ask("/set think")
+    assert "does not support thinking" in s.ask("Hello")
+    assert "Invalid think level" in s.ask("/set think max")
+    assert "Set 'nothink' mode." in s.ask("/set nothink")
+    assert s.ask("Hello").strip()
+    assert "/set nothink" in s.ask("/? set")
+
+
+def test_the_repl_dims_thinking_on_a_terminal(repl):
+    s = repl("--think", term="xterm-256color", model="opener")
+    s.child.expect_exact(PLACEHOLDER)
+    s.send("Hello")
+    s.child.expect_exact("...done thinking.")
+    s.child.expect_exact(PLACEHOLDER)
+    assert "\x1b[2m" in s.transcript.getvalue()  # Rich's dim
+    s.send("/set hidethinking")
+    s.child.expect_exact(PLACEHOLDER)
+    s.send("Hello again")
+    s.child.expect_exact(PLACEHOLDER)
+    s.key("d")
+    assert s.exit_status() == 0
+    assert s.text.count("Thinking...") == 1
 
 
 def test_run_an_unknown_model_is_one_line(store, cli):

@@ -9,6 +9,7 @@ middle of a stream, a client that leaves, and exactly what reaches the Runtime.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import math
 import struct
@@ -547,8 +548,9 @@ def test_what_reaches_the_runtime(fake):
     first, *rest = fake.requests
     assert [m.role for m in first.messages] == ["system", "user", "assistant", "tool"]
     assert first.messages[1].content == "one\ntwo"
-    assert first.messages[2].tool_calls == [CALL]
+    assert first.messages[2].tool_calls == [dataclasses.replace(CALL, id="call_1")]
     assert first.messages[3].tool_name == "get_weather"
+    assert first.tool_choice == "get_weather"
     assert first.options == {"num_ctx": 128, "temperature": 0.5, "num_predict": 9,
                              "stop": ["END"], "seed": 5}
     assert [r.options["seed"] for r in rest] == [6, 7]

@@ -91,22 +91,27 @@ class GenerateBody(_Inference):
 
 
 class ToolCallFunction(_Body):
+    index: int | None = None
     name: str
     arguments: dict[str, Any] = Field(default_factory=dict)
 
 
 class ToolCallBody(_Body):
+    id: str | None = None
     function: ToolCallFunction
 
 
 class Message(_Body):
-    """A chat message: ``{"role", "content", "images", "tool_calls", "tool_name"}``."""
+    """A chat message: ``{"role", "content", "thinking", "images", "tool_calls",
+    "tool_name", "tool_call_id"}`` (https://docs.ollama.com/api/chat)."""
 
     role: Literal["system", "user", "assistant", "tool"]
     content: str | None = None
+    thinking: str | None = None
     images: list[str] | None = None
     tool_calls: list[ToolCallBody] | None = None
     tool_name: str | None = None
+    tool_call_id: str | None = None
 
 
 class ChatBody(_Inference):
@@ -195,15 +200,14 @@ def generate_body(request: GenerateRequest) -> dict[str, Any]:
         "options": request.options or None, "format": request.format,
         "images": request.images, "keep_alive": request.keep_alive,
         "logprobs": request.logprobs or None, "top_logprobs": request.top_logprobs or None,
-        "echo": request.echo or None,
+        "echo": request.echo or None, "think": request.think,
         "truncate": None if request.truncate else False,
         "shift": None if request.shift else False,
     })
 
 
 def generate_request(body: GenerateBody) -> GenerateRequest:
-    """The Runtime's request for a generate body.  Raises InvalidRequest for ``think``."""
-    _no_thinking(body)
+    """The Runtime's request for a generate body (``think``: true/false or a level)."""
     return GenerateRequest(
         model=body.model, prompt=body.prompt or "", system=body.system or None,
         template=body.template or None, suffix=body.suffix or "", raw=bool(body.raw),
@@ -211,7 +215,7 @@ def generate_request(body: GenerateBody) -> GenerateRequest:
         images=body.images or None, keep_alive=body.keep_alive,
         logprobs=bool(body.logprobs), top_logprobs=body.top_logprobs or 0,
         echo=bool(body.echo), truncate=body.truncate is not False,
-        shift=body.shift is not False,
+        shift=body.shift is not False, think=_think(body.think),
     )
 
 
@@ -223,37 +227,47 @@ def chat_body(request: ChatRequest) -> dict[str, Any]:
         "tools": [t.function_json() for t in request.tools] if request.tools else None,
         "keep_alive": request.keep_alive,
         "logprobs": request.logprobs or None, "top_logprobs": request.top_logprobs or None,
+        "think": request.think,
         "truncate": None if request.truncate else False,
         "shift": None if request.shift else False,
     })
 
 
 def chat_request(body: ChatBody) -> ChatRequest:
-    """The Runtime's request for a chat body.  Raises InvalidRequest for ``think`` or a
-    tool without a function name (``param`` names it: ``tools[i].function.name``)."""
-    _no_thinking(body)
+    """The Runtime's request for a chat body.  Raises InvalidRequest for a tool without
+    a function name (``param`` names it: ``tools[i].function.name``). A tool message's
+    ``tool_call_id`` names its tool when ``tool_name`` does not (the call with that id).
+    Ollama has no ``tool_choice``: tools are the model's choice."""
+    messages = [_message(m) for m in body.messages or ()]
+    names = {c.id: c.name for m in messages for c in m.tool_calls if c.id}
+    for message, raw in zip(messages, body.messages or (), strict=True):
+        if message.role == "tool" and not message.tool_name and raw.tool_call_id:
+            message.tool_name = names.get(raw.tool_call_id)
     return ChatRequest(
-        model=body.model, messages=[_message(m) for m in body.messages or ()],
+        model=body.model, messages=messages,
         options=body.options or {}, format=body.format or None,
         tools=[_tool(t, i) for i, t in enumerate(body.tools)] if body.tools else None,
         keep_alive=body.keep_alive, logprobs=bool(body.logprobs),
         top_logprobs=body.top_logprobs or 0, truncate=body.truncate is not False,
-        shift=body.shift is not False,
+        shift=body.shift is not False, think=_think(body.think),
     )
 
 
-def _no_thinking(body: _Inference) -> None:
-    """No model here thinks; Ollama answers a think request for such a model with a 400."""
-    if body.think not in (None, False, "", "false", "none"):
-        raise InvalidRequest(f"model '{body.model}' does not support thinking", "think")
+def _think(value: bool | str | None) -> bool | str | None:
+    """Ollama's ``think``: true/false, or a level ("low", "medium", "high"); the strings
+    "true"/"false" as the booleans. The runtime refuses other levels, and thinking
+    from a model that does not think."""
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    return value
 
 
 def _message(message: Message) -> RuntimeMessage:
     return RuntimeMessage(
         role=message.role, content=message.content or "", images=list(message.images or ()),
-        tool_calls=[ToolCall(c.function.name, c.function.arguments)
+        tool_calls=[ToolCall(c.function.name, c.function.arguments, c.id or "")
                     for c in message.tool_calls or ()],
-        tool_name=message.tool_name)
+        tool_name=message.tool_name, thinking=message.thinking or "")
 
 
 def _tool(tool: dict[str, Any], index: int) -> Tool:
@@ -276,6 +290,8 @@ def _tool(tool: dict[str, Any], index: int) -> Tool:
 def message_json(message: RuntimeMessage) -> dict[str, Any]:
     """A message in Ollama's shape, with only the fields that are set."""
     out: dict[str, Any] = {"role": message.role, "content": message.content}
+    if message.thinking:
+        out["thinking"] = message.thinking
     if message.images:
         out["images"] = list(message.images)
     if message.tool_calls:
@@ -291,18 +307,27 @@ def messages_of(items: Any) -> list[RuntimeMessage]:
     return [RuntimeMessage(role=m.get("role", ""), content=m.get("content") or "",
                            images=list(m.get("images") or []),
                            tool_calls=tool_calls_of(m.get("tool_calls")),
-                           tool_name=m.get("tool_name"))
+                           tool_name=m.get("tool_name"), thinking=m.get("thinking") or "")
             for m in items or () if isinstance(m, dict)]
 
 
-def tool_calls_json(calls: list[ToolCall]) -> list[dict[str, Any]]:
-    """Ollama's shape: ``[{"function": {"name": ..., "arguments": {...}}}]``."""
-    return [{"function": {"name": c.name, "arguments": c.arguments}} for c in calls]
+def tool_calls_json(calls: list[ToolCall], first: int = 0) -> list[dict[str, Any]]:
+    """Ollama's shape: ``[{"id"?, "function": {"index", "name", "arguments": {...}}}]``,
+    the calls numbered from ``first`` (a stream sends each call on its own line)."""
+    out = []
+    for i, c in enumerate(calls, first):
+        item: dict[str, Any] = {"function": {"index": i, "name": c.name,
+                                             "arguments": c.arguments}}
+        if c.id:
+            item["id"] = c.id
+        out.append(item)
+    return out
 
 
 def tool_calls_of(items: Any) -> list[ToolCall]:
     """The inverse of ``tool_calls_json``, skipping entries without a function object."""
-    return [ToolCall(c["function"].get("name", ""), c["function"].get("arguments") or {})
+    return [ToolCall(c["function"].get("name", ""), c["function"].get("arguments") or {},
+                     c.get("id") or "")
             for c in items or () if isinstance(c, dict) and isinstance(c.get("function"), dict)]
 
 

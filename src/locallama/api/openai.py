@@ -59,6 +59,7 @@ class ChatMessage(_Body):
     name: str | None = None
     tool_calls: list[ToolCall] | None = None  # assistant messages
     tool_call_id: str | None = None  # tool messages
+    reasoning_content: str | None = None  # an assistant turn's reasoning (llama-server, vLLM)
 
 
 class FunctionDefinition(_Body):
@@ -119,6 +120,7 @@ class ChatCompletionRequest(_Sampling):
     response_format: ResponseFormat | None = None
     tools: list[Tool] | None = None
     tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
+    reasoning_effort: Literal["none", "minimal", "low", "medium", "high"] | None = None
 
 
 class CompletionRequest(_Sampling):
@@ -222,32 +224,43 @@ def completion_requests(body: CompletionRequest) -> list[Run]:
 def chat_requests(body: ChatCompletionRequest) -> list[ChatRequest]:
     """One ChatRequest per choice (n), choice i seeded with seed + i (``seeded``).
 
-    ``tool_choice`` "none" drops the tools, "auto" and "required" show them all (the
-    model is not forced to call one), a named function shows only that tool;
+    ``tool_choice`` "none" drops the tools, "auto" leaves the call to the model,
+    "required" and a named function are the Runtime's ``tool_choice`` (a grammar makes
+    the model call one, or that one); ``reasoning_effort`` is ``think``: "none" and
+    "minimal" turn thinking off, low/medium/high are its levels
+    (https://platform.openai.com/docs/api-reference/chat/create);
     ``max_completion_tokens`` wins over ``max_tokens``; ``response_format`` json_object
     is Ollama's "json" format and json_schema its schema.  Raises InvalidRequest for
     top_logprobs without logprobs, a tool_choice naming no tool in ``tools``, a
     json_schema format without a schema, and what ``messages_for_runtime`` refuses."""
     if body.top_logprobs is not None and not body.logprobs:
         raise invalid("top_logprobs needs logprobs set to true", "top_logprobs")
-    tools = None
+    tools, choice = None, None
     if body.tools and body.tool_choice != "none":
         tools = [RuntimeTool(t.function.name, t.function.description, t.function.parameters)
                  for t in body.tools]
         if isinstance(body.tool_choice, NamedToolChoice):
-            name = body.tool_choice.function.name
-            tools = [t for t in tools if t.name == name]
-            if not tools:
-                raise invalid(f"tool_choice names {name!r}, which is not in tools",
+            choice = body.tool_choice.function.name
+            if choice not in {t.name for t in tools}:
+                raise invalid(f"tool_choice names {choice!r}, which is not in tools",
                               "tool_choice")
+        elif body.tool_choice == "required":
+            choice = "required"
     limit = body.max_completion_tokens if body.max_completion_tokens is not None \
         else body.max_tokens
     messages, options = messages_for_runtime(body.messages), sampling_options(body, limit)
     return [ChatRequest(
         model=body.model, messages=messages, options=seeded(options, i),
         format=_format(body.response_format), tools=tools, logprobs=bool(body.logprobs),
-        top_logprobs=body.top_logprobs or 0,
+        top_logprobs=body.top_logprobs or 0, tool_choice=choice,
+        think=_think(body.reasoning_effort),
     ) for i in range(body.n or 1)]
+
+
+def _think(effort: str | None) -> bool | str | None:
+    if effort is None:
+        return None
+    return False if effort in ("none", "minimal") else effort
 
 
 def messages_for_runtime(messages: list[ChatMessage]) -> list[Message]:
@@ -270,11 +283,14 @@ def messages_for_runtime(messages: list[ChatMessage]) -> list[Message]:
                     raise invalid("tool call arguments must be a JSON object", where)
                 if reason := not_unicode_in(arguments, "arguments"):  # "\\ud800" in the text
                     raise invalid(reason, where)
-                message.tool_calls.append(RuntimeToolCall(call.function.name, arguments))
+                message.tool_calls.append(RuntimeToolCall(call.function.name, arguments,
+                                                          call.id or ""))
                 if call.id:
                     names[call.id] = call.function.name
         if m.role == "tool" and (name := names.get(m.tool_call_id or "") or m.name):
             message.tool_name = name
+        if m.role == "assistant" and m.reasoning_content:
+            message.thinking = m.reasoning_content
         result.append(message)
     return result
 

@@ -34,7 +34,14 @@ from typing import Any
 from locallama.api.common import finite_logprob
 from locallama.api.openai import Run
 from locallama.errors import LocallamaError, ModelNotFound, capped
-from locallama.runtime.types import Chunk, GenerateRequest, ModelEntry, TokenLogprob, ToolCall
+from locallama.runtime.types import (
+    Chunk,
+    GenerateRequest,
+    ModelEntry,
+    TokenLogprob,
+    ToolCall,
+    ToolCallDelta,
+)
 
 #: ``system_fingerprint``: one value, as the backend configuration does not vary
 FINGERPRINT = "fp_locallama"
@@ -98,11 +105,27 @@ def finish_reason(final: Chunk) -> str:
 
 
 def tool_calls(calls: Sequence[ToolCall] | None) -> list[JSON]:
-    """The Runtime's tool calls as OpenAI's: each gets an id ("call_…"), type
-    "function", and its arguments as a JSON string."""
-    return [{"id": new_id("call_"), "type": "function",
+    """The Runtime's tool calls as OpenAI's: each with its id (a new "call_…" where the
+    call has none), type "function", and its arguments as a JSON string."""
+    return [{"id": c.id or new_id("call_"), "type": "function",
              "function": {"name": c.name, "arguments": json.dumps(c.arguments)}}
             for c in calls or ()]
+
+
+def tool_call_deltas(deltas: Sequence[ToolCallDelta], started: set[int]) -> list[JSON]:
+    """Streamed ``delta.tool_calls`` items: a call's first (``index``, ``id``, type
+    "function", ``function: {name, arguments: ""}``), then its argument fragments
+    (``index``, ``function: {arguments}``). ``started``: indexes already announced
+    (updated)."""
+    out: list[JSON] = []
+    for d in deltas:
+        if d.index not in started and (d.id or d.name):
+            started.add(d.index)
+            out.append({"index": d.index, "id": d.id or new_id("call_"), "type": "function",
+                        "function": {"name": d.name, "arguments": ""}})
+        if d.arguments:
+            out.append({"index": d.index, "function": {"arguments": d.arguments}})
+    return out
 
 
 def token_logprob(t: TokenLogprob) -> JSON:
@@ -125,6 +148,8 @@ def chat_completion(head: Head, answers: Sequence[Sequence[Chunk]], logprobs: bo
         text = "".join(c.text for c in chunks)
         message: JSON = {"role": "assistant", "content": text if text or not calls else None,
                          "refusal": None}
+        if thinking := "".join(c.thinking for c in chunks):
+            message["reasoning_content"] = thinking  # llama-server's and vLLM's field
         if calls:
             message["tool_calls"] = calls
         content = None
@@ -140,10 +165,12 @@ def chat_completion(head: Head, answers: Sequence[Sequence[Chunk]], logprobs: bo
 class ChatStream:
     """The ``chat.completion.chunk`` events of a streamed chat answer, its choices one
     after another.  Per choice: ``start`` (a delta with the role and empty content),
-    ``event`` for each chunk (a content delta when it has text or logprobs; on the
-    final chunk the rest of the text, the tool calls with their ``index``, and the
-    finish_reason), then after every choice ``end``: with ``include_usage``, an event
-    with no choices and the usage (every other event then carries ``usage: null``)."""
+    ``event`` for each chunk (a delta with its ``content``, its thinking as
+    ``reasoning_content`` and its tool calls as they form in ``tool_calls``, see
+    ``tool_call_deltas``; on the final chunk the rest, any call not streamed before
+    whole, and the finish_reason, "tool_calls" when the answer called tools), then
+    after every choice ``end``: with ``include_usage``, an event with no choices and
+    the usage (every other event then carries ``usage: null``)."""
 
     def __init__(self, head: Head, logprobs: bool, include_usage: bool) -> None:
         self.head = head.json("chat.completion.chunk")
@@ -152,23 +179,33 @@ class ChatStream:
         self.logprobs = logprobs
         self.include_usage = include_usage
         self.usage = Usage()
+        self._started: set[int] = set()  # tool calls announced in this choice
 
     def start(self, index: int) -> JSON:
         """The first event of choice ``index``."""
+        self._started = set()
         return self._event(index, {"role": "assistant", "content": ""})
 
     def event(self, index: int, chunk: Chunk) -> JSON | None:
         """The event for one chunk of choice ``index``, or None when it carries nothing."""
+        delta: JSON = {}
+        if chunk.text or (chunk.logprobs and not chunk.done):
+            delta["content"] = chunk.text
+        if chunk.thinking:
+            delta["reasoning_content"] = chunk.thinking
+        calls = tool_call_deltas(chunk.tool_call_deltas or (), self._started)
         if not chunk.done:
-            if chunk.text or chunk.logprobs:
-                return self._event(index, {"content": chunk.text}, chunk)
-            return None
-        delta: JSON = {"content": chunk.text} if chunk.text else {}
-        calls = tool_calls(chunk.tool_calls)
+            if calls:
+                delta["tool_calls"] = calls
+            return self._event(index, delta, chunk) if delta or chunk.logprobs else None
+        whole = [(i, call) for i, call in enumerate(tool_calls(chunk.tool_calls))
+                 if i not in self._started]
+        calls += [{"index": i, **call} for i, call in whole]
         if calls:
-            delta["tool_calls"] = [{"index": i, **call} for i, call in enumerate(calls)]
+            delta["tool_calls"] = calls
         self.usage.add(chunk)
-        return self._event(index, delta, chunk, "tool_calls" if calls else finish_reason(chunk))
+        called = bool(chunk.tool_calls or self._started)
+        return self._event(index, delta, chunk, "tool_calls" if called else finish_reason(chunk))
 
     def end(self) -> JSON | None:
         """The usage event (``choices: []``) when it was asked for, else None."""

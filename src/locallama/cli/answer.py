@@ -9,10 +9,10 @@ from __future__ import annotations
 import sys
 from contextlib import closing
 
-from locallama.cli.output import err_console, timing_block
+from locallama.cli.output import console, err_console, timing_block
 from locallama.errors import ModelNotFound
 from locallama.runtime.base import Runtime
-from locallama.runtime.types import Chunk, GenerateRequest
+from locallama.runtime.types import Chunk, GenerateRequest, Think
 from locallama.store.names import parse_name
 from locallama.store.sources import bundled_names
 
@@ -32,22 +32,47 @@ def ensure_model(runtime: Runtime, model: str) -> None:
         runtime.pull(model, progress=lambda event: status.update(event.status))
 
 
-def answer_once(runtime: Runtime, model: str, prompt: str, verbose: bool) -> None:
-    final = stream_to_stdout(runtime.generate(GenerateRequest(model=model, prompt=prompt)))
+def answer_once(runtime: Runtime, model: str, prompt: str, verbose: bool,
+                think: Think = None, hide_thinking: bool = False) -> None:
+    """One answer to ``prompt`` on stdout (its thinking as ``stream_to_stdout`` shows
+    it), with the timings on stderr when ``verbose``."""
+    request = GenerateRequest(model=model, prompt=prompt, think=think)
+    final = stream_to_stdout(runtime.generate(request), hide_thinking)
     sys.stdout.write("\n")
     sys.stdout.flush()
     if verbose and final is not None:
         err_console.print(timing_block(final), markup=False)
 
 
-def stream_to_stdout(chunks) -> Chunk | None:
-    """Write text as it arrives; return the final chunk (with the counts)."""
+def stream_to_stdout(chunks, hide_thinking: bool = False) -> Chunk | None:
+    """Write text as it arrives; return the final chunk (with the counts). A thinking
+    model's reasoning comes first, between "Thinking..." and "...done thinking." as
+    Ollama's CLI shows it, dimmed on a terminal; ``hide_thinking`` leaves it out."""
     final = None
+    thinking = False
     with closing(chunks):
         for chunk in chunks:
+            if chunk.thinking and not hide_thinking:
+                if not thinking:
+                    _dim("Thinking...\n")
+                    thinking = True
+                _dim(chunk.thinking)
             if chunk.text:
+                if thinking:
+                    _dim("\n...done thinking.\n\n")
+                    thinking = False
                 sys.stdout.write(chunk.text)
                 sys.stdout.flush()
             if chunk.done:
                 final = chunk
+    if thinking:
+        _dim("\n...done thinking.\n\n")
     return final
+
+
+def _dim(text: str) -> None:
+    """Thinking text: Rich's "dim" style on a terminal, plain text otherwise."""
+    sys.stdout.flush()
+    console.print(text, style="dim", end="", markup=False, highlight=False,
+                  soft_wrap=True)
+    console.file.flush()

@@ -12,10 +12,11 @@ from prompt_toolkit.history import FileHistory, InMemoryHistory
 
 from locallama.cli.answer import ensure_model, stream_to_stdout
 from locallama.cli.output import console, err_console, timing_block
+from locallama.engine.reasoning import LEVELS
 from locallama.errors import LocallamaError
 from locallama.options import coerce_option, resolve_options
 from locallama.runtime.base import Runtime
-from locallama.runtime.types import ChatRequest, Message
+from locallama.runtime.types import ChatRequest, Message, Think
 from locallama.store.modelfile import Modelfile
 
 HELP = """Available Commands:
@@ -34,7 +35,11 @@ SET_HELP = """Available Commands:
   /set parameter ...     Set a parameter
   /set system <string>   Set system message
   /set verbose           Show LLM stats
-  /set quiet             Disable LLM stats"""
+  /set quiet             Disable LLM stats
+  /set think             Enable thinking (or: /set think low|medium|high)
+  /set nothink           Disable thinking
+  /set hidethinking      Hide what the model thinks
+  /set nohidethinking    Show what the model thinks"""
 
 SHOW_HELP = """Available Commands:
   /show info         Show details for this model
@@ -47,10 +52,13 @@ SHOW_HELP = """Available Commands:
 
 class Repl:
     def __init__(self, runtime: Runtime, model: str, verbose: bool = False,
-                 history_file: Path | None = None) -> None:
+                 history_file: Path | None = None, think: Think = None,
+                 hide_thinking: bool = False) -> None:
         self.runtime = runtime
         self.model = model
         self.verbose = verbose
+        self.think = think
+        self.hide_thinking = hide_thinking
         self.system: str | None = None
         self.options: dict[str, Any] = {}
         self.messages: list[Message] = []
@@ -96,11 +104,14 @@ class Repl:
             messages.insert(0, Message("system", self.system))
         messages.append(Message("user", text))
         answer: list[str] = []
-        chunks = self.runtime.chat(ChatRequest(self.model, messages, dict(self.options)))
+        thought: list[str] = []
+        chunks = self.runtime.chat(ChatRequest(self.model, messages, dict(self.options),
+                                               think=self.think))
 
         def collect():
             for chunk in chunks:
-                if not answer and not chunk.done:
+                thought.append(chunk.thinking)
+                if not answer and not chunk.done and not chunk.thinking:
                     # A chat answer starts on its own line: drop the space or newline a
                     # model often writes after "Assistant:" before its first word.
                     chunk.text = chunk.text.lstrip()
@@ -110,14 +121,15 @@ class Repl:
                 yield chunk
 
         try:
-            final = stream_to_stdout(collect())
+            final = stream_to_stdout(collect(), self.hide_thinking)
         except KeyboardInterrupt:
             chunks.close()
             sys.stdout.write("\n")
             return  # the interrupted exchange is dropped; the session goes on
         sys.stdout.write("\n\n")
         sys.stdout.flush()
-        self.messages += [Message("user", text), Message("assistant", "".join(answer))]
+        self.messages += [Message("user", text),
+                          Message("assistant", "".join(answer), thinking="".join(thought))]
         if self.verbose and final is not None:
             err_console.print(timing_block(final) + "\n", markup=False)
 
@@ -179,6 +191,21 @@ class Repl:
         elif args[0] == "quiet":
             self.verbose = False
             console.print("Set 'quiet' mode.")
+        elif args[0] == "think":
+            level = args[1] if len(args) > 1 else None
+            if level is not None and level not in LEVELS:
+                console.print(f"Invalid think level '{level}': use low, medium or high",
+                              markup=False)
+                return
+            self.think = level or True
+            console.print(f"Set 'think' mode{f' to {level!r}' if level else ''}.",
+                          markup=False)
+        elif args[0] == "nothink":
+            self.think = False
+            console.print("Set 'nothink' mode.")
+        elif args[0] in ("hidethinking", "nohidethinking"):
+            self.hide_thinking = args[0] == "hidethinking"
+            console.print(f"Set '{args[0]}' mode.")
         else:
             console.print(SET_HELP, markup=False)
 

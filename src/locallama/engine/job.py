@@ -39,6 +39,9 @@ class Job:
     score_from: int = 1  # ... from this one on (a continuation after a shared context)
     truncate: bool = True
     shift: bool = True  # at the context's end, drop the older half and go on (Ollama)
+    #: special tokens whose text the output spells (reasoning and tool-call markers
+    #: such as gpt-oss's <|channel|>, llama-server's "preserved tokens"); others are silent
+    special: frozenset[int] = frozenset()
     stats: GenerationStats = field(default_factory=GenerationStats)
     prompt_scores: list[TokenLogprob] | None = None
 

@@ -367,7 +367,7 @@ class RunnerScheduler:
         fields = {"prompt": list(job.prompt), "options": job.options, "stops": job.stops,
                   "grammar": job.grammar, "top_logprobs": job.top_logprobs,
                   "score_top": job.score_top, "score_from": job.score_from,
-                  "truncate": job.truncate, "shift": job.shift}
+                  "truncate": job.truncate, "shift": job.shift, "special": job.special}
         try:
             self.runner.send(("submit", rid, fields))
             kind, _, *rest = wait(waiter, CLIENT_GONE.get())

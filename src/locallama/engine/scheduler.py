@@ -360,7 +360,7 @@ class Scheduler:
         job.generated.append(token)
         stats.eval_count = len(job.generated)
         stats.eval_duration = now - job.eval_started
-        result = job.matcher.feed(job.utf8.feed(self.model.piece(token)))
+        result = job.matcher.feed(job.utf8.feed(self.model.piece(token, token in job.special)))
         if result.text or (job.pending_logprobs and result.stopped):
             job.events.put(("piece", Piece(result.text, job.pending_logprobs or None)))
             job.pending_logprobs = []

@@ -155,8 +155,12 @@ class ChatTemplate:
         *,
         renderer: Renderer | None = None,
         model: str = "",
+        variables: dict[str, Any] | None = None,
     ) -> Rendered:
+        """The prompt for ``messages``; ``variables`` are further names the template
+        may read (``enable_thinking``, ``reasoning_effort``)."""
         context: dict[str, Any] = {
+            **(variables or {}),
             "messages": messages,
             "add_generation_prompt": add_generation_prompt,
             "bos_token": self.bos_token,
@@ -186,7 +190,8 @@ class GoPromptTemplate:
 
     def render(self, messages: list[dict[str, Any]], add_generation_prompt: bool = True,
                tools: list[dict[str, Any]] | None = None, *,
-               renderer: Renderer | None = None, model: str = "") -> Rendered:
+               renderer: Renderer | None = None, model: str = "",
+               variables: dict[str, Any] | None = None) -> Rendered:
         system = "\n\n".join(m["content"] for m in messages if m.get("role") == "system")
         turns: list[tuple[str, str]] = []
         for m in messages:
@@ -217,7 +222,8 @@ class FallbackTemplate:
 
     def render(self, messages: list[dict[str, Any]], add_generation_prompt: bool = True,
                tools: list[dict[str, Any]] | None = None, *,
-               renderer: Renderer | None = None, model: str = "") -> Rendered:
+               renderer: Renderer | None = None, model: str = "",
+               variables: dict[str, Any] | None = None) -> Rendered:
         lines = []
         for m in messages:
             role, content = m.get("role", "user"), m.get("content", "")

@@ -15,9 +15,10 @@ from locallama.engine.grammar import grammar_for
 from locallama.engine.job import Job
 from locallama.engine.load_check import check_loads
 from locallama.engine.loader import ModelLoader
+from locallama.engine.reasoning import ReasoningSplitter
 from locallama.engine.render import Renderer
 from locallama.engine.templates import select_template
-from locallama.engine.tools import parse_tool_calls
+from locallama.engine.tool_stream import ToolCallStream
 from locallama.errors import (
     BadModelFile,
     InvalidModelFile,
@@ -95,23 +96,36 @@ class LocalRuntime:
             grammar=grammar_for(request.format),
             top_logprobs=request.top_logprobs if request.logprobs or request.echo else None,
             echo=request.echo, truncate=request.truncate, shift=request.shift,
+            hide_thinking=request.think is False,
         ))
 
     def chat(self, request: ChatRequest) -> Iterator[Chunk]:
-        """Stream a chat answer (Ollama's /api/chat); with tools the answer is held and
-        parsed into ``tool_calls``. Refusals are raised by this call, as generate's are
-        (messages are checked after the options)."""
+        """Stream a chat answer (Ollama's /api/chat). A thinking model's reasoning comes
+        as ``Chunk.thinking`` (dropped when ``think`` is False); with tools, text
+        streams until a call opens, the call as ``tool_call_deltas`` while it forms, and
+        the whole calls on the final chunk. ``tool_choice`` "none" offers no tools,
+        "required" or a name is enforced by a grammar. Refusals are raised by this
+        call, as generate's are (messages are checked after the options)."""
         record = self._record(request.model)
         options = resolve_options(record.params, request.options)
         conversation = chat_messages(record, request.messages)
         tools = request.tools or None
-        build = partial(chat_prompt, record, conversation, tools, renderer=self.renderer)
+        if request.tool_choice == "none":
+            tools = None
+        choice = request.tool_choice if tools else None
+        if choice not in (None, "auto", "required") and choice not in {t.name for t in tools}:
+            raise InvalidRequest(f"tool_choice names function {choice!r}, which is not "
+                                 "among the tools", "tool_choice")
+        build = partial(chat_prompt, record, conversation, tools, renderer=self.renderer,
+                        think=request.think,
+                        tool_choice=None if choice in (None, "auto") else choice)
         return self._run(record, options, build, _Shape(
             keep_alive=self._keep_alive(request.keep_alive),
             grammar=grammar_for(request.format),
             top_logprobs=request.top_logprobs if request.logprobs else None,
             tool_names={t.name for t in tools} if tools else None,
             truncate=request.truncate, shift=request.shift,
+            hide_thinking=request.think is False,
         ))
 
     def _run(self, record: ModelRecord, options: Options,
@@ -124,26 +138,28 @@ class LocalRuntime:
             prompt = build(model)
             stops = tuple(dict.fromkeys((*options.stop, *prompt.stops)))
             job = Job(prompt.tokens, options, stops,
-                      grammar=shape.grammar, top_logprobs=shape.top_logprobs,
+                      grammar=prompt.grammar or shape.grammar, top_logprobs=shape.top_logprobs,
                       score_top=(shape.top_logprobs or 0) if shape.echo else None, score_from=0,
-                      truncate=shape.truncate, shift=shape.shift)
-            held: list[str] = []  # with tools the answer is parsed whole before it is sent
+                      truncate=shape.truncate, shift=shape.shift, special=prompt.special)
+            split = _Split(prompt, shape)
             first = True
             first_at = 0
             with closing(model.scheduler.submit(job)) as pieces:
                 for piece in pieces:
                     first_at = first_at or time.perf_counter_ns()
-                    if shape.tool_names is not None:
-                        held.append(piece.text)
+                    chunk = split.chunk(piece.text)
+                    chunk.logprobs = piece.logprobs
+                    if first and job.prompt_scores is not None:
+                        chunk.prompt_logprobs = job.prompt_scores
+                    elif not (chunk.text or chunk.thinking or chunk.tool_call_deltas
+                              or chunk.logprobs):
                         continue
-                    yield Chunk(text=piece.text, logprobs=piece.logprobs,
-                                prompt_logprobs=job.prompt_scores if first else None)
+                    yield chunk
                     first = False
-            tool_calls = None
-            if shape.tool_names is not None:
-                content, tool_calls = parse_tool_calls("".join(held), shape.tool_names)
-                if content:
-                    yield Chunk(text=content)
+            tail = split.chunk(None)
+            if tail.text or tail.thinking or tail.tool_call_deltas:
+                yield tail
+            tool_calls = split.calls.calls if split.calls is not None else None
         stats = job.stats
         metrics.observe_generation(  # into the current request's /metrics, if any
             record.name.display, stats.prompt_tokens, stats.eval_count,
@@ -390,6 +406,35 @@ class LocalRuntime:
             yield loaded, opts
 
 
+class _Split:
+    """A stream's output pieces into Chunks: thinking apart from text (the prompt's
+    reasoning format), tool calls as deltas (when tools were offered)."""
+
+    def __init__(self, prompt: Prompt, shape: _Shape) -> None:
+        self.reasoning = (ReasoningSplitter(prompt.reasoning, prompt.inside)
+                          if prompt.reasoning else None)
+        self.calls = ToolCallStream(shape.tool_names) if shape.tool_names is not None else None
+        self.hide_thinking = shape.hide_thinking
+
+    def chunk(self, piece: str | None) -> Chunk:
+        """The chunk for ``piece``; None: the stream's end (what was held back)."""
+        end = piece is None
+        if self.reasoning is None:
+            thinking, text = "", piece or ""
+        else:
+            thinking, text = self.reasoning.flush() if end else self.reasoning.feed(piece)
+        deltas = None
+        if self.calls is not None:
+            step = self.calls.feed(text)
+            if end:
+                rest = self.calls.flush()
+                step.text += rest.text
+                step.deltas += rest.deltas
+            text, deltas = step.text, step.deltas or None
+        return Chunk(text=text, thinking="" if self.hide_thinking else thinking,
+                     tool_call_deltas=deltas)
+
+
 @dataclass(frozen=True)
 class _Shape:
     """How a request wants its stream: everything beyond prompt and options."""
@@ -399,5 +444,6 @@ class _Shape:
     top_logprobs: int | None = None  # None: no logprobs
     echo: bool = False
     tool_names: set[str] | None = None  # None: no tools
+    hide_thinking: bool = False  # think False: what a model thinks anyway is not sent
     truncate: bool = True
     shift: bool = True

@@ -12,15 +12,24 @@ the model's FIM tokens by ``engine/fim.py``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from locallama.engine.fim import Budget, layout
+from locallama.engine.reasoning import (
+    LEVELS,
+    ReasoningFormat,
+    reasoning_format,
+    starts_inside,
+    template_switches,
+)
 from locallama.engine.templates import FallbackTemplate, Template, select_template
+from locallama.engine.tool_grammar import tool_choice_grammar
+from locallama.engine.tool_stream import CLOSE, MISTRAL, OPEN
 from locallama.engine.tools import template_supports_tools
 from locallama.errors import InvalidRequest, NotSupported
 from locallama.runtime.records import stored_messages
-from locallama.runtime.types import ROLES, GenerateRequest, Message, Tool
+from locallama.runtime.types import ROLES, GenerateRequest, Message, Think, Tool
 from locallama.store import ModelRecord
 
 if TYPE_CHECKING:
@@ -34,10 +43,17 @@ class Prompt:
 
     ``tokens``: the prompt's token ids (BOS included where the model adds one, none
     added after a ``context``); ``stops``: stop strings the template's format implies
-    (the request's own ``stop`` option is added by the caller)."""
+    (the request's own ``stop`` option is added by the caller); ``reasoning``: the
+    thinking convention to split the output by (None: no split), ``inside``: the
+    prompt left the thinking open; ``special``: special tokens whose text the output
+    must spell (the markers of the reasoning and tool-call formats)."""
 
     tokens: list[int]
     stops: tuple[str, ...] = ()
+    reasoning: ReasoningFormat | None = None
+    inside: bool = False
+    special: frozenset[int] = frozenset()
+    grammar: str | None = None  # tool_choice's grammar, over the request's format
 
 
 def template_for(record: ModelRecord, model: LoadedModel,
@@ -82,10 +98,14 @@ def generate_prompt(record: ModelRecord, request: GenerateRequest, model: Loaded
     if request.suffix or request.infill is not None:
         return fim_prompt(record, request, model)
     stops: tuple[str, ...] = ()
-    if request.raw:
+    fmt = None
+    if request.raw:  # the caller wrote the template's text: its convention still holds
         text = request.prompt
+        fmt = _thinking_format(record, template_for(record, model, request.template),
+                               request.think)
     else:
         template = template_for(record, model, request.template)
+        fmt = _thinking_format(record, template, request.think)
         system = request.system if request.system is not None else record.system
         if isinstance(template, FallbackTemplate):
             # A base model completes text: the prompt goes in as written.
@@ -94,11 +114,14 @@ def generate_prompt(record: ModelRecord, request: GenerateRequest, model: Loaded
             messages = [Message("system", system)] if system else []
             messages.append(Message("user", request.prompt))
             rendered = template.render(_template_messages(messages), renderer=renderer,
-                                       model=record.name.display)
+                                       model=record.name.display,
+                                       variables=template_switches(request.think))
             text, stops = rendered.prompt, rendered.stops
     if request.context:
-        return Prompt(list(request.context) + model.tokenize(text, add_bos=False), stops)
-    return Prompt(model.tokenize(text), stops)  # raw prompts may spell special tokens too
+        tokens = list(request.context) + model.tokenize(text, add_bos=False)
+    else:
+        tokens = model.tokenize(text)  # raw prompts may spell special tokens too
+    return _prompt(model, tokens, stops, fmt, text, request.think, tools=False)
 
 
 def fim_prompt(record: ModelRecord, request: GenerateRequest, model: LoadedModel) -> Prompt:
@@ -149,18 +172,72 @@ def chat_messages(record: ModelRecord, messages: list[Message]) -> list[Message]
 
 
 def chat_prompt(record: ModelRecord, conversation: list[Message], tools: list[Tool] | None,
-                model: LoadedModel, renderer: Renderer) -> Prompt:
+                model: LoadedModel, renderer: Renderer, think: Think = None,
+                tool_choice: str | None = None) -> Prompt:
     """The prompt of a chat request (Ollama's /api/chat, OpenAI's chat completions):
     the model's template rendered over ``conversation`` (from ``chat_messages``) with
-    a generation prompt and ``tools`` as OpenAI function-tool objects, tokenized with
-    BOS. InvalidRequest when tools are given and the template does not read them;
-    otherwise raises what rendering raises."""
+    a generation prompt, ``tools`` as OpenAI function-tool objects and ``think`` as the
+    template's switches (``enable_thinking``, ``reasoning_effort``), tokenized with
+    BOS; ``tool_choice`` "required" or a name: a grammar forces a call in the
+    template's call format (``tool_grammar.py``). InvalidRequest when tools are given
+    and the template does not read them, or thinking is asked of a model whose
+    template declares none; otherwise raises what rendering raises."""
     template = template_for(record, model)
     if tools and not template_supports_tools(template.source):
         raise InvalidRequest(f"model '{record.name.display}' does not support tools")
+    fmt = _thinking_format(record, template, think)
     rendered = template.render(_template_messages(conversation), tools=_template_tools(tools),
-                               renderer=renderer, model=record.name.display)
-    return Prompt(model.tokenize(rendered.prompt), rendered.stops)
+                               renderer=renderer, model=record.name.display,
+                               variables=template_switches(think))
+    prompt = _prompt(model, model.tokenize(rendered.prompt), rendered.stops, fmt,
+                     rendered.prompt, think, tools=bool(tools))
+    if tools and tool_choice:
+        grammar = tool_choice_grammar(tools, tool_choice, template.source)
+        prompt = replace(prompt, grammar=grammar)
+    return prompt
+
+
+# -- reasoning and markers -------------------------------------------------------
+
+
+def _check_think(record: ModelRecord, fmt: ReasoningFormat | None, think: Think) -> None:
+    """InvalidRequest for a ``think`` that is not a bool or a level, or that asks a
+    model without a thinking convention to think (as Ollama answers it)."""
+    if isinstance(think, str) and think not in LEVELS:
+        raise InvalidRequest(f"think must be true, false, or one of {', '.join(LEVELS)}, "
+                             f"not {think!r}", "think")
+    if think not in (None, False) and fmt is None:
+        raise InvalidRequest(f"model '{record.name.display}' does not support thinking",
+                             "think")
+
+
+def _thinking_format(record: ModelRecord, template: Template, think: Think
+                     ) -> ReasoningFormat | None:
+    fmt = None if isinstance(template, FallbackTemplate) else reasoning_format(template.source)
+    _check_think(record, fmt, think)
+    return fmt
+
+
+def _prompt(model: LoadedModel, tokens: list[int], stops: tuple[str, ...],
+            fmt: ReasoningFormat | None, text: str, think: Think, tools: bool) -> Prompt:
+    """The Prompt with its split: the reasoning format applies unless thinking is off
+    and the prompt did not open it (the model did not think: nothing is taken out);
+    harmony's channels are always read."""
+    inside = fmt is not None and starts_inside(fmt, text)
+    if fmt is not None and think is False and fmt.kind == "tags" and not inside:
+        fmt = None
+    markers = [*(fmt.markers if fmt else ()), *((OPEN, CLOSE, MISTRAL) if tools else ())]
+    return Prompt(tokens, stops, fmt, inside, _special_ids(model, markers))
+
+
+def _special_ids(model: LoadedModel, markers: list[str]) -> frozenset[int]:
+    """Ids of the markers that are one token each (the output must spell them)."""
+    ids = set()
+    for marker in markers:
+        found = model.tokenize(marker, add_bos=False, special=True)
+        if len(found) == 1:
+            ids.add(found[0])
+    return frozenset(ids)
 
 
 # -- checks and conversions ----------------------------------------------------
@@ -199,20 +276,29 @@ def _check_unicode(text: str | None, field: str) -> None:
 
 def _template_messages(messages: list[Message]) -> list[dict[str, Any]]:
     """Messages as chat templates read them (the Hugging Face and Ollama convention):
-    role and content always, images, tool_calls (``{"function": {name, arguments}}``)
-    and tool_name only when set."""
+    role and content always, images, tool_calls (``{"id"?, "type": "function",
+    "function": {name, arguments}}``), tool_name and thinking only when set."""
     out = []
     for m in messages:
         item: dict[str, Any] = {"role": m.role, "content": m.content}
         if m.images:
             item["images"] = list(m.images)
         if m.tool_calls:
-            item["tool_calls"] = [{"function": {"name": c.name, "arguments": c.arguments}}
-                                  for c in m.tool_calls]
+            item["tool_calls"] = [_template_call(c) for c in m.tool_calls]
         if m.tool_name:
             item["tool_name"] = m.tool_name
+        if m.thinking:  # gpt-oss's templates read "thinking", Qwen3's "reasoning_content"
+            item["thinking"] = item["reasoning_content"] = m.thinking
         out.append(item)
     return out
+
+
+def _template_call(call: Any) -> dict[str, Any]:
+    item: dict[str, Any] = {"type": "function",
+                            "function": {"name": call.name, "arguments": call.arguments}}
+    if call.id:
+        item["id"] = call.id
+    return item
 
 
 def _template_tools(tools: list[Tool] | None) -> list[dict[str, Any]] | None:

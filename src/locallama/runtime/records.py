@@ -7,6 +7,7 @@ import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from locallama.engine.reasoning import reasoning_format
 from locallama.engine.tools import template_supports_tools
 from locallama.gguf_info import GGUFInfo
 from locallama.runtime.types import Details, LoadedModelInfo, Message, ModelDetails
@@ -117,12 +118,14 @@ def capabilities(info: GGUFInfo, template: str | None) -> list[str]:
 
     ["embedding"] for an embedding model: one whose GGUF sets a pooling type (Ollama's
     test) or has an encoder-only architecture; else "completion", with "tools" when
-    ``template`` reads tools.  A generative model is not marked "embedding" although
+    ``template`` reads tools and "thinking" when it declares a thinking convention
+    (``engine/reasoning.py``).  A generative model is not marked "embedding" although
     /api/embed serves it (as Ollama's does): Ollama's own CLI reads "embedding" as
     "this model only embeds" and would answer ``ollama run`` with a vector."""
     if f"{info.architecture}.pooling_type" in info.metadata or info.architecture in ENCODER_ONLY:
         return ["embedding"]  # an embedding model (BERT-like) does not complete text
-    return ["completion", "tools"] if template_supports_tools(template) else ["completion"]
+    found = ["completion", "tools"] if template_supports_tools(template) else ["completion"]
+    return found + ["thinking"] if reasoning_format(template) else found
 
 
 def _param_text(value: Any) -> str:

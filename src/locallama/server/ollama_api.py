@@ -56,7 +56,7 @@ from locallama.api.ollama import (
     generate_request,
 )
 from locallama.api.ollama_answers import (
-    chat_line,
+    ChatLines,
     embed_json,
     generate_line,
     loaded_line,
@@ -128,11 +128,8 @@ async def chat(body: ChatBody, request: Request) -> Response:
         return JSONResponse(loaded_line(body.model, reason, chat=True))
     run = chat_request(body)
 
-    def line(chunk: Chunk) -> dict[str, Any]:
-        return chat_line(body.model, chunk)
-
     return await _answer(await open_stream(lambda: runtime.chat(run), face=FACE),
-                         body.stream, line)
+                         body.stream, ChatLines(body.model))
 
 
 async def _load_or_unload(runtime: Runtime, model: str, keep_alive: KeepAlive,
@@ -164,6 +161,7 @@ def _joined(chunks: list[Chunk]) -> Chunk:
     logprobs = [t for c in chunks for t in c.logprobs or ()]
     prompt = next((c.prompt_logprobs for c in chunks if c.prompt_logprobs), None)
     return dataclasses.replace(chunks[-1], text="".join(c.text for c in chunks),
+                               thinking="".join(c.thinking for c in chunks),
                                logprobs=logprobs or None, prompt_logprobs=prompt)
 
 
