@@ -53,12 +53,12 @@ def _call_schema(tool: Tool) -> dict[str, Any]:
 
 
 def _convert(schema: dict[str, Any]) -> str:
-    from llama_cpp import llama_grammar  # imported on use: it loads llama.cpp
+    """GBNF for ``schema`` through ``schema_grammar`` (every string escaped, properties in
+    order, the value last): the same converter as a request's ``format``."""
+    from locallama.engine.schema_grammar import schema_to_gbnf
 
     try:
-        grammar = llama_grammar.json_schema_to_gbnf(json.dumps(schema))  # order kept
+        return schema_to_gbnf(json.loads(json.dumps(schema)))  # a copy: it edits its input
     except Exception as exc:  # the converter raises bare exceptions for bad schemas
         raise InvalidRequest(f"a tool's parameters schema cannot be used: {exc}",
                              "tools") from None
-    # JSON strings cannot hold raw control characters (as grammar.py narrows it)
-    return grammar.replace('char ::= [^"\\\\] |', 'char ::= [^"\\\\\\x7F\\x00-\\x1F] |', 1)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import closing, contextmanager
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,10 +14,8 @@ from locallama.engine.grammar import grammar_for
 from locallama.engine.job import Job
 from locallama.engine.load_check import check_loads
 from locallama.engine.loader import ModelLoader
-from locallama.engine.reasoning import ReasoningSplitter
 from locallama.engine.render import Renderer
 from locallama.engine.templates import select_template
-from locallama.engine.tool_stream import ToolCallStream
 from locallama.errors import (
     BadModelFile,
     InvalidModelFile,
@@ -38,6 +35,7 @@ from locallama.runtime.prompt import (
     generate_prompt,
 )
 from locallama.runtime.records import loaded_rows, model_details
+from locallama.runtime.stream import OutputSplit, StreamShape
 from locallama.runtime.types import (
     ChatRequest,
     Chunk,
@@ -91,7 +89,7 @@ class LocalRuntime:
         options = resolve_options(record.params, request.options)
         check_generate(record, request)
         build = partial(generate_prompt, record, request, renderer=self.renderer)
-        return self._run(record, options, build, _Shape(
+        return self._run(record, options, build, StreamShape(
             keep_alive=self._keep_alive(request.keep_alive),
             grammar=grammar_for(request.format),
             top_logprobs=request.top_logprobs if request.logprobs or request.echo else None,
@@ -119,7 +117,7 @@ class LocalRuntime:
         build = partial(chat_prompt, record, conversation, tools, renderer=self.renderer,
                         think=request.think,
                         tool_choice=None if choice in (None, "auto") else choice)
-        return self._run(record, options, build, _Shape(
+        return self._run(record, options, build, StreamShape(
             keep_alive=self._keep_alive(request.keep_alive),
             grammar=grammar_for(request.format),
             top_logprobs=request.top_logprobs if request.logprobs else None,
@@ -129,7 +127,7 @@ class LocalRuntime:
         ))
 
     def _run(self, record: ModelRecord, options: Options,
-             build: Callable[[LoadedModel], Prompt], shape: _Shape) -> Iterator[Chunk]:
+             build: Callable[[LoadedModel], Prompt], shape: StreamShape) -> Iterator[Chunk]:
         """The one streaming path under generate and chat (and so under both faces)."""
         started = time.perf_counter_ns()
         use = self.loader.use(record.model_path, options, name=record.name.display,
@@ -141,7 +139,7 @@ class LocalRuntime:
                       grammar=prompt.grammar or shape.grammar, top_logprobs=shape.top_logprobs,
                       score_top=(shape.top_logprobs or 0) if shape.echo else None, score_from=0,
                       truncate=shape.truncate, shift=shape.shift, special=prompt.special)
-            split = _Split(prompt, shape)
+            split = OutputSplit(prompt, shape)
             first = True
             first_at = 0
             with closing(model.scheduler.submit(job)) as pieces:
@@ -404,46 +402,3 @@ class LocalRuntime:
                              digest=record.digest, keep_alive=self._keep_alive(None)
                              ) as (loaded, _):
             yield loaded, opts
-
-
-class _Split:
-    """A stream's output pieces into Chunks: thinking apart from text (the prompt's
-    reasoning format), tool calls as deltas (when tools were offered)."""
-
-    def __init__(self, prompt: Prompt, shape: _Shape) -> None:
-        self.reasoning = (ReasoningSplitter(prompt.reasoning, prompt.inside)
-                          if prompt.reasoning else None)
-        self.calls = ToolCallStream(shape.tool_names) if shape.tool_names is not None else None
-        self.hide_thinking = shape.hide_thinking
-
-    def chunk(self, piece: str | None) -> Chunk:
-        """The chunk for ``piece``; None: the stream's end (what was held back)."""
-        end = piece is None
-        if self.reasoning is None:
-            thinking, text = "", piece or ""
-        else:
-            thinking, text = self.reasoning.flush() if end else self.reasoning.feed(piece)
-        deltas = None
-        if self.calls is not None:
-            step = self.calls.feed(text)
-            if end:
-                rest = self.calls.flush()
-                step.text += rest.text
-                step.deltas += rest.deltas
-            text, deltas = step.text, step.deltas or None
-        return Chunk(text=text, thinking="" if self.hide_thinking else thinking,
-                     tool_call_deltas=deltas)
-
-
-@dataclass(frozen=True)
-class _Shape:
-    """How a request wants its stream: everything beyond prompt and options."""
-
-    keep_alive: float | None
-    grammar: str | None = None
-    top_logprobs: int | None = None  # None: no logprobs
-    echo: bool = False
-    tool_names: set[str] | None = None  # None: no tools
-    hide_thinking: bool = False  # think False: what a model thinks anyway is not sent
-    truncate: bool = True
-    shift: bool = True
