@@ -17,7 +17,9 @@ Per round and mode:
   per generated token: on a machine shared with other work, wall-clock speed
   follows the others' load, while CPU time per token mostly does not;
 - cold load: the model unloaded, then one generate of 1 token; time to its first
-  token (for a runner: process start, imports, load, the first token);
+  token (for a runner: process start, imports, load, the first token).  Its
+  load_duration row is not like for like: in-process it counts the weights only,
+  through a runner the process start, the weights and the context;
 - check: ``load_check.check_loads`` on the model's blob with no digest (so no cached
   verdict), a bare in-process ``llama_model_load_from_file`` of the same file for
   reference, and ``create`` FROM a copy of the file outside the store into a fresh
