@@ -180,8 +180,10 @@ class ModelLoader:
         return sum(e.size for e in self._loaded.values() if e.active == 0 and e.model)
 
     def _load(self, entry: Entry, info: GGUFInfo) -> int:
-        """Load outside the lock, so other models keep serving meanwhile."""
+        """Load outside the lock, so other models keep serving meanwhile; the ns it
+        took, all of it (a runner's start, the weights, the context), in both modes."""
         path, embedding = entry.key
+        started = time.perf_counter_ns()
         try:
             if self.runner != "inprocess":
                 from locallama.engine.runner_client import RunnerModel
@@ -213,7 +215,7 @@ class ModelLoader:
             entry.model = model
             entry.ready.set()
             self._lock.notify_all()
-        return model.load_duration
+        return time.perf_counter_ns() - started
 
     def _runner_stopped(self, entry: Entry) -> None:
         """A runner died: forget its entry, so the next request starts a fresh one (the
