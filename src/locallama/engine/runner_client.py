@@ -196,6 +196,7 @@ class Runner:
             self.log.append(line)
             if _debug():
                 sys.stderr.write(f"[runner {self.pid}] {line}\n")
+        self.proc.stdout.close()  # its pipe now, not whenever a garbage collection runs
 
     # -- ending --------------------------------------------------------------------
 
