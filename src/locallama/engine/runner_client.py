@@ -317,6 +317,8 @@ class RunnerModel:
             runner.send(("load", self.path, self.info, self.params, max_queue, self.name))
             kind, *rest = wait(waiter)
         except RunnerStopped as exc:
+            if runner.proc.returncode == -signal.SIGKILL:
+                raise  # killed from outside (the OOM killer, a user), not llama.cpp's verdict
             why = str(exc).partition(": ")[2]
             raise BadModelFile(f"llama.cpp cannot load model '{self.name}': its runner "
                                f"stopped with {why}") from None
