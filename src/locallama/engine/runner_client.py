@@ -45,6 +45,7 @@ log = logging.getLogger("locallama.runner")  # the server's log (``serve`` confi
 _GONE_POLL_S = 0.05  # how often a waiting request looks whether its client left
 _LOG_LINES = 40  # lines of the runner's log kept for a crash report
 _CLOSE_WAIT_S = 5.0  # how long an unload waits for the runner to end before SIGKILL
+_STATUS_WAIT_S = 1.0  # how long a /metrics scrape waits for a runner's queue length
 #: words that mark the line of a runner's log that says why it stopped
 _CAUSE_WORDS = ("error", "assert", "abort", "failed", "exception", "terminate", "fatal")
 
@@ -123,13 +124,18 @@ class Runner:
         with self._lock:
             self._waiters.pop(rid, None)
 
-    def call(self, method: str, *args: Any) -> Any:
+    def call(self, method: str, *args: Any, timeout: float | None = None) -> Any:
         """Run ``method(*args)`` in the runner (``runner._call``) and return its value;
-        its error is raised here as the runner raised it."""
+        its error is raised here as the runner raised it.  With ``timeout`` (seconds),
+        LocallamaError when no answer came by then (a stopped or wedged runner)."""
         rid, waiter = self.open()
         try:
             self.send(("call", rid, method, args))
-            kind, _, value = wait(waiter)
+            try:
+                kind, _, value = wait(waiter, timeout=timeout)
+            except queue.Empty:
+                raise LocallamaError(f"model runner for {self.name} did not answer "
+                                     f"{method} within {timeout} s") from None
         finally:
             self.forget(rid)
         if kind == "error":
@@ -197,6 +203,7 @@ class Runner:
             self.log.append(line)
             if _debug():
                 sys.stderr.write(f"[runner {self.pid}] {line}\n")
+        self.proc.stdout.close()  # its pipe now, not whenever a garbage collection runs
 
     # -- ending --------------------------------------------------------------------
 
@@ -241,12 +248,14 @@ class Runner:
             return None
 
 
-def wait(waiter: queue.SimpleQueue, gone: threading.Event | None = None) -> tuple:
+def wait(waiter: queue.SimpleQueue, gone: threading.Event | None = None,
+         timeout: float | None = None) -> tuple:
     """The next message for a request; Cancelled when ``gone`` is set meanwhile, the
-    runner's RunnerStopped when it ended."""
+    runner's RunnerStopped when it ended, queue.Empty after ``timeout`` seconds (only
+    without ``gone``)."""
     while True:
         if gone is None:
-            message = waiter.get()
+            message = waiter.get(timeout=timeout)
         else:
             if gone.is_set():
                 raise Cancelled("the client went away")
@@ -319,6 +328,8 @@ class RunnerModel:
             runner.send(("load", self.path, self.info, self.params, max_queue, self.name))
             kind, *rest = wait(waiter)
         except RunnerStopped as exc:
+            if runner.proc.returncode == -signal.SIGKILL:
+                raise  # killed from outside (the OOM killer, a user), not llama.cpp's verdict
             why = str(exc).partition(": ")[2]
             raise BadModelFile(f"llama.cpp cannot load model '{self.name}': its runner "
                                f"stopped with {why}") from None
@@ -418,6 +429,8 @@ class RunnerScheduler:
 
     def _status(self) -> tuple[int, int]:
         try:
-            return self.runner.call("status")
+            # /metrics asks on the server's event loop: a runner that does not answer
+            # (SIGSTOP, a wedged call) must not stall every other request with it.
+            return self.runner.call("status", timeout=_STATUS_WAIT_S)
         except LocallamaError:
             return 0, 0
