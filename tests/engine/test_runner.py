@@ -237,3 +237,35 @@ def test_a_runner_that_dies_is_written_to_the_log_with_its_last_lines(
     assert record.levelname == "WARNING"
     assert f"model runner for tiny:latest (pid {pid}) stopped: SIGKILL" in record.getMessage()
     assert "its last lines" in record.getMessage()
+
+
+def test_a_runner_ends_when_its_parent_dies_even_with_its_socket_held_open(
+        tmp_path: Path) -> None:
+    """A runner whose server was killed ends within a second or so, even when the end of
+    its socket is not closed (the other end is held here, as a long load would hold it
+    off reading): it watches its parent."""
+    import socket
+    import subprocess
+    import sys
+
+    ours, theirs = socket.socketpair()
+    src = str(Path(locallama.runtime.local.__file__).resolve().parents[2])
+    starter = ("import os, subprocess, sys, time\n"
+               "fd = int(sys.argv[1])\n"
+               "p = subprocess.Popen([sys.executable, '-m', 'locallama.engine.runner', "
+               "str(fd), str(os.getpid())], pass_fds=(fd,))\n"
+               "print(p.pid, flush=True)\n"
+               "time.sleep(120)\n")
+    parent = subprocess.Popen([sys.executable, "-c", starter, str(theirs.fileno())],
+                              pass_fds=(theirs.fileno(),), stdout=subprocess.PIPE,
+                              env={**os.environ, "PYTHONPATH": src}, text=True)
+    try:
+        runner = int(parent.stdout.readline())
+        assert psutil.pid_exists(runner)
+        parent.kill()
+        parent.wait()
+        _poll(lambda: dead(runner), "the orphaned runner ended", timeout=10)
+    finally:
+        parent.kill()
+        ours.close()
+        theirs.close()

@@ -158,3 +158,11 @@ def test_tokenizer_routes_refuse_unknown_models_and_bad_ids(url):
     assert httpx.post(url + "/tokenize", json={"model": "nope", "prompt": "a"}).status_code == 404
     bad = httpx.post(url + "/detokenize", json={"model": "fim", "tokens": [10 ** 6]})
     assert bad.status_code == 400 and "outside the vocabulary" in bad.json()["error"]
+
+
+def test_show_lists_insert_for_a_model_with_fim_tokens_only(url):
+    """Ollama's capability "insert" (suffix works) for a model whose vocabulary declares
+    FIM tokens; an editor plugin checks it before offering completions."""
+    client = ollama.Client(host=url)
+    assert "insert" in client.show("fim").capabilities
+    assert "insert" not in client.show("plain").capabilities

@@ -1,6 +1,7 @@
 """The runner: one loaded model in a process of its own.
 
-Started as ``python -m locallama.engine.runner FD`` by ``engine/runner_client.py``.
+Started as ``python -m locallama.engine.runner FD PARENT_PID`` by
+``engine/runner_client.py``.
 The parent's first message says what to load (a model with its scheduler, or an
 embedding model); the runner loads it, answers ``ready`` and then serves the
 parent's requests over the socket until the parent closes its end.  llama.cpp may
@@ -101,6 +102,17 @@ def _writer(conn: Connection, outbox: queue.SimpleQueue) -> None:
             os._exit(0)
 
 
+def _watch_parent(parent: int, every: float = 0.5) -> None:
+    """End the process when the parent is gone, even in the middle of a long load (the
+    socket's end is noticed only between messages).  A process whose parent died is
+    re-parented, so its parent pid changes."""
+    import time
+
+    while os.getppid() == parent:
+        time.sleep(every)
+    os._exit(0)
+
+
 def _log_to_stderr() -> None:
     """llama.cpp's whole log to stderr (the parent's pipe), not only with LOCALLAMA_DEBUG."""
     import llama_cpp
@@ -148,12 +160,14 @@ def _call(model: Any, method: str, args: tuple) -> Any:
     raise LocallamaError(f"the runner has no method {method!r}")
 
 
-def serve(fd: int) -> None:
+def serve(fd: int, parent: int | None = None) -> None:
     """The runner's life: load, answer ``ready``, serve until the parent's end closes
     (or it says ``close``), then exit at once: the system takes back all memory."""
     from locallama.engine.job import Job
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    threading.Thread(target=_watch_parent, args=(parent or os.getppid(),), name="runner-parent",
+                     daemon=True).start()
     conn = Connection(fd)
     outbox: queue.SimpleQueue = queue.SimpleQueue()
     threading.Thread(target=_writer, args=(conn, outbox), name="runner-writer",
@@ -210,4 +224,4 @@ def serve(fd: int) -> None:
 
 
 if __name__ == "__main__":
-    serve(int(sys.argv[1]))
+    serve(int(sys.argv[1]), int(sys.argv[2]) if len(sys.argv) > 2 else None)

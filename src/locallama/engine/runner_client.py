@@ -80,7 +80,8 @@ class Runner:
             env.setdefault("GGML_NO_BACKTRACE", "1")  # no debugger attached on abort()
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "locallama.engine.runner", str(child.fileno())],
+                [sys.executable, "-m", "locallama.engine.runner", str(child.fileno()),
+                 str(os.getpid())],
                 pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
                 start_new_session=True)  # a terminal's Ctrl-C is the parent's alone

@@ -118,14 +118,27 @@ def capabilities(info: GGUFInfo, template: str | None) -> list[str]:
 
     ["embedding"] for an embedding model: one whose GGUF sets a pooling type (Ollama's
     test) or has an encoder-only architecture; else "completion", with "tools" when
-    ``template`` reads tools and "thinking" when it declares a thinking convention
-    (``engine/reasoning.py``).  A generative model is not marked "embedding" although
-    /api/embed serves it (as Ollama's does): Ollama's own CLI reads "embedding" as
-    "this model only embeds" and would answer ``ollama run`` with a vector."""
+    ``template`` reads tools, "insert" when the vocabulary declares fill-in-the-middle
+    tokens (``suffix`` works: ``engine/fim.py``) and "thinking" when the template
+    declares a thinking convention (``engine/reasoning.py``).  A generative model is
+    not marked "embedding" although /api/embed serves it (as Ollama's does): Ollama's
+    own CLI reads "embedding" as "this model only embeds" and would answer ``ollama
+    run`` with a vector."""
     if f"{info.architecture}.pooling_type" in info.metadata or info.architecture in ENCODER_ONLY:
         return ["embedding"]  # an embedding model (BERT-like) does not complete text
     found = ["completion", "tools"] if template_supports_tools(template) else ["completion"]
+    if _declares_fim(info.metadata):
+        found.append("insert")
     return found + ["thinking"] if reasoning_format(template) else found
+
+
+def _declares_fim(metadata: dict[str, Any]) -> bool:
+    """Whether the GGUF names its FIM prefix, suffix and middle tokens (the current
+    ``fim_*`` keys or the older ``prefix``/``suffix``/``middle`` ones llama.cpp reads)."""
+    for keys in (("fim_pre", "fim_suf", "fim_mid"), ("prefix", "suffix", "middle")):
+        if all(isinstance(metadata.get(f"tokenizer.ggml.{k}_token_id"), int) for k in keys):
+            return True
+    return False
 
 
 def _param_text(value: Any) -> str:

@@ -73,8 +73,9 @@ def create_app(runtime: Runtime, settings: Settings, *, log_prompts: bool = Fals
         return Response("locallama is running", media_type="text/plain")
 
     @app.get("/metrics", include_in_schema=False)
-    async def prometheus_metrics() -> Response:
-        """Prometheus' text exposition format (version 0.0.4)."""
+    def prometheus_metrics() -> Response:
+        """Prometheus' text exposition format (version 0.0.4).  Not async: it asks each
+        runner for its queue, which must not hold the event loop."""
         return Response(metrics.exposition(), media_type=metrics.content_type)
 
     app.include_router(ollama_api.router)
