@@ -138,7 +138,8 @@ class JsonFormatter(logging.Formatter):
 
 
 def bind(host: str, port: int) -> socket.socket:
-    """A bound socket, or one line saying why not (uvicorn's own failure is a log dump)."""
+    """A bound, listening socket, or one line saying why not (uvicorn's own failure is a
+    log dump)."""
     try:
         family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
     except socket.gaierror as exc:
@@ -147,6 +148,9 @@ def bind(host: str, port: int) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT only, on Linux
     try:
         sock.bind((host, port))
+        # Listening now, not when uvicorn's loop starts: the banner says "is listening",
+        # and a client that connects right after it must be queued, not refused.
+        sock.listen(2048)
     except OSError as exc:
         sock.close()
         if exc.errno == errno.EADDRINUSE:
