@@ -11,6 +11,9 @@ fixed (plain test) or still open (``xfail(strict=True)`` with the reason).
 * A tool call cut at max_tokens was answered as a finished call: finish_reason
   "tool_calls" (OpenAI chat) and stop_reason "tool_use" (Anthropic), with arguments
   ``{}`` the model never wrote; the Responses face already said ``incomplete``.
+* ``tool_choice`` "required" (or a named function) with no tools was dropped on the
+  OpenAI chat face and Anthropic's ``{"type": "any"}`` too: a 200 with plain text
+  where the client asked to force a call (the Responses face already refused it).
 """
 
 from __future__ import annotations
@@ -133,6 +136,32 @@ def test_responses_function_call_cut_at_max_output_tokens_is_incomplete(cut_serv
                                 tools=[{"type": "function", "name": "get_weather",
                                         "parameters": WEATHER}])
     assert r.status == "incomplete" and r.incomplete_details.reason == "max_output_tokens"
+
+
+# -- tool_choice forcing a call with no tools ----------------------------------------------
+
+
+@pytest.mark.parametrize("choice", ["required", {"type": "function", "function": {"name": "f"}}])
+def test_openai_chat_forced_tool_choice_without_tools_is_a_400(server, choice):
+    client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)
+    with pytest.raises(openai.BadRequestError) as raised:
+        client.chat.completions.create(model="tiny", max_tokens=2, tool_choice=choice,
+                                       messages=[{"role": "user", "content": "hi"}])
+    assert raised.value.body["param"] == "tool_choice"
+
+
+def test_anthropic_tool_choice_any_without_tools_is_a_400(server):
+    client = anthropic.Anthropic(base_url=server.url, api_key="unused", max_retries=0)
+    with pytest.raises(anthropic.BadRequestError, match="tool_choice"):
+        client.messages.create(model="tiny", max_tokens=2, tool_choice={"type": "any"},
+                               messages=[{"role": "user", "content": "hi"}])
+
+
+def test_auto_tool_choice_without_tools_still_answers(server):
+    client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)
+    r = client.chat.completions.create(model="tiny", max_tokens=1, tool_choice="auto",
+                                       messages=[{"role": "user", "content": "hi"}])
+    assert r.choices[0].finish_reason in ("length", "stop")
 
 
 # -- still open ------------------------------------------------------------------------------
