@@ -11,8 +11,9 @@ https://docs.anthropic.com/en/api/errors (error types and statuses).
   (its ``signature`` empty: a local model signs nothing), the text as a ``text``
   block, each tool call as a ``tool_use`` block (id ``toolu_…``, ``input`` the
   arguments).
-* ``stop_reason``: "tool_use" when the answer calls tools, "max_tokens" when the
-  Runtime stopped at num_predict or the context, "stop_sequence" (with
+* ``stop_reason``: "max_tokens" when the Runtime stopped at num_predict or the
+  context (a tool call too may be cut there), "tool_use" when the answer calls
+  tools, "stop_sequence" (with
   ``stop_sequence``) when one of the request's ``stop_sequences`` ended it, else
   "end_turn".
 * ``usage``: ``input_tokens`` the prompt tokens evaluated for this request,
@@ -49,10 +50,10 @@ def new_id(prefix: str) -> str:
 def stop_reason(final: Chunk, calls: bool, stop_sequences: Sequence[str] | None
                 ) -> tuple[str, str | None]:
     """(``stop_reason``, ``stop_sequence``) for an answer ending with ``final``."""
+    if final.done_reason == "length":  # even inside a tool_use block: it was cut there
+        return "max_tokens", None
     if calls:
         return "tool_use", None
-    if final.done_reason == "length":
-        return "max_tokens", None
     matched = final.stop_sequence
     if matched is not None and matched in (stop_sequences or ()):
         return "stop_sequence", matched

@@ -39,7 +39,8 @@ class UnicodeBody(BaseModel):
     JSON may escape half of a UTF-16 surrogate pair (``"\\ud800"``) and Python's parser
     reads it into a str that UTF-8 (llama.cpp, the template workers, the store) cannot
     hold.  Each field is checked once, before its own validation: a field whose type
-    holds bodies (``messages``, ``tools`` as models) is left to them, so the error's
+    holds bodies (``messages``, ``tools`` as models) is left to them (unless its value is
+    a plain string, as ``content: str | list[Block]`` may be), so the error's
     location is the deepest field (``messages[1].content``); one whose type holds no
     text (token ids) is skipped; any other value is searched whole, keys of objects
     included (``options``, tool arguments, a JSON schema), and the message says where
@@ -51,8 +52,8 @@ class UnicodeBody(BaseModel):
     @classmethod
     def _text_is_unicode(cls, value: Any, info: ValidationInfo) -> Any:
         field = info.field_name
-        if field is None or not _searched(cls, field):
-            return value
+        if field is None or (not _searched(cls, field) and not isinstance(value, str)):
+            return value  # a str is checked even where the type also holds bodies
         found = not_unicode_in(value, field)
         if found is not None:
             raise PydanticCustomError("string_unicode", "{reason}", {"reason": found})

@@ -231,10 +231,14 @@ def chat_requests(body: ChatCompletionRequest) -> list[ChatRequest]:
     (https://platform.openai.com/docs/api-reference/chat/create);
     ``max_completion_tokens`` wins over ``max_tokens``; ``response_format`` json_object
     is Ollama's "json" format and json_schema its schema.  Raises InvalidRequest for
-    top_logprobs without logprobs, a tool_choice naming no tool in ``tools``, a
+    top_logprobs without logprobs, a tool_choice naming no tool in ``tools`` (or
+    "required" / a name with no tools), a
     json_schema format without a schema, and what ``messages_for_runtime`` refuses."""
     if body.top_logprobs is not None and not body.logprobs:
         raise invalid("top_logprobs needs logprobs set to true", "top_logprobs")
+    if not body.tools and body.tool_choice not in (None, "none", "auto"):
+        raise invalid("'tool_choice' is only allowed when 'tools' are specified",
+                      "tool_choice")
     tools, choice = None, None
     if body.tools and body.tool_choice != "none":
         tools = [RuntimeTool(t.function.name, t.function.description, t.function.parameters)

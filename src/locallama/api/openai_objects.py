@@ -14,8 +14,9 @@ Conventions every answer keeps:
 
 * A logprob of nan (no value: a prompt's first token) is null, -inf is -9999
   (``api/common.finite_logprob``).
-* ``finish_reason``: "tool_calls" when a chat answer's final chunk calls tools,
-  "length" when the Runtime stopped at num_predict or the context, else "stop".
+* ``finish_reason``: "length" when the Runtime stopped at num_predict or the
+  context (a tool call too may be cut there), "tool_calls" when a chat answer's
+  final chunk calls tools, else "stop".
 * ``usage``: a prompt counts once however many choices (``n``) it has; every
   choice's generated tokens count.
 """
@@ -101,6 +102,15 @@ def finish_reason(final: Chunk) -> str:
     return "length" if final.done_reason == "length" else "stop"
 
 
+def chat_finish_reason(final: Chunk, called: bool) -> str:
+    """A chat answer's finish_reason: "length" when it stopped at a limit, even inside
+    or after a tool call (a call cut there is not whole; llama-server says "length"
+    too), else "tool_calls" when it called tools, else ``finish_reason``."""
+    if called and final.done_reason != "length":
+        return "tool_calls"
+    return finish_reason(final)
+
+
 # -- chat -----------------------------------------------------------------------------------
 
 
@@ -157,7 +167,7 @@ def chat_completion(head: Head, answers: Sequence[Sequence[Chunk]], logprobs: bo
             content = {"content": [token_logprob(t) for c in chunks for t in c.logprobs or ()],
                        "refusal": None}
         choices.append({"index": index, "message": message, "logprobs": content,
-                        "finish_reason": "tool_calls" if calls else finish_reason(final)})
+                        "finish_reason": chat_finish_reason(final, bool(calls))})
         usage.add(final)
     return {**head.json("chat.completion"), "choices": choices, "usage": usage.json()}
 
@@ -205,7 +215,7 @@ class ChatStream:
             delta["tool_calls"] = calls
         self.usage.add(chunk)
         called = bool(chunk.tool_calls or self._started)
-        return self._event(index, delta, chunk, "tool_calls" if called else finish_reason(chunk))
+        return self._event(index, delta, chunk, chat_finish_reason(chunk, called))
 
     def end(self) -> JSON | None:
         """The usage event (``choices: []``) when it was asked for, else None."""

@@ -110,6 +110,9 @@ class LocalRuntime:
         tools = request.tools or None
         if request.tool_choice == "none":
             tools = None
+        if not request.tools and request.tool_choice not in (None, "auto", "none"):
+            raise InvalidRequest("tool_choice 'required' or a named function needs tools",
+                                 "tool_choice")  # not a call silently left to chance
         choice = request.tool_choice if tools else None
         if choice not in (None, "auto", "required") and choice not in {t.name for t in tools}:
             raise InvalidRequest(f"tool_choice names function {choice!r}, which is not "

@@ -20,12 +20,13 @@ from fastapi import APIRouter, Request
 from locallama.api.infill import InfillBody, completion, final_fields, infill_request, stream_event
 from locallama.runtime.types import Chunk
 from locallama.server.http_errors import ollama_error_body
+from locallama.server.json_body import JSONBodyRoute
 from locallama.server.runtime_calls import as_error, collect, open_stream, runtime_of
 from locallama.server.streaming import ClosingStreamingResponse
 from locallama.server.tokens_api import model_for
 
 FACE = "infill"
-router = APIRouter()
+router = APIRouter(route_class=JSONBodyRoute)  # bodies are JSON whatever the Content-Type
 
 
 @router.post("/infill")

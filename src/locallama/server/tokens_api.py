@@ -26,10 +26,11 @@ from locallama.api.tokens import (
 from locallama.errors import InvalidRequest
 from locallama.runtime.base import Runtime
 from locallama.runtime.types import ChatRequest, Message
+from locallama.server.json_body import JSONBodyRoute
 from locallama.server.runtime_calls import call, collect, open_stream, runtime_of
 
 FACE = "tokenizer"
-router = APIRouter()
+router = APIRouter(route_class=JSONBodyRoute)  # bodies are JSON whatever the Content-Type
 
 
 async def model_for(runtime: Runtime, asked: str | None) -> str:
