@@ -121,8 +121,10 @@ def chromium() -> Iterator:
 @pytest.fixture
 def page(chromium) -> Iterator:
     """A fresh context and page (1000x700); ``page.errors`` collects console errors
-    and uncaught exceptions."""
-    context = chromium.new_context(viewport={"width": 1000, "height": 700})
+    and uncaught exceptions.  The page's Content-Security-Policy is bypassed: the
+    tests' string predicates need eval, and the hostile-text tests must show the
+    sanitizing alone keeps script out (the CSP is a second wall, checked apart)."""
+    context = chromium.new_context(viewport={"width": 1000, "height": 700}, bypass_csp=True)
     context.set_default_timeout(10_000)
     pg = context.new_page()
     pg.errors = []

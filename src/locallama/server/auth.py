@@ -24,8 +24,8 @@ def refusal(method: str, path: str, authorization: str, key: str | None,
     ``Bearer <key>`` (RFC 6750; the scheme in any case) or the key itself (what
     Anthropic's clients send), compared in constant time.  ``GET``/``HEAD`` of ``/``
     and ``/api/version`` are open, and so are the chat page's files (``GET /ui/...``
-    outside ``/ui/api/``: static, no data, and a browser's navigation sends no key).  CORS preflights never reach here (browsers send
-    them without credentials).
+    outside ``/ui/api/``: static, no data, and a browser's navigation sends no key).
+    CORS preflights never reach here (browsers send them without credentials).
     """
     if not key or (method, path) in OPEN or _page_file(method, path):
         return None
