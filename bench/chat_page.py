@@ -30,7 +30,8 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests" / "web"), str(ROOT / "tests")]
 
-from conftest import CHROMIUM, CHROMIUM_ARGS, start_ui_server  # noqa: E402
+from webhelpers import CHROMIUM, CHROMIUM_ARGS, start_ui_server  # noqa: E402
+
 from tinymodel import write_tiny_gguf  # noqa: E402
 
 OPTIONS = {"temperature": 0, "seed": 1}

@@ -8,7 +8,7 @@
  * goes through markdown.js (DOMPurify) only.
  */
 import { h, render } from "./vendor/preact.js";
-import { useEffect, useReducer, useRef, useState } from "./vendor/preact-hooks.js";
+import { useEffect, useLayoutEffect, useReducer, useRef, useState } from "./vendor/preact-hooks.js";
 import htm from "./vendor/htm.js";
 import { enhance, renderMarkdown } from "./markdown.js";
 import {
@@ -62,7 +62,7 @@ const fmtTime = (ms) => (ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${Math.ro
 
 function Markdown({ text }) {
   const ref = useRef(null);
-  useEffect(() => {
+  useLayoutEffect(() => {
     ref.current.innerHTML = renderMarkdown(text); // sanitized by DOMPurify
     enhance(ref.current);
   }, [text]);
@@ -241,7 +241,11 @@ function Chat({ api }) {
     const reserve = Math.min(maxTokens > 0 ? maxTokens : 256, Math.floor(numCtx / 2));
     const count = async (messages) => {
       try {
-        return (await api.post("/tokenize", { model: c.model, messages })).count;
+        const response = await api.fetch("/tokenize", {
+          method: "POST", headers: { "Content-Type": "application/json" },
+          body: JSON.stringify({ model: c.model, messages }), signal: AbortSignal.timeout(15000),
+        });
+        return (await response.json()).count;
       } catch {
         return Math.ceil(messages.reduce((n, m) => n + m.content.length, 0) / 3);
       }
@@ -290,7 +294,9 @@ function Chat({ api }) {
         if ((m.content || m.thinking) && first === null) first = performance.now();
         if (m.content) answer.content += m.content;
         if (m.thinking) answer.thinking = (answer.thinking || "") + m.thinking;
-        if (!frame) frame = requestAnimationFrame(() => { frame = 0; redraw(); });
+        // at most one redraw per 30 ms (timers, not animation frames: those stop in a
+        // hidden tab)
+        if (!frame) frame = setTimeout(() => { frame = 0; redraw(); }, 30);
       }, controller.signal);
       if (last?.done) {
         const seconds = (last.eval_duration || 0) / 1e9;
