@@ -84,7 +84,7 @@ function Message({ m, last, busy, onRegenerate, onEdit }) {
   return html`<article class=${`msg ${m.role}`} data-role=${m.role}>
     <div class="who">${who}</div>
     ${m.attachments?.length ? html`<ul class="files">${m.attachments.map((a) =>
-      html`<li title=${`${a.text.length} characters`}>📄 ${a.name}</li>`)}</ul>` : null}
+      html`<li title=${`${a.text.length} characters`}>${a.name}</li>`)}</ul>` : null}
     ${m.thinking ? html`<details class="thinking"><summary>Thinking${last && busy ? "…" : ""}</summary>
       <div class="thinking-text">${m.thinking}</div></details>` : null}
     ${m.role === "assistant" ? html`<${Markdown} text=${m.content} />`
@@ -136,7 +136,7 @@ function Sidebar({ convs, current, onPick, onNew, onRename, onDelete, onExport, 
         <button type="button" class="icon" title="Rename" aria-label=${`Rename ${c.title}`}
           onClick=${() => onRename(c)}>✎</button>
         <button type="button" class="icon" title="Delete" aria-label=${`Delete ${c.title}`}
-          onClick=${() => onDelete(c)}>🗑</button></li>`)}
+          onClick=${() => onDelete(c)}>✕</button></li>`)}
     </ul>
     <div class="io">
       <button type="button" onClick=${onExport}>Export</button>
@@ -275,7 +275,7 @@ function Chat({ api }) {
     const wire = [];
     if (c.settings.system.trim()) wire.push({ role: "system", content: c.settings.system });
     for (const m of history) wire.push({ role: m.role, content: wireContent(m) });
-    const started = performance.now();
+    let started = 0;
     let first = null;
     try {
       const fit = await fitHistory(c, wire);
@@ -289,6 +289,7 @@ function Chat({ api }) {
       const body = { model: c.model, messages: fit.messages, stream: true, options: options(c.settings) };
       if (caps.includes("thinking")) body.think = true;
       let frame = 0;
+      started = performance.now(); // the time to the first token: from sending the chat
       const last = await api.stream("/api/chat", body, (line) => {
         const m = line.message || {};
         if ((m.content || m.thinking) && first === null) first = performance.now();
@@ -451,7 +452,7 @@ function Chat({ api }) {
       </div>
       ${notice ? html`<div class="notice" role="status" data-testid="notice">${notice}</div>` : null}
       <div class="composer">
-        ${pending.length ? html`<ul class="files pending">${pending.map((a, i) => html`<li>📄 ${a.name}
+        ${pending.length ? html`<ul class="files pending">${pending.map((a, i) => html`<li>${a.name}
           <button type="button" class="icon" aria-label=${`Remove ${a.name}`}
             onClick=${() => setPending(pending.filter((_, j) => j !== i))}>✕</button></li>`)}</ul>` : null}
         <textarea ref=${inputRef} rows="3" data-testid="input" aria-label="Message"

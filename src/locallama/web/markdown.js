@@ -75,7 +75,13 @@ export async function enhance(element) {
     }
   }
   if (maths.length) {
-    katex ??= (await import("./vendor/katex.js")).default;
+    if (!katex) {
+      const css = document.createElement("link");
+      css.rel = "stylesheet";
+      css.href = new URL("./vendor/katex.css", import.meta.url).href;
+      document.head.appendChild(css);
+      katex = (await import("./vendor/katex.js")).default;
+    }
     for (const el of maths) {
       if (!el.isConnected) continue;
       const html = katex.renderToString(el.dataset.tex, {
