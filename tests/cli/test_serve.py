@@ -259,10 +259,12 @@ def test_no_warning_with_a_key_or_on_loopback(tmp_path, bind, key):
     if key:
         env["LOCALLAMA_API_KEY"] = key
     proc, lines = _serve_until_listening(env)
+    page = proc.stderr.readline().strip()  # the banner's second line
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=STOP_TIMEOUT_S) == 0
     proc.stderr.close()
     assert not any("Warning" in line for line in lines), lines
+    assert page == f"The chat page: http://127.0.0.1:{port}/ui/"
 
 
 #: the most a refused 100 MB body may add to the server's resident memory: the

@@ -72,10 +72,19 @@ def serve(
                                 timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
         server = uvicorn.Server(config)
         _on_stop(server, runtime)
-        _run_until_signal(server, sock, f"locallama is listening on {settings.base_url}")
+        _run_until_signal(server, sock, f"locallama is listening on {settings.base_url}\n"
+                                        f"The chat page: {page_url(settings)}")
     finally:
         runtime.close()
         sock.close()
+
+
+def page_url(settings: Settings) -> str:
+    """The chat page's address for a browser on this machine (an unspecified bind,
+    0.0.0.0 or ::, is reached at loopback)."""
+    host = {"0.0.0.0": "127.0.0.1", "::": "[::1]", "": "127.0.0.1"}.get(settings.host)
+    base = f"http://{host}:{settings.port}" if host else settings.base_url
+    return base + "/ui/"
 
 
 def exposed_warning(settings: Settings) -> str:

@@ -194,18 +194,9 @@ def _html_text(html: str) -> str:
 
 def _read_pdf(data: bytes) -> list[Section]:
     """One section per page, so passages never straddle pages and cite a page number."""
-    import io
-
-    import pypdf
+    from locallama.pdftext import PdfError, pdf_pages
 
     try:
-        with quiet_logger("pypdf", logging.CRITICAL):
-            reader = pypdf.PdfReader(io.BytesIO(data))
-            if reader.is_encrypted and not reader.decrypt(""):
-                raise DocumentError("the PDF is encrypted")
-            return [Section(page.extract_text() or "", number)
-                    for number, page in enumerate(reader.pages, start=1)]
-    except DocumentError:
-        raise
-    except Exception as exc:  # a stranger's file: pypdf raises many types on broken ones
-        raise DocumentError(f"not a readable PDF ({exc or type(exc).__name__})") from None
+        return [Section(text, number) for number, text in enumerate(pdf_pages(data), start=1)]
+    except PdfError as exc:
+        raise DocumentError(str(exc)) from None

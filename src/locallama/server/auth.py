@@ -23,10 +23,11 @@ def refusal(method: str, path: str, authorization: str, key: str | None,
     ``x-api-key`` header ("" when absent); with ``key`` set, either must carry it:
     ``Bearer <key>`` (RFC 6750; the scheme in any case) or the key itself (what
     Anthropic's clients send), compared in constant time.  ``GET``/``HEAD`` of ``/``
-    and ``/api/version`` are open.  CORS preflights never reach here (browsers send
-    them without credentials).
+    and ``/api/version`` are open, and so are the chat page's files (``GET /ui/...``
+    outside ``/ui/api/``: static, no data, and a browser's navigation sends no key).
+    CORS preflights never reach here (browsers send them without credentials).
     """
-    if not key or (method, path) in OPEN:
+    if not key or (method, path) in OPEN or _page_file(method, path):
         return None
     scheme, _, token = authorization.strip().partition(" ")
     if scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), key.encode()):
@@ -35,3 +36,8 @@ def refusal(method: str, path: str, authorization: str, key: str | None,
         return None
     return Unauthorized("a valid API key is required: send 'Authorization: Bearer <key>' "
                         "or 'x-api-key: <key>'")
+
+
+def _page_file(method: str, path: str) -> bool:
+    return method in ("GET", "HEAD") and (path == "/ui" or path.startswith("/ui/")) and \
+        not path.startswith("/ui/api/")
