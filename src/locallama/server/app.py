@@ -38,6 +38,7 @@ def create_app(runtime: Runtime, settings: Settings, *, log_prompts: bool = Fals
         openai_api,
         responses_api,
         tokens_api,
+        web_results,
     )
 
     app = FastAPI(title="locallama", version=__version__,
@@ -84,6 +85,7 @@ def create_app(runtime: Runtime, settings: Settings, *, log_prompts: bool = Fals
     app.include_router(responses_api.router)
     app.include_router(tokens_api.router)  # vLLM's and llama-server's tokenizer routes
     app.include_router(infill_api.router)  # llama-server's /infill
+    app.include_router(web_results.router)  # the chat page's Measurements view
     app.add_middleware(WatchDisconnect)  # work stops when its client leaves
     # Added last, so outermost: nothing runs for a request the guard refuses.
     app.add_middleware(Guard, settings=settings, metrics=metrics, routes=app.router.routes,
