@@ -130,7 +130,7 @@ function Charts({ report }) {
       bars=${series.flatMap((s) => [
         { label: s.label, sub: "file", value: s.row.size ? s.row.size / 1e9 : null, color: s.color },
         ...(rows.some((r) => r.memory)
-          ? [{ label: s.label, sub: "memory (est.)", value: s.row.memory ? s.row.memory / 1e9 : null,
+          ? [{ label: s.label, sub: "memory", value: s.row.memory ? s.row.memory / 1e9 : null,
                color: s.color, faint: true }]
           : []),
       ])} />`);
@@ -213,7 +213,7 @@ function qualityPoints(series, tasks) {
 // ---- charts -------------------------------------------------------------------
 
 const WIDTH = 560;
-const LABEL_W = 170;
+const LABEL_W = 190;
 const VALUE_W = 90;
 const BAR_H = 18;
 const GAP = 6;

@@ -145,13 +145,13 @@ function ModelsView({ api }) {
         ? html`<p class="models-empty" data-testid="no-loaded">No model is loaded.</p>`
         : html`
           <table class="models-table" data-testid="loaded-table">
-            <thead><tr><th>Name</th><th>Size</th><th>Context</th><th>Until</th><th></th></tr></thead>
+            <thead><tr><th>Name</th><th>Size</th><th class="wide-only">Context</th><th>Until</th><th></th></tr></thead>
             <tbody>
               ${loaded.map((m) => html`
                 <tr key=${m.name} data-model=${m.name}>
                   <td class="model-name">${m.name}</td>
                   <td>${formatBytes(m.size)}</td>
-                  <td>${m.context_length || "-"}</td>
+                  <td class="wide-only">${m.context_length || "-"}</td>
                   <td title=${m.expires_at || ""}>${formatUntil(m.expires_at)}</td>
                   <td><button type="button" class="unload" disabled=${busy === m.name}
                         onClick=${() => unload(m.name)}>Unload</button></td>
@@ -166,7 +166,7 @@ function ModelsView({ api }) {
           : html`
           <table class="models-table" data-testid="models-table">
             <thead><tr>
-              <th>Name</th><th>Size</th><th>Quantization</th><th>Parameters</th><th>Family</th>
+              <th>Name</th><th>Size</th><th>Quantization</th><th class="wide-only">Parameters</th><th class="wide-only">Family</th>
               <th>Loaded until</th><th></th>
             </tr></thead>
             <tbody>
@@ -179,8 +179,8 @@ function ModelsView({ api }) {
                   <td class="model-name">${m.name}</td>
                   <td class="model-size">${formatBytes(m.size)}</td>
                   <td class="model-quant">${d.quantization_level || "-"}</td>
-                  <td>${d.parameter_size || "-"}</td>
-                  <td>${d.family || "-"}</td>
+                  <td class="wide-only">${d.parameter_size || "-"}</td>
+                  <td class="wide-only">${d.family || "-"}</td>
                   <td>${live ? formatUntil(live.expires_at) : "-"}</td>
                   <td class="model-actions">
                     <button type="button" class="details" aria-expanded=${selected === m.name}
