@@ -47,6 +47,9 @@ class Settings:
     task_model: str = "gemma3:270m"  # the model they use unless --model says otherwise
     embed_model: str = "gemma3:270m"  # the model `ask` embeds documents with
     recipes_dir: Path = field(default_factory=lambda: Path.home() / ".locallama" / "recipes")
+    # result files of eval/perplexity/bench (their --output) that the page's
+    # Measurements view charts (LOCALLAMA_RESULTS, else LOCALLAMA_HOME/results)
+    results_dir: Path = field(default_factory=lambda: Path.home() / ".locallama" / "results")
     # Where `locallama import` looks for models the user already has (other tools'
     # variables, read here so that nothing else reads the environment).
     ollama_models: Path = field(default_factory=lambda: Path.home() / ".ollama" / "models")
@@ -97,6 +100,7 @@ class Settings:
             task_model=env.get("LOCALLAMA_TASK_MODEL", "").strip() or "gemma3:270m",
             embed_model=env.get("LOCALLAMA_EMBED_MODEL", "").strip() or "gemma3:270m",
             recipes_dir=home / "recipes",
+            results_dir=_path(env, "LOCALLAMA_RESULTS") or home / "results",
             ollama_models=_path(env, "OLLAMA_MODELS") or Path.home() / ".ollama" / "models",
             hf_hub_cache=_hf_hub_cache(env),
             lmstudio_models=tuple(Path(p).expanduser() for p in env.get(

@@ -39,6 +39,7 @@ def create_app(runtime: Runtime, settings: Settings, *, log_prompts: bool = Fals
         responses_api,
         tokens_api,
         web,
+        web_results,
     )
 
     app = FastAPI(title="locallama", version=__version__,
@@ -85,6 +86,7 @@ def create_app(runtime: Runtime, settings: Settings, *, log_prompts: bool = Fals
     app.include_router(responses_api.router)
     app.include_router(tokens_api.router)  # vLLM's and llama-server's tokenizer routes
     app.include_router(infill_api.router)  # llama-server's /infill
+    app.include_router(web_results.router)  # the Measurements view (before the mount)
     web.mount(app)  # the chat page at /ui/
     app.add_middleware(WatchDisconnect)  # work stops when its client leaves
     # Added last, so outermost: nothing runs for a request the guard refuses.
