@@ -14,8 +14,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from webhelpers import HOSTILE, screenshot, start_ui_server
 
-from conftest import HOSTILE, screenshot, start_ui_server
 from fakeregistry import fake_registry
 from resultfiles import write_results
 from tinymodel import write_tiny_gguf
