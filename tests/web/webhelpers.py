@@ -89,8 +89,18 @@ def start_ui_server(tmp: Path, gguf: Path, models: dict[str, str] | None = None,
 
 
 def screenshot(page, name: str) -> Path:
-    """Save the page as ``docs/<name>.png`` (the README shows these)."""
-    DOCS.mkdir(exist_ok=True)
-    path = DOCS / f"{name}.png"
+    """Take the page's screenshot: as ``docs/<name>.png`` (the README shows these) when
+    LOCALLAMA_UPDATE_SCREENSHOTS=1, else into a temporary folder, so that a test run
+    leaves the checkout as it was."""
+    import os
+    import tempfile
+
+    if os.environ.get("LOCALLAMA_UPDATE_SCREENSHOTS") == "1":
+        folder = DOCS
+    else:
+        folder = Path(tempfile.gettempdir()) / "locallama-screenshots"
+    folder.mkdir(exist_ok=True)
+    path = folder / f"{name}.png"
     page.screenshot(path=str(path))
+    assert path.stat().st_size > 1000  # a real picture, not an empty file
     return path
