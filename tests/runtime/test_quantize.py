@@ -147,7 +147,7 @@ def test_a_client_gone_during_quantization_stops_the_quantizer(runtime, tmp_path
     started = time.monotonic()
     with pytest.raises(Cancelled):
         create(runtime, "small", "FROM tiny\n", tmp_path, quantize="q8_0", progress=progress)
-    assert time.monotonic() - started < 10  # not the child's 60 s
+    assert time.monotonic() - started < 30  # not the child's 60 s (loaded machines are slow)
 
     def quantizer_alive() -> list:  # a killed child is a zombie until it is reaped
         return [p for p in psutil.process_iter(["cmdline", "status", "ppid"])
