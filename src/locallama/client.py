@@ -5,8 +5,9 @@ should not care whether the engine is in this process or behind ``locallama serv
 (or Ollama itself).  This module is the HTTP half only: the httpx client, streamed lines,
 blob uploads and transport errors.  Every translation (a request dataclass to the
 JSON body Ollama documents, each answer back to the dataclass LocalRuntime returns,
-an error body to its typed error) is ``api/ollama.py`` and ``api/ollama_answers.py``,
-the same code the server's face uses, so callers cannot tell the two runtimes apart.
+an error body to its typed error) is ``api/ollama.py``, ``api/ollama_stream.py`` and
+``api/ollama_answers.py``, the same code the server's face uses, so callers cannot
+tell the two runtimes apart.
 Errors come back typed: the body's ``code`` (a LocallamaError code, when the server
 sends one) wins, then the HTTP status; the server's message is kept word for word.
 
@@ -29,7 +30,6 @@ import httpx
 
 from locallama.api.ollama import chat_body, create_body, embed_body, generate_body
 from locallama.api.ollama_answers import (
-    chunks_of,
     embeddings_of,
     error_of,
     progress_of,
@@ -37,6 +37,7 @@ from locallama.api.ollama_answers import (
     show_of,
     tag_of,
 )
+from locallama.api.ollama_stream import chunks_of
 from locallama.api.tokens import tokenizer_info_from_json
 from locallama.errors import InvalidRequest, LocallamaError, NotSupported
 from locallama.options import parse_parameters

@@ -1,4 +1,5 @@
-"""Ollama's wire format (api/ollama.py, api/ollama_answers.py), without HTTP.
+"""Ollama's wire format (api/ollama*.py: requests, bodies, stream lines, answers),
+without HTTP.
 
 The server encodes and the client decodes with these functions, so each shape is
 checked as a round trip: what the server sends, the client reads back as the value
@@ -21,10 +22,6 @@ from pydantic import ValidationError
 
 from locallama import errors
 from locallama.api.ollama import (
-    ChatBody,
-    CreateBody,
-    EmbedBody,
-    GenerateBody,
     chat_body,
     chat_request,
     create_body,
@@ -35,17 +32,12 @@ from locallama.api.ollama import (
     generate_request,
 )
 from locallama.api.ollama_answers import (
-    ChatLines,
-    chat_line,
-    chunk_of,
-    chunks_of,
     details_json,
     details_of,
     embed_json,
     embeddings_of,
     error_json,
     error_of,
-    generate_line,
     progress_json,
     progress_of,
     running_json,
@@ -55,6 +47,8 @@ from locallama.api.ollama_answers import (
     tag_json,
     tag_of,
 )
+from locallama.api.ollama_bodies import ChatBody, CreateBody, EmbedBody, GenerateBody
+from locallama.api.ollama_stream import ChatLines, chat_line, chunk_of, chunks_of, generate_line
 from locallama.errors import InvalidRequest, LocallamaError, ModelNotFound, NotSupported
 from locallama.progress import ProgressEvent
 from locallama.runtime.types import (

@@ -1,9 +1,8 @@
 """The Ollama face: /api/* with Ollama's field names, defaults, status codes and NDJSON.
 
 A thin translator (DESIGN.md rule 1): each handler turns the body into a Runtime
-call and formats the chunks or records it gets back (``api/ollama.py`` and
-``api/ollama_answers.py`` do the translating, for the client too), so Ollama's
-clients work unmodified.  Notes on the choices made:
+call and formats the chunks or records it gets back (``api/ollama*.py`` do the
+translating, for the client too), so Ollama's clients work unmodified.  Notes on the choices made:
 
 * Every body is read as JSON whatever its Content-Type: ``curl -d`` sends a form
   type, and Ollama's documented examples rely on that.
@@ -37,7 +36,15 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from locallama import __version__
-from locallama.api.ollama import (
+from locallama.api.ollama import chat_request, create_modelfile, embed_inputs, generate_request
+from locallama.api.ollama_answers import (
+    embed_json,
+    progress_json,
+    running_json,
+    show_json,
+    tag_json,
+)
+from locallama.api.ollama_bodies import (
     ChatBody,
     CopyBody,
     CreateBody,
@@ -45,31 +52,17 @@ from locallama.api.ollama import (
     EmbedBody,
     EmbeddingsBody,
     GenerateBody,
-    KeepAlive,
     ModelBody,
     PullBody,
     ShowBody,
     TokenizeBody,
-    chat_request,
-    create_modelfile,
-    embed_inputs,
-    generate_request,
 )
-from locallama.api.ollama_answers import (
-    ChatLines,
-    embed_json,
-    generate_line,
-    loaded_line,
-    progress_json,
-    running_json,
-    show_json,
-    tag_json,
-)
+from locallama.api.ollama_stream import ChatLines, generate_line, loaded_line
 from locallama.errors import NotSupported
 from locallama.options import parse_keep_alive
 from locallama.progress import Progress, silent
 from locallama.runtime.base import Runtime
-from locallama.runtime.types import Chunk
+from locallama.runtime.types import Chunk, KeepAlive
 from locallama.server.http_errors import ollama_error_body
 from locallama.server.json_body import JSONBodyRoute
 from locallama.server.runtime_calls import as_error, call, collect, open_stream, runtime_of
