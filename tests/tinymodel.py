@@ -265,3 +265,114 @@ def fim_ids() -> dict[str, int]:
     """The id of each FIM_TOKENS and REPO_TOKENS token in a write_fim_gguf model."""
     base = len(_vocab()[0])
     return {token: base + i for i, token in enumerate(FIM_TOKENS + REPO_TOKENS)}
+
+
+#: the tiny reranker's special tokens (BERT's), at ids 0..4 in this order
+BERT_SPECIAL = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+
+
+def _bert_vocab() -> list[str]:
+    """A WordPiece vocabulary as llama.cpp stores it: specials, then "▁word" for a word
+    start and the bare piece for a continuation (the converter's "##piece")."""
+    tokens = list(BERT_SPECIAL)
+    seen = set(tokens)
+    chars = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.,!?'\":;-()"
+    for piece in [w for w in _WORDS.split()] + list(chars):
+        for spelled in ("\u2581" + piece, piece):
+            if spelled not in seen:
+                seen.add(spelled)
+                tokens.append(spelled)
+    return tokens
+
+
+def write_tiny_reranker_gguf(path: str | Path, *, seed: int = 0, pooling_type: int = 4,
+                             rerank_template: str | None = None,
+                             classifier: bool = True) -> Path:
+    """Write a tiny random-weight BERT cross-encoder (llama.cpp's rank pooling) to ``path``.
+
+    Two layers, n_embd 64, 4 heads, a WordPiece vocabulary of BERT's specials and the
+    words of the llama model; ``bert.pooling_type`` is ``pooling_type`` (4 = rank), the
+    classifier head is ``cls`` (dense + tanh) then ``cls.output`` (one label), left out
+    when ``classifier`` is false.  ``rerank_template`` sets ``tokenizer.chat_template.rerank``
+    (llama-server's "{query}"/"{document}" template).  Returns ``path``."""
+    path = Path(path)
+    tokens = _bert_vocab()
+    types = [int(gguf.TokenType.CONTROL)] * len(BERT_SPECIAL)
+    types += [int(gguf.TokenType.NORMAL)] * (len(tokens) - len(BERT_SPECIAL))
+    types[1] = int(gguf.TokenType.UNKNOWN)
+    arch, n_ctx = "bert", 512
+    metadata: dict[str, Any] = {
+        "general.architecture": arch,
+        "general.name": "tiny-reranker",
+        "general.file_type": int(F32),
+        f"{arch}.context_length": n_ctx,
+        f"{arch}.embedding_length": N_EMBD,
+        f"{arch}.block_count": N_LAYER,
+        f"{arch}.feed_forward_length": N_FF,
+        f"{arch}.attention.head_count": N_HEAD,
+        f"{arch}.attention.layer_norm_epsilon": 1e-12,
+        f"{arch}.attention.causal": False,
+        "tokenizer.ggml.token_type_count": 2,
+        f"{arch}.pooling_type": pooling_type,
+        "tokenizer.ggml.model": "bert",
+        "tokenizer.ggml.pre": "default",
+        "tokenizer.ggml.tokens": tokens,
+        "tokenizer.ggml.token_type": types,
+        "tokenizer.ggml.padding_token_id": 0,
+        "tokenizer.ggml.unknown_token_id": 1,
+        "tokenizer.ggml.cls_token_id": 2,
+        "tokenizer.ggml.seperator_token_id": 3,
+        "tokenizer.ggml.mask_token_id": 4,
+        "tokenizer.ggml.bos_token_id": 2,
+        "tokenizer.ggml.eos_token_id": 3,
+        "tokenizer.ggml.add_bos_token": True,
+        "tokenizer.ggml.add_eos_token": True,
+    }
+    if rerank_template is not None:
+        metadata["tokenizer.chat_template.rerank"] = rerank_template
+    writer = gguf.GGUFWriter(path, arch)
+    writer.kv_data[0].clear()
+    for key, value in metadata.items():
+        vtype = _value_type(value)
+        sub = None
+        if vtype == gguf.GGUFValueType.ARRAY:
+            sub = gguf.GGUFValueType.INT32 if key.endswith("token_type") else _value_type(value[0])
+        writer.add_key_value(key, list(value) if sub else value, vtype, sub_type=sub)
+
+    rng = np.random.default_rng(seed)
+
+    def weight(rows: int, cols: int) -> np.ndarray:
+        return (rng.standard_normal((rows, cols)) / np.sqrt(cols)).astype(np.float32)
+
+    def bias(n: int) -> np.ndarray:
+        return (0.1 * rng.standard_normal(n)).astype(np.float32)
+
+    ones = np.ones(N_EMBD, dtype=np.float32)
+    zeros = np.zeros(N_EMBD, dtype=np.float32)
+    tensors = {
+        "token_embd.weight": weight(len(tokens), N_EMBD),
+        "token_types.weight": weight(2, N_EMBD),
+        "position_embd.weight": weight(n_ctx, N_EMBD),
+        "token_embd_norm.weight": ones, "token_embd_norm.bias": zeros,
+    }
+    for i in range(N_LAYER):
+        for name in ("attn_q", "attn_k", "attn_v", "attn_output"):
+            tensors[f"blk.{i}.{name}.weight"] = weight(N_EMBD, N_EMBD)
+            tensors[f"blk.{i}.{name}.bias"] = bias(N_EMBD)
+        tensors |= {
+            f"blk.{i}.attn_output_norm.weight": ones, f"blk.{i}.attn_output_norm.bias": zeros,
+            f"blk.{i}.ffn_up.weight": weight(N_FF, N_EMBD), f"blk.{i}.ffn_up.bias": bias(N_FF),
+            f"blk.{i}.ffn_down.weight": weight(N_EMBD, N_FF),
+            f"blk.{i}.ffn_down.bias": bias(N_EMBD),
+            f"blk.{i}.layer_output_norm.weight": ones, f"blk.{i}.layer_output_norm.bias": zeros,
+        }
+    if classifier:
+        tensors |= {"cls.weight": weight(N_EMBD, N_EMBD), "cls.bias": bias(N_EMBD),
+                    "cls.output.weight": weight(1, N_EMBD), "cls.output.bias": bias(1)}
+    for name, array in tensors.items():
+        writer.add_tensor(name, array)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path

@@ -38,6 +38,7 @@ from locallama.api.ollama_answers import (
     tag_of,
 )
 from locallama.api.ollama_stream import chunks_of
+from locallama.api.rerank import rerank_body, reranking_of
 from locallama.api.tokens import tokenizer_info_from_json
 from locallama.errors import InvalidRequest, LocallamaError, NotSupported
 from locallama.options import parse_parameters
@@ -51,6 +52,7 @@ from locallama.runtime.types import (
     LoadedModelInfo,
     ModelDetails,
     ModelEntry,
+    Reranking,
     TokenizerInfo,
 )
 from locallama.settings import Settings
@@ -106,6 +108,13 @@ class RemoteRuntime:
         """``dimensions``, when set, must be the model's (the server refuses others)."""
         return embeddings_of(self._call("POST", "/api/embed", embed_body(
             model, inputs, truncate, options, keep_alive, dimensions)))
+
+    def rerank(self, model: str, query: str, documents: list[str], top_n: int | None = None,
+               options: dict[str, Any] | None = None, keep_alive: KeepAlive = None
+               ) -> Reranking:
+        """Through ``POST /api/rerank``; the texts come from ``documents`` by index."""
+        return reranking_of(self._call("POST", "/api/rerank", rerank_body(
+            model, query, documents, top_n, options, keep_alive)), documents)
 
     def load(self, model: str, keep_alive: KeepAlive = None,
              options: dict[str, Any] | None = None) -> None:

@@ -67,6 +67,12 @@ class GGUFInfo:
     vocab_size: int | None = None
     head_count_kv_per_layer: tuple[int, ...] | None = None  # archs that vary it by layer
 
+    @property
+    def is_reranker(self) -> bool:
+        """Whether the file asks for llama.cpp's rank pooling (``{arch}.pooling_type`` 4,
+        LLAMA_POOLING_TYPE_RANK): a cross-encoder that scores (query, document) pairs."""
+        return self.metadata.get(f"{self.architecture}.pooling_type") == 4
+
 
 @dataclass(frozen=True)
 class MemoryEstimate:

@@ -46,6 +46,7 @@ class Settings:
     # The everyday-work commands (translate, fix, summarize, commit, ask, code).
     task_model: str = "gemma3:270m"  # the model they use unless --model says otherwise
     embed_model: str = "gemma3:270m"  # the model `ask` embeds documents with
+    rerank_model: str = ""  # a reranker `ask` reorders retrieved passages with ("": none)
     recipes_dir: Path = field(default_factory=lambda: Path.home() / ".locallama" / "recipes")
     # result files of eval/perplexity/bench (their --output) that the page's
     # Measurements view charts (LOCALLAMA_RESULTS, else LOCALLAMA_HOME/results)
@@ -99,6 +100,7 @@ class Settings:
             history_file=home / "history",
             task_model=env.get("LOCALLAMA_TASK_MODEL", "").strip() or "gemma3:270m",
             embed_model=env.get("LOCALLAMA_EMBED_MODEL", "").strip() or "gemma3:270m",
+            rerank_model=env.get("LOCALLAMA_RERANK_MODEL", "").strip(),
             recipes_dir=home / "recipes",
             results_dir=_path(env, "LOCALLAMA_RESULTS") or home / "results",
             ollama_models=_path(env, "OLLAMA_MODELS") or Path.home() / ".ollama" / "models",

@@ -10,6 +10,7 @@ import llama_cpp
 
 import locallama.engine.model  # noqa: F401  (silences llama.cpp's log before a load here)
 from locallama.engine.params import ContextParams
+from locallama.engine.rerank import rank
 from locallama.errors import BadModelFile, InvalidRequest, not_unicode
 from locallama.gguf_info import GGUFInfo
 
@@ -52,7 +53,11 @@ class EmbeddingModel:
         there (``truncate``, Ollama's default) or refused with InvalidRequest
         (``truncate=False``), and the count is what was embedded after the cut
         (https://github.com/ollama/ollama/blob/main/docs/api.md#generate-embeddings).
-        InvalidRequest (param ``input``) for a text that is not valid Unicode."""
+        InvalidRequest (param ``input``) for a text that is not valid Unicode, and for a
+        reranker (rank pooling gives a score per sequence, not a vector)."""
+        if self.info.is_reranker:
+            raise InvalidRequest("the model is a reranker (rank pooling): it scores documents "
+                                 "against a query and gives no embeddings", "model")
         try:
             counts = [len(self.llm.tokenize(t.encode("utf-8"))) for t in texts]
         except UnicodeEncodeError:  # a lone surrogate: JSON carries one, UTF-8 cannot
@@ -68,6 +73,15 @@ class EmbeddingModel:
             vectors, embedded = self.llm.embed(texts, normalize=True, truncate=True,
                                                return_count=True)
         return [list(map(float, v)) for v in vectors], embedded
+
+    def rerank(self, query: str, documents: list[str]) -> tuple[list[float], int]:
+        """Each document's relevance score against ``query``, in order, and the tokens
+        evaluated (``engine/rerank.py``).  InvalidRequest when the model is no reranker."""
+        if not self.info.is_reranker:
+            raise InvalidRequest("the model has no rank pooling (pooling_type 4): it is "
+                                 "not a reranker", "model")
+        with self.lock:
+            return rank(self.llm, self.info, query, documents, self.params.num_ctx)
 
     def close(self) -> None:
         with self.lock:

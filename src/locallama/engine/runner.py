@@ -15,7 +15,8 @@ interpreter, so unpickling the parent's messages trusts nothing the parent does 
 already run.  From the parent::
 
     ("load", path, info, params, max_queue, name)      first, once
-    ("call", rid, method, args)                         tokenize, detokenize, pieces, embed, status
+    ("call", rid, method, args)                         tokenize, detokenize, pieces,
+                                                        embed, rerank, status
     ("submit", rid, fields)                             a scheduler Job's request fields
     ("cancel", rid)
     ("close",)
@@ -154,6 +155,8 @@ def _call(model: Any, method: str, args: tuple) -> Any:
         return model.pieces(*args)
     if method == "embed":
         return model.embed(*args)
+    if method == "rerank":
+        return model.rerank(*args)
     if method == "status":
         scheduler = model.scheduler
         return (scheduler.active(), scheduler.waiting()) if scheduler else (0, 0)

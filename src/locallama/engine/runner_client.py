@@ -352,6 +352,9 @@ class RunnerModel:
     def embed(self, texts: list[str], truncate: bool = True) -> tuple[list[list[float]], int]:
         return self.runner.call("embed", texts, truncate)
 
+    def rerank(self, query: str, documents: list[str]) -> tuple[list[float], int]:
+        return self.runner.call("rerank", query, documents)
+
     def rss(self) -> int | None:
         return self.runner.rss()
 

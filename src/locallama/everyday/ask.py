@@ -1,7 +1,9 @@
 """``ask --docs``: a question answered from a folder's documents, citing its passages.
 
 The steps, each its own piece: bring the folder's index up to date (everyday/index),
-retrieve the passages closest to the question, keep as many of them as the
+retrieve the passages closest to the question (with a reranker configured,
+``LOCALLAMA_RERANK_MODEL``, three times as many, reordered by the reranker and cut
+back to ``k``), keep as many of them as the
 model's context holds after the prompt and the answer (everyday/budget), and run the
 ``ask`` recipe over them (everyday/run).  The passages given to the model are the
 sources reported, so every ``source#index`` a user sees exists in the index.
@@ -9,6 +11,7 @@ sources reported, so every ``source#index`` a user sees exists in the index.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import sqlite3
 from collections.abc import Callable
@@ -34,6 +37,7 @@ from locallama.runtime.base import Runtime
 from locallama.settings import Settings
 
 DEFAULT_K = 4
+RERANK_POOL = 3  # candidates retrieved per passage kept, when a reranker reorders them
 _CITATION = re.compile(r"\[([^\[\]#\n]+)#(\d+)\]")
 
 
@@ -71,9 +75,13 @@ def ask_documents(runtime: Runtime, settings: Settings, folder: Path, question: 
                   on_text: Callable[[str], None] | None = None,
                   progress: Progress | None = None, warn: Warn | None = None,
                   on_indexed: Callable[[UpdateReport], None] | None = None,
-                  options: dict[str, Any] | None = None) -> AskResult:
+                  options: dict[str, Any] | None = None,
+                  rerank: str | None = None) -> AskResult:
     """Update the index, retrieve ``k`` passages, answer from those that fit the context.
 
+    ``rerank`` names a reranker (None: ``settings.rerank_model``; "": none): then
+    ``k * RERANK_POOL`` passages are retrieved and the reranker's best ``k`` kept
+    (``rerank_hits``).
     ``num_ctx`` defaults to the context the model will get; ``max_tokens`` (the
     answer's cap) to the recipe's answer_tokens.  ``progress`` and ``warn`` follow
     the index update; ``on_indexed`` gets its report before the answer starts."""
@@ -82,6 +90,7 @@ def ask_documents(runtime: Runtime, settings: Settings, folder: Path, question: 
     if k < 1:
         raise InvalidRequest("--k must be at least 1")
     check_folder(folder)
+    reranker = settings.rerank_model if rerank is None else rerank
     identity = embed_model(runtime, embed)
     path = index_path(index_home(settings), folder)
     with DocIndex(path, folder) as index:
@@ -90,9 +99,12 @@ def ask_documents(runtime: Runtime, settings: Settings, folder: Path, question: 
                                   warn=warn)
             if index.passage_count() == 0:
                 raise InvalidRequest(f"no text found in the documents in {folder}")
-            hits = index.search(runtime, identity, question, k)
+            hits = index.search(runtime, identity, question,
+                                k * RERANK_POOL if reranker else k)
         except sqlite3.Error as exc:  # a full disk, a lock held too long
             raise LocallamaError(f"the index {path} could not be updated: {exc}") from None
+    if reranker:
+        hits = rerank_hits(runtime, reranker, question, hits, k)
     if on_indexed:
         on_indexed(report)
     recipe = load_recipe("ask", settings)
@@ -104,6 +116,17 @@ def ask_documents(runtime: Runtime, settings: Settings, folder: Path, question: 
     text = answer(runtime, model, recipe, {"question": question, "passages": passages},
                   on_text=on_text, options={**(options or {}), "num_predict": tokens})
     return AskResult(text, used, report)
+
+
+def rerank_hits(runtime: Runtime, reranker: str, question: str, hits: list[Hit],
+                k: int) -> list[Hit]:
+    """The ``k`` hits ``reranker`` finds most relevant to ``question``, best first; each
+    hit's ``score`` becomes the reranker's relevance score (the order's key)."""
+    if not hits:
+        return hits
+    ranked = runtime.rerank(reranker, question, [h.text for h in hits], k)
+    return [dataclasses.replace(hits[r.index], score=r.relevance_score)
+            for r in ranked.results]
 
 
 def fit_passages(budget: Budget, hits: list[Hit], room: int

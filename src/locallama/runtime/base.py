@@ -22,6 +22,7 @@ from locallama.runtime.types import (
     LoadedModelInfo,
     ModelDetails,
     ModelEntry,
+    Reranking,
     Score,
     TokenizerInfo,
 )
@@ -51,6 +52,18 @@ class Runtime(Protocol):
         instead of cutting it.  ``dimensions``, when given, must equal the model's
         embedding size: there is no truncation of vectors, so any other value is an
         InvalidRequest with ``param`` "dimensions" (both faces' ``dimensions`` field)."""
+        ...
+
+    def rerank(self, model: str, query: str, documents: list[str], top_n: int | None = None,
+               options: dict[str, Any] | None = None, keep_alive: KeepAlive = None
+               ) -> Reranking:
+        """``documents`` ordered by a reranker's relevance to ``query``, best first.
+
+        Each result carries the document's index in ``documents``, its score (higher is
+        more relevant; each document is scored alone) and its text; ``top_n`` keeps the
+        best n (None: all).  ``total_tokens`` counts every pair evaluated.  Errors:
+        ModelNotFound; InvalidRequest for no documents, a ``top_n`` below 1, or a model
+        without rank pooling (``{arch}.pooling_type`` 4), naming it."""
         ...
 
     def score(self, model: str, pairs: list[tuple[str, str]],

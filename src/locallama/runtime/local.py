@@ -26,7 +26,7 @@ from locallama.errors import (
 from locallama.gguf_info import estimate_memory, read_gguf_info
 from locallama.options import Options, parse_keep_alive, parse_parameters, resolve_options
 from locallama.progress import Progress
-from locallama.runtime import scoring
+from locallama.runtime import ranking, scoring
 from locallama.runtime.prompt import (
     Prompt,
     chat_messages,
@@ -45,6 +45,7 @@ from locallama.runtime.types import (
     LoadedModelInfo,
     ModelDetails,
     ModelEntry,
+    Reranking,
     Score,
     TokenizerInfo,
 )
@@ -233,6 +234,9 @@ class LocalRuntime:
               options: dict[str, Any] | None = None, keep_alive: KeepAlive = None,
               dimensions: int | None = None) -> Embeddings:
         record = self._record(model)
+        if self.loader.info(record.model_path).is_reranker:
+            raise InvalidRequest(f"{record.name.display} is a reranker: it scores documents "
+                                 "(/api/rerank, /v1/rerank) and gives no embeddings", "model")
         opts = resolve_options(record.params, options)
         started = time.perf_counter_ns()
         use = self.loader.use(record.model_path, opts, embedding=True,
@@ -245,6 +249,13 @@ class LocalRuntime:
             raise InvalidRequest(f"this model gives {size}-dimensional embeddings; other "
                                  "dimensions are not supported", "dimensions")
         return Embeddings(vectors, count, time.perf_counter_ns() - started, load_ns)
+
+    def rerank(self, model: str, query: str, documents: list[str], top_n: int | None = None,
+               options: dict[str, Any] | None = None, keep_alive: KeepAlive = None
+               ) -> Reranking:
+        record = self._record(model)
+        return ranking.rerank(self.loader, record, resolve_options(record.params, options),
+                              self._keep_alive(keep_alive), query, documents, top_n)
 
     def tokenize(self, model: str, text: str, add_special: bool = True) -> list[int]:
         with self._use(model) as (loaded, _):

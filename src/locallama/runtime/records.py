@@ -123,7 +123,9 @@ def capabilities(info: GGUFInfo, template: str | None) -> list[str]:
     declares a thinking convention (``engine/reasoning.py``).  A generative model is
     not marked "embedding" although /api/embed serves it (as Ollama's does): Ollama's
     own CLI reads "embedding" as "this model only embeds" and would answer ``ollama
-    run`` with a vector."""
+    run`` with a vector.  ["rerank"] for a reranker (rank pooling: ``Runtime.rerank``)."""
+    if info.is_reranker:
+        return ["rerank"]
     if f"{info.architecture}.pooling_type" in info.metadata or info.architecture in ENCODER_ONLY:
         return ["embedding"]  # an embedding model (BERT-like) does not complete text
     found = ["completion", "tools"] if template_supports_tools(template) else ["completion"]

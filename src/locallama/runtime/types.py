@@ -370,6 +370,27 @@ class Embeddings:
 
 
 @dataclass
+class RerankResult:
+    """One document's place in a reranking: its index in the request, its score (the
+    reranker's raw classifier output: higher is more relevant) and its text."""
+
+    index: int
+    relevance_score: float
+    document: str
+
+
+@dataclass
+class Reranking:
+    """A reranking's answer: the results by score, best first (cut to ``top_n``), and
+    the tokens evaluated for all the documents."""
+
+    results: list[RerankResult]
+    total_tokens: int
+    total_duration: int = 0
+    load_duration: int = 0
+
+
+@dataclass
 class ModelDetails:
     """What ``show`` reports about a model."""
 

@@ -36,6 +36,7 @@ def create_app(runtime: Runtime, settings: Settings, *, log_prompts: bool = Fals
         infill_api,
         ollama_api,
         openai_api,
+        rerank_api,
         responses_api,
         tokens_api,
         web,
@@ -84,6 +85,7 @@ def create_app(runtime: Runtime, settings: Settings, *, log_prompts: bool = Fals
     app.include_router(anthropic_api.router)  # before openai's: /v1/messages is its
     app.include_router(openai_api.router)
     app.include_router(responses_api.router)
+    app.include_router(rerank_api.router)  # /v1/rerank and /api/rerank
     app.include_router(tokens_api.router)  # vLLM's and llama-server's tokenizer routes
     app.include_router(infill_api.router)  # llama-server's /infill
     app.include_router(web_results.router)  # the Measurements view (before the mount)
