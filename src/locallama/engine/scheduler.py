@@ -21,7 +21,6 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 
 import llama_cpp
 
@@ -29,19 +28,12 @@ from locallama.cancel import CLIENT_GONE
 from locallama.engine.job import Job, Piece
 from locallama.engine.model import LoadedModel
 from locallama.engine.sampling import Sampler
+from locallama.engine.slots import Slot, choose_slot, common_prefix
 from locallama.errors import Cancelled, InvalidRequest, LocallamaError, ServerBusy
 from locallama.runtime.types import TokenLogprob
 
 _GONE_POLL_S = 0.05  # how often a waiting request looks whether its client left
 _SCORE_ROWS = 64  # logits rows per step when scoring a prompt (a row is vocabulary-sized)
-
-
-@dataclass
-class _Slot:
-    id: int
-    cached: list[int] = field(default_factory=list)  # the tokens whose KV this sequence holds
-    job: Job | None = None
-    last_used: float = 0.0
 
 
 class Scheduler:
@@ -58,7 +50,7 @@ class Scheduler:
                                      self.num_batch, params.threads, params.flash_attention)
         self.memory = llama_cpp.llama_get_memory(self.ctx)
         self.batch = llama_cpp.llama_batch_init(self.num_batch, 0, 1)
-        self.slots = [_Slot(i) for i in range(params.num_parallel)]
+        self.slots = [Slot(i) for i in range(params.num_parallel)]
         self._waiting: collections.deque[Job] = collections.deque()
         self._cond = threading.Condition()
         self._closed = False
@@ -221,8 +213,8 @@ class Scheduler:
             if not free:
                 return
             job = self._waiting.popleft()
-            slot = _choose(free, job.prompt)
-            reuse = min(_common(slot.cached, job.prompt), job.logits_from)
+            slot = choose_slot(free, job.prompt)
+            reuse = min(common_prefix(slot.cached, job.prompt), job.logits_from)
             if reuse and not self._can_reuse(slot, reuse):
                 reuse = 0
             llama_cpp.llama_memory_seq_rm(self.memory, slot.id, reuse, -1)
@@ -230,7 +222,7 @@ class Scheduler:
             job.slot, job.done_prompt, slot.job = slot, reuse, job
             job.stats.prompt_eval_count = len(job.prompt) - reuse
 
-    def _can_reuse(self, slot: _Slot, reuse: int) -> bool:
+    def _can_reuse(self, slot: Slot, reuse: int) -> bool:
         """A sliding-window model needs the window before ``reuse`` still cached."""
         if self.model.n_swa <= 0:
             return True
@@ -402,7 +394,7 @@ class Scheduler:
         job.stats.done_reason = reason
         self._release(job.slot)
 
-    def _release(self, slot: _Slot) -> None:
+    def _release(self, slot: Slot) -> None:
         """Free ``slot``; its KV cache stays for the next job that shares the prefix."""
         job = slot.job
         slot.job, slot.last_used = None, time.monotonic()
@@ -410,7 +402,7 @@ class Scheduler:
             return
         self._finish(job, None)
 
-    def _clear(self, slot: _Slot) -> None:
+    def _clear(self, slot: Slot) -> None:
         llama_cpp.llama_memory_seq_rm(self.memory, slot.id, -1, -1)
         slot.cached.clear()
 
@@ -433,23 +425,3 @@ class Scheduler:
             self._cond.notify_all()
         if threading.current_thread() is not self._thread:
             self._thread.join()
-
-
-def _choose(free: list[_Slot], prompt: list[int]) -> _Slot:
-    """The free slot whose cache holds most of ``prompt``; a slot is only worth taking
-    for its cache if the prompt keeps at least half of it (so a new conversation
-    that shares a few opening tokens does not evict another one's history).
-    Otherwise an empty slot, or the least recently used."""
-    worth = [(n, s) for s in free if (n := _common(s.cached, prompt)) * 2 >= len(s.cached) > 0]
-    if worth:
-        return max(worth, key=lambda pair: pair[0])[1]
-    return min(free, key=lambda s: (len(s.cached) > 0, s.last_used))
-
-
-def _common(a: list[int], b: list[int]) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
