@@ -76,9 +76,6 @@ def store(tmp_path: Path, tiny_gguf: Path, cli_env: dict[str, str]) -> Path:
     """The store cli_env points at, holding ``tiny`` (short answers), ``other`` and
     ``opener`` (a thinking template that opens <think>: the tiny model's noise is all
     thinking)."""
-    # A server found at LOCALLAMA_HOST would answer instead of this store: point the
-    # commands at a closed port so they run the engine in-process.
-    cli_env["LOCALLAMA_HOST"] = "127.0.0.1:1"
     models = Path(cli_env["LOCALLAMA_MODELS"])
     local_runtime(tmp_path, ("tiny", tiny_gguf, TINY),
                   ("other", tiny_gguf, f'{TINY}SYSTEM "I am other."\n'),
