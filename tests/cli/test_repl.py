@@ -20,6 +20,7 @@ from pathlib import Path
 
 import gguf
 import pexpect
+import psutil
 import pytest
 
 from liveserver import free_port
@@ -288,6 +289,12 @@ def served_store(store: Path, cli_env: dict[str, str], tmp_path: Path):
             proc.wait()
 
 
+def _runners(pid: int) -> list[int]:
+    """The pids of the model runners the process ``pid`` started."""
+    return sorted(p.pid for p in psutil.Process(pid).children()
+                  if "locallama.engine.runner" in " ".join(p.cmdline()))
+
+
 def _ignore_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
@@ -314,6 +321,8 @@ def test_ctrl_c_stops_a_long_answer_and_the_session_goes_on(engine, request, sto
     s.child.expect(r"\S", timeout=TIMEOUT)  # the answer has begun streaming
     s.wait_for_cooked()  # the REPL reads no keys now: Ctrl-C is a signal, not a key
     assert s.child.isalive()
+    runners = _runners(s.child.pid)
+    assert len(runners) == (1 if engine in ("runner", "sigint-ignored") else 0), runners
     stopped_at = time.monotonic()
     s.child.sendcontrol("c")
     s.prompt(timeout=10)  # uninterrupted, this answer would run for tens of seconds
@@ -324,6 +333,9 @@ def test_ctrl_c_stops_a_long_answer_and_the_session_goes_on(engine, request, sto
     assert s.ask("/set parameter num_predict 4") == "Set parameter 'num_predict' to '4'"
     assert s.ask("Short one, please").strip()  # the stopped answer left the sequence free
     assert s.ask("And another").strip()
+    # The terminal's Ctrl-C is not the runner's: the one that was stopped answered these
+    # (a runner killed by it would have been replaced by a fresh one, another pid).
+    assert _runners(s.child.pid) == runners
     s.send("/bye")
     assert s.exit_status() == 0
 
