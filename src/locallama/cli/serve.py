@@ -138,7 +138,8 @@ class JsonFormatter(logging.Formatter):
 
 
 def bind(host: str, port: int) -> socket.socket:
-    """A bound socket, or one line saying why not (uvicorn's own failure is a log dump)."""
+    """A bound, listening socket, or one line saying why not (uvicorn's own failure is a
+    log dump)."""
     try:
         family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
     except socket.gaierror as exc:
@@ -154,6 +155,9 @@ def bind(host: str, port: int) -> socket.socket:
                 f"cannot listen on {host}:{port}: the address is already in use (is a "
                 "server running? set LOCALLAMA_HOST to use another port)") from None
         raise LocallamaError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    # Listening now makes the banner true when it is printed: a client that connects
+    # between it and uvicorn's start waits in the backlog instead of being refused.
+    sock.listen(2048)
     return sock
 
 
