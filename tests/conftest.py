@@ -7,6 +7,8 @@
 from __future__ import annotations
 
 import itertools
+import os
+import socket
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,6 +21,39 @@ if str(TESTS_DIR) not in sys.path:
 
 from runtimes import local_runtime  # noqa: E402
 from tinymodel import write_tiny_gguf  # noqa: E402
+
+#: LOCALLAMA_ variables a developer may set to steer the whole suite; every other one
+#: (a key, a host, a store of their own) is kept out of the tests.
+_PASSED_THROUGH = ("LOCALLAMA_RUNNER", "LOCALLAMA_DEBUG")
+
+
+@pytest.fixture(scope="session")
+def closed_port() -> Iterator[int]:
+    """A loopback port held bound, not listening, for the whole session: a connection
+    there is refused at once, and no server (another test's, another suite's on this
+    machine) can start answering there, as one could on a port merely found free."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield sock.getsockname()[1]
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory,
+                 closed_port: int) -> Path:
+    """Every test runs with its own LOCALLAMA_HOME (so history, models and recipes
+    default into it, never ~/.locallama), LOCALLAMA_HOST at ``closed_port`` (a command
+    that looks for a server finds none and runs in-process, never at 127.0.0.1:11434),
+    no Ollama or LM Studio folder of the user's, and no other LOCALLAMA_ setting of the
+    environment's.  Subprocesses inherit it.  Returns the home."""
+    for key in list(os.environ):
+        if key.startswith("LOCALLAMA_") and key not in _PASSED_THROUGH:
+            monkeypatch.delenv(key)
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("LOCALLAMA_HOME", str(home / "locallama"))
+    monkeypatch.setenv("LOCALLAMA_HOST", f"127.0.0.1:{closed_port}")
+    monkeypatch.setenv("OLLAMA_MODELS", str(home / "ollama-models"))
+    monkeypatch.setenv("LMSTUDIO_MODELS", str(home / "lmstudio-models"))
+    return home
 
 
 @pytest.fixture(scope="session")

@@ -9,11 +9,13 @@ LOCALLAMA = str(Path(sys.executable).with_name("locallama"))
 
 
 @pytest.fixture
-def cli_env(tmp_path: Path) -> dict[str, str]:
+def cli_env(tmp_path: Path, closed_port: int) -> dict[str, str]:
+    """The environment of a ``locallama`` command: its own store and home, no server at
+    LOCALLAMA_HOST (commands run in-process) and no registry."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOCALLAMA_")}
     env.update(LOCALLAMA_MODELS=str(tmp_path / "models"), LOCALLAMA_HOME=str(tmp_path / "home"),
-               LOCALLAMA_HOST="127.0.0.1:9",  # no server there: commands run in-process
-               LOCALLAMA_REGISTRY="http://127.0.0.1:9")  # and no registry
+               LOCALLAMA_HOST=f"127.0.0.1:{closed_port}",
+               LOCALLAMA_REGISTRY=f"http://127.0.0.1:{closed_port}")
     return env
 
 

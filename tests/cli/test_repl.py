@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import io
 import re
+import signal
+import subprocess
 import sys
 import termios
 import time
@@ -18,8 +20,11 @@ from pathlib import Path
 
 import gguf
 import pexpect
+import psutil
 import pytest
 
+from liveserver import free_port
+from locallama.cli.common import server_answers
 from runtimes import local_runtime
 from thinkers import OPENED_TEMPLATE
 from tinymodel import SPECIAL_TOKENS, write_tiny_gguf
@@ -72,9 +77,6 @@ def store(tmp_path: Path, tiny_gguf: Path, cli_env: dict[str, str]) -> Path:
     """The store cli_env points at, holding ``tiny`` (short answers), ``other`` and
     ``opener`` (a thinking template that opens <think>: the tiny model's noise is all
     thinking)."""
-    # A server found at LOCALLAMA_HOST would answer instead of this store: point the
-    # commands at a closed port so they run the engine in-process.
-    cli_env["LOCALLAMA_HOST"] = "127.0.0.1:1"
     models = Path(cli_env["LOCALLAMA_MODELS"])
     local_runtime(tmp_path, ("tiny", tiny_gguf, TINY),
                   ("other", tiny_gguf, f'{TINY}SYSTEM "I am other."\n'),
@@ -97,13 +99,14 @@ def chatty(store: Path, tmp_path: Path) -> str:
 class Session:
     """One ``locallama run`` on a pty, with the whole transcript kept for checks."""
 
-    def __init__(self, env: dict[str, str], cwd: Path, *args: str, term: str = "dumb") -> None:
+    def __init__(self, env: dict[str, str], cwd: Path, *args: str, term: str = "dumb",
+                 preexec_fn=None) -> None:
         env = {**env, "TERM": term, "PROMPT_TOOLKIT_NO_CPR": "1", "COLUMNS": "200",
                "LINES": "40"}
         self.transcript = io.StringIO()
         self.child = pexpect.spawn(
             LOCALLAMA, ["run", *args], env=env, cwd=str(cwd), dimensions=(40, 200),
-            encoding="utf-8", codec_errors="replace", timeout=TIMEOUT,
+            encoding="utf-8", codec_errors="replace", timeout=TIMEOUT, preexec_fn=preexec_fn,
         )
         self.child.delaybeforesend = None  # wait_for_input() does the waiting
         self.child.logfile_read = self.transcript
@@ -117,6 +120,15 @@ class Session:
         deadline = time.monotonic() + timeout
         while termios.tcgetattr(self.child.child_fd)[3] & termios.ICANON:
             assert time.monotonic() < deadline, "the REPL never started reading input"
+            time.sleep(0.01)
+
+    def wait_for_cooked(self, timeout: float = TIMEOUT) -> None:
+        """Wait until prompt_toolkit has given the terminal back (canonical mode, where
+        Ctrl-C is SIGINT): a Ctrl-C sent while it is still raw is a key press that the
+        next prompt reads."""
+        deadline = time.monotonic() + timeout
+        while not termios.tcgetattr(self.child.child_fd)[3] & termios.ICANON:
+            assert time.monotonic() < deadline, "the REPL kept the terminal raw"
             time.sleep(0.01)
 
     def send(self, line: str) -> None:
@@ -250,13 +262,67 @@ def test_multiline_input_is_one_message(repl, cli):
     assert modelfile.count("MESSAGE assistant") == 1
 
 
-def test_ctrl_c_stops_a_long_answer_and_the_session_goes_on(repl, chatty):
-    s = repl(model=chatty)
+@pytest.fixture
+def served_store(store: Path, cli_env: dict[str, str], tmp_path: Path):
+    """``locallama serve`` over the store, one sequence at a time; returns the env of a
+    client whose own store is empty (what it answers comes from the server)."""
+    port = free_port()
+    server_env = {**cli_env, "LOCALLAMA_HOST": f"127.0.0.1:{port}",
+                  "LOCALLAMA_NUM_PARALLEL": "1"}
+    with (tmp_path / "serve.log").open("w") as log:
+        proc = subprocess.Popen([LOCALLAMA, "serve"], env=server_env, stdout=log,
+                                stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while not server_answers("127.0.0.1", port, timeout=1):
+            assert proc.poll() is None, (tmp_path / "serve.log").read_text()
+            assert time.monotonic() < deadline, "serve did not answer in 30 s"
+            time.sleep(0.05)
+        yield {**cli_env, "LOCALLAMA_HOST": f"127.0.0.1:{port}",
+               "LOCALLAMA_MODELS": str(tmp_path / "empty")}
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _runners(pid: int) -> list[int]:
+    """The pids of the model runners the process ``pid`` started."""
+    return sorted(p.pid for p in psutil.Process(pid).children()
+                  if "locallama.engine.runner" in " ".join(p.cmdline()))
+
+
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize("engine", ["runner", "inprocess", "server", "sigint-ignored"])
+def test_ctrl_c_stops_a_long_answer_and_the_session_goes_on(engine, request, store, chatty,
+                                                            cli_env, tmp_path):
+    """Ctrl-C during an answer stops it (the next answer, which needs the one sequence,
+    comes at once) and the session goes on: with the engine in a runner process (the
+    default), in the command, behind ``locallama serve``, and in a REPL started with
+    SIGINT ignored (a background job of a script: Python then installs no handler)."""
+    env, preexec = dict(cli_env), None
+    if engine == "inprocess":
+        env["LOCALLAMA_RUNNER"] = "inprocess"
+    elif engine == "server":
+        env = request.getfixturevalue("served_store")
+    elif engine == "sigint-ignored":
+        preexec = _ignore_sigint
+    s = Session(env, tmp_path, chatty, preexec_fn=preexec)
+    request.addfinalizer(s.close)
+    s.prompt()
     s.send("Tell me a long story")
     s.child.expect_exact("Tell me a long story")
     s.child.expect(r"\S", timeout=TIMEOUT)  # the answer has begun streaming
-    time.sleep(0.5)
+    s.wait_for_cooked()  # the REPL reads no keys now: Ctrl-C is a signal, not a key
     assert s.child.isalive()
+    runners = _runners(s.child.pid)
+    assert len(runners) == (1 if engine in ("runner", "sigint-ignored") else 0), runners
     stopped_at = time.monotonic()
     s.child.sendcontrol("c")
     s.prompt(timeout=10)  # uninterrupted, this answer would run for tens of seconds
@@ -265,8 +331,11 @@ def test_ctrl_c_stops_a_long_answer_and_the_session_goes_on(repl, chatty):
     no_traceback(s.text)
 
     assert s.ask("/set parameter num_predict 4") == "Set parameter 'num_predict' to '4'"
-    assert s.ask("Short one, please").strip()
+    assert s.ask("Short one, please").strip()  # the stopped answer left the sequence free
     assert s.ask("And another").strip()
+    # The terminal's Ctrl-C is not the runner's: the one that was stopped answered these
+    # (a runner killed by it would have been replaced by a fresh one, another pid).
+    assert _runners(s.child.pid) == runners
     s.send("/bye")
     assert s.exit_status() == 0
 

@@ -189,9 +189,9 @@ def test_get_runtime_uses_a_server_that_greets(greeter, monkeypatch, tmp_path):
     runtime.close()
 
 
-def test_get_runtime_runs_in_process_otherwise(greeter, monkeypatch, tmp_path):
+def test_get_runtime_runs_in_process_otherwise(greeter, monkeypatch, tmp_path, closed_port):
     monkeypatch.setenv("LOCALLAMA_MODELS", str(tmp_path))
-    monkeypatch.setenv("LOCALLAMA_HOST", f"127.0.0.1:{free_port()}")
+    monkeypatch.setenv("LOCALLAMA_HOST", f"127.0.0.1:{closed_port}")
     assert isinstance(get_runtime(), LocalRuntime)
     monkeypatch.setattr(_Greeter, "greeting", b"some other web server")
     monkeypatch.setenv("LOCALLAMA_HOST", f"127.0.0.1:{greeter.server_address[1]}")

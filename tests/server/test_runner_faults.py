@@ -213,13 +213,13 @@ def test_a_planted_bad_model_is_a_500_while_another_model_streams(
 
 
 def test_run_on_a_planted_model_is_one_error_line_and_exit_1(
-        live: Live, planted: str, tmp_path: Path) -> None:
+        live: Live, planted: str, tmp_path: Path, closed_port: int) -> None:
     """The CLI in a process of its own, in-process runtime (no server at its host), with
     the checks off there too: only the runner sees the fault."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOCALLAMA_")}
     env.update(LOCALLAMA_MODELS=str(live.runtime.settings.models_dir),
                LOCALLAMA_HOME=str(tmp_path / "home"),
-               LOCALLAMA_HOST=f"127.0.0.1:{free_port()}",  # nobody answers there
+               LOCALLAMA_HOST=f"127.0.0.1:{closed_port}",  # nobody answers there
                PYTHONPATH=os.pathsep.join([str(Path(locallama.__file__).parents[1]),
                                            env.get("PYTHONPATH", "")]))
     code = ("import sys, locallama.gguf_info as g; g.check_metadata = lambda *a: None; "
@@ -235,12 +235,12 @@ def test_run_on_a_planted_model_is_one_error_line_and_exit_1(
 
 
 def test_run_on_a_planted_model_with_the_checks_on(live: Live, planted: str,
-                                                   tmp_path: Path) -> None:
+                                                   tmp_path: Path, closed_port: int) -> None:
     """The plain command: the header check refuses the file before any load."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOCALLAMA_")}
     env.update(LOCALLAMA_MODELS=str(live.runtime.settings.models_dir),
                LOCALLAMA_HOME=str(tmp_path / "home"),
-               LOCALLAMA_HOST=f"127.0.0.1:{free_port()}")
+               LOCALLAMA_HOST=f"127.0.0.1:{closed_port}")
     done = subprocess.run([LOCALLAMA, "run", "planted", "hi"], env=env, capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 1

@@ -11,9 +11,10 @@ from prompt_toolkit import PromptSession
 from prompt_toolkit.history import FileHistory, InMemoryHistory
 
 from locallama.cli.answer import ensure_model, stream_to_stdout
+from locallama.cli.interrupt import ctrl_c_stops
 from locallama.cli.output import console, err_console, timing_block
 from locallama.engine.reasoning import LEVELS
-from locallama.errors import LocallamaError
+from locallama.errors import Cancelled, LocallamaError
 from locallama.options import coerce_option, resolve_options
 from locallama.runtime.base import Runtime
 from locallama.runtime.types import ChatRequest, Message, Think
@@ -105,11 +106,11 @@ class Repl:
         messages.append(Message("user", text))
         answer: list[str] = []
         thought: list[str] = []
-        chunks = self.runtime.chat(ChatRequest(self.model, messages, dict(self.options),
-                                               think=self.think))
 
-        def collect():
+        def collect(chunks, stop):
             for chunk in chunks:
+                if stop.is_set():  # the KeyboardInterrupt was lost on its way
+                    raise KeyboardInterrupt
                 thought.append(chunk.thinking)
                 if not answer and not chunk.done and not chunk.thinking:
                     # A chat answer starts on its own line: drop the space or newline a
@@ -120,12 +121,19 @@ class Repl:
                 answer.append(chunk.text)
                 yield chunk
 
-        try:
-            final = stream_to_stdout(collect(), self.hide_thinking)
-        except KeyboardInterrupt:
-            chunks.close()
-            sys.stdout.write("\n")
-            return  # the interrupted exchange is dropped; the session goes on
+        chunks = None
+        with ctrl_c_stops() as stop:
+            try:
+                chunks = self.runtime.chat(ChatRequest(self.model, messages, dict(self.options),
+                                                       think=self.think))
+                final = stream_to_stdout(collect(chunks, stop), self.hide_thinking)
+            except (KeyboardInterrupt, Cancelled) as exc:
+                if not stop.is_set() and isinstance(exc, Cancelled):
+                    raise
+                if chunks is not None:
+                    chunks.close()
+                sys.stdout.write("\n")
+                return  # the interrupted exchange is dropped; the session goes on
         sys.stdout.write("\n\n")
         sys.stdout.flush()
         self.messages += [Message("user", text),
