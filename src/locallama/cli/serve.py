@@ -167,9 +167,6 @@ def bind(host: str, port: int) -> socket.socket:
                 f"cannot listen on {host}:{port}: the address is already in use (is a "
                 "server running? set LOCALLAMA_HOST to use another port)") from None
         raise LocallamaError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-    # Listening now makes the banner true when it is printed: a client that connects
-    # between it and uvicorn's start waits in the backlog instead of being refused.
-    sock.listen(2048)
     return sock
 
 
