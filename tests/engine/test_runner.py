@@ -25,30 +25,16 @@ from locallama.runtime.types import ChatRequest, GenerateRequest, Message
 from locallama.settings import Settings
 from runtimes import add_model, local_runtime
 from tinymodel import tiny_vocab
+from waiting import dead, gone, poll
 
 DEADLINE_S = 20.0  # generous: a loaded 2-core machine
 ENDLESS = {"num_predict": 100_000, "temperature": 0}  # runs for many seconds
 
 
-def _poll(condition: Callable[[], object], what: str, timeout: float = DEADLINE_S) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting until {what}")
-        time.sleep(0.02)
 
 
-def dead(pid: int) -> bool:
-    """The process has ended: gone, or a zombie (its parent not yet told)."""
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
 
 
-def gone(pid: int) -> bool:
-    """The process has ended and been reaped: no zombie left behind."""
-    return not psutil.pid_exists(pid)
 
 
 def kill_runner(runtime: LocalRuntime) -> int:
@@ -56,7 +42,7 @@ def kill_runner(runtime: LocalRuntime) -> int:
     [row] = runtime.ps()
     assert row.pid is not None
     os.kill(row.pid, signal.SIGKILL)
-    _poll(lambda: dead(row.pid), "the runner died")
+    poll(lambda: dead(row.pid), "the runner died")
     return row.pid
 
 
@@ -85,7 +71,7 @@ def test_sigkill_mid_stream_ends_the_request_and_the_next_gets_a_fresh_runner(
     message = str(caught.value)
     assert "tiny:latest" in message and "SIGKILL" in message
     assert "\n" not in message
-    _poll(lambda: rt.ps() == [], "ps no longer lists the dead runner")
+    poll(lambda: rt.ps() == [], "ps no longer lists the dead runner")
     chunks = list(_stream(rt, face, {"num_predict": 8, "temperature": 0}))
     assert chunks[-1].done and chunks[-1].eval_count == 8
     [row] = rt.ps()
@@ -101,7 +87,7 @@ def test_a_request_after_the_runner_died_starts_a_fresh_one(rt: LocalRuntime) ->
         [row] = rt.ps()
         assert row.pid != pid
     rt.unload("tiny")  # unloads the embedding runner
-    _poll(lambda: rt.ps() == [], "the embedding runner unloaded")
+    poll(lambda: rt.ps() == [], "the embedding runner unloaded")
     rt.load("tiny")
     kill_runner(rt)
     assert rt.tokenize("tiny", "hello") == rt.tokenize("tiny", "hello")
@@ -122,7 +108,7 @@ def test_unloading_ends_the_runner_process(rt: LocalRuntime, how: str) -> None:
                                          options={"num_predict": 2})))
     else:
         rt.close()
-    _poll(lambda: gone(row.pid), "the runner process is gone, no zombie left", 10.0)
+    poll(lambda: gone(row.pid), "the runner process is gone, no zombie left", 10.0)
     assert rt.ps() == []
 
 
@@ -173,7 +159,7 @@ def test_closing_a_stream_frees_its_sequence_for_the_next_request(
         got: list = []
         reader = threading.Thread(target=lambda: got.extend(second), daemon=True)
         reader.start()
-        _poll(lambda: runtime.waiting() == {"tiny:latest": 1}, "the second request waits")
+        poll(lambda: runtime.waiting() == {"tiny:latest": 1}, "the second request waits")
         closed = time.monotonic()
         first.close()
         reader.join(DEADLINE_S)
@@ -232,7 +218,7 @@ def test_a_runner_that_dies_is_written_to_the_log_with_its_last_lines(
         with pytest.raises(RunnerStopped):
             for _ in stream:
                 pass
-        _poll(lambda: caplog.records, "the crash was logged")
+        poll(lambda: caplog.records, "the crash was logged")
     [record] = caplog.records
     assert record.levelname == "WARNING"
     assert f"model runner for tiny:latest (pid {pid}) stopped: SIGKILL" in record.getMessage()
@@ -264,7 +250,7 @@ def test_a_runner_ends_when_its_parent_dies_even_with_its_socket_held_open(
         assert psutil.pid_exists(runner)
         parent.kill()
         parent.wait()
-        _poll(lambda: dead(runner), "the orphaned runner ended", timeout=10)
+        poll(lambda: dead(runner), "the orphaned runner ended", timeout=10)
     finally:
         parent.kill()
         ours.close()

@@ -10,7 +10,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -20,17 +20,11 @@ from locallama.errors import BadModelFile, RunnerStopped
 from locallama.runtime.local import LocalRuntime
 from locallama.runtime.types import GenerateRequest
 from runtimes import local_runtime
+from waiting import poll
 
-DEADLINE_S = 20.0  # generous: a loaded 2-core machine
 SHORT = {"num_predict": 2, "temperature": 0}
 
 
-def _poll(condition: Callable[[], object], what: str, timeout: float = DEADLINE_S) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting until {what}")
-        time.sleep(0.02)
 
 
 @pytest.fixture
@@ -55,15 +49,15 @@ def test_load_and_unload_cycles_leave_no_descriptors_open(rt: LocalRuntime) -> N
     hundreds of dead runners' pipes: LOCALLAMA_MAX_LOADED_MODELS=1, two models
     alternating)."""
     list(rt.generate(GenerateRequest("tiny", "hi", keep_alive=0, options=SHORT)))
-    _poll(lambda: not _runners(), "the first runner ended")
+    poll(lambda: not _runners(), "the first runner ended")
     gc.collect()
     gc.disable()
     try:
         before = _open_fds()
         for _ in range(8):
             list(rt.generate(GenerateRequest("tiny", "hi", keep_alive=0, options=SHORT)))
-            _poll(lambda: not _runners(), "the runner ended")
-        _poll(lambda: _open_fds() <= before, f"8 runners later, open descriptors are back "
+            poll(lambda: not _runners(), "the runner ended")
+        poll(lambda: _open_fds() <= before, f"8 runners later, open descriptors are back "
               f"to {before} (now {_open_fds()})", timeout=5.0)
     finally:
         gc.enable()

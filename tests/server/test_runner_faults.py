@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from locallama.runtime.local import LocalRuntime
 from locallama.settings import Settings
 from runtimes import add_model, local_runtime
 from tinymodel import tiny_vocab
+from waiting import poll
 
 WAIT_S = 30.0  # generous: a loaded 2-core machine
 LOCALLAMA = str(Path(sys.executable).with_name("locallama"))
@@ -35,12 +35,6 @@ ENDLESS = {"num_predict": 100_000, "temperature": 0}  # greedy "hello" never mee
 SHORT = {"num_predict": 6, "temperature": 0}
 
 
-def poll(condition: Callable[[], object], what: str, timeout: float = WAIT_S) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting until {what}")
-        time.sleep(0.02)
 
 
 class Live:
@@ -53,7 +47,7 @@ class Live:
 
     def runner_pid(self) -> int:
         """The pid of the one loaded model's runner, once it is loaded."""
-        poll(lambda: len(self.ps()) == 1, "the model is loaded")
+        poll(lambda: len(self.ps()) == 1, "the model is loaded", WAIT_S)
         pid = self.ps()[0]["pid"]
         assert isinstance(pid, int)
         return pid
@@ -103,7 +97,7 @@ def assert_names_the_runner(message: str) -> None:
 
 
 def assert_next_request_gets_a_fresh_runner(live: Live, face: str, old_pid: int) -> None:
-    poll(lambda: live.ps() == [], "ps forgets the dead runner")
+    poll(lambda: live.ps() == [], "ps forgets the dead runner", WAIT_S)
     path, payload = body(face, False, SHORT)
     answer = live.http.post(path, json=payload)
     assert answer.status_code == 200, answer.text
@@ -273,8 +267,8 @@ def test_unloading_returns_the_runner_memory(tmp_path: Path) -> None:
             pid = row["pid"]
             answer = http.post("/api/generate", json={"model": "gemma3:270m", "keep_alive": 0})
             assert answer.status_code == 200
-            poll(lambda: http.get("/api/ps").json()["models"] == [], "the model unloaded")
-            poll(lambda: not psutil.pid_exists(pid), "the runner process is gone")
+            poll(lambda: http.get("/api/ps").json()["models"] == [], "the model unloaded", WAIT_S)
+            poll(lambda: not psutil.pid_exists(pid), "the runner process is gone", WAIT_S)
             after = me.memory_info().rss
             assert abs(after - before) < 50_000_000, (before, after)  # ... not here
     finally:
