@@ -36,7 +36,8 @@ def test_a_piped_answer_holds_only_the_answer_with_llama_cpp_logging_on(tmp_path
     """`locallama run` end to end with LOCALLAMA_DEBUG (llama.cpp's log on): its log
     lines reach stderr, and stdout is the streamed answer alone."""
     write_tiny_gguf(tmp_path / "tiny.gguf")
-    (tmp_path / "Modelfile").write_text(f"FROM {tmp_path / 'tiny.gguf'}\n")
+    model = tmp_path / "tiny.gguf"  # a bounded answer: a random model may never say EOS
+    (tmp_path / "Modelfile").write_text(f"FROM {model}\nPARAMETER num_predict 16\n")
     assert cli("create", "tiny").returncode == 0
     cli_env["LOCALLAMA_DEBUG"] = "1"
     done = cli("run", "tiny", "Once upon a time", input="")
