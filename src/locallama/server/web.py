@@ -19,6 +19,7 @@ from pathlib import Path
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse
+from starlette.concurrency import run_in_threadpool
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -59,7 +60,7 @@ async def extract(request: Request) -> JSONResponse:
         raise InvalidRequest("only PDF files are extracted here (the page reads text "
                              "files itself)", "body")
     try:
-        pages = pdf_pages(data)
+        pages = await run_in_threadpool(pdf_pages, data)  # not on the event loop
     except PdfError as exc:
         raise InvalidRequest(str(exc), "body") from None
     return JSONResponse({"text": "\n\n".join(p.strip() for p in pages).strip(),
