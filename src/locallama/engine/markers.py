@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from locallama.engine.stops import partial_suffix
+
 Event = tuple[str, str]
 """("text", some text) or ("marker", the marker)."""
 
@@ -37,7 +39,7 @@ class MarkerScanner:
                 events.append(("text", buffer[:at]))
             events.append(("marker", marker))
             buffer = buffer[at + len(marker):]
-        hold = self._partial_suffix(buffer)
+        hold = partial_suffix(buffer, self.markers)
         self._pending = buffer[len(buffer) - hold:] if hold else ""
         if len(buffer) > hold:
             events.append(("text", buffer[:len(buffer) - hold]))
@@ -54,14 +56,4 @@ class MarkerScanner:
             at = text.find(marker)
             if at >= 0 and (best is None or at < best[0]):
                 best = (at, marker)
-        return best
-
-    def _partial_suffix(self, text: str) -> int:
-        """Length of the longest tail of ``text`` that is a proper prefix of a marker."""
-        best = 0
-        for marker in self.markers:
-            for n in range(min(len(marker) - 1, len(text)), best, -1):
-                if text.endswith(marker[:n]):
-                    best = n
-                    break
         return best

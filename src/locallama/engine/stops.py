@@ -35,7 +35,7 @@ class StopMatcher:
         if first is not None:
             self._pending = ""
             return StopResult(buffer[: first[0]], True, first[1])
-        hold = self._partial_suffix(buffer)
+        hold = partial_suffix(buffer, self.stops)
         self._pending = buffer[len(buffer) - hold :] if hold else ""
         return StopResult(buffer[: len(buffer) - hold], False)
 
@@ -44,15 +44,19 @@ class StopMatcher:
         text, self._pending = self._pending, ""
         return text
 
-    def _partial_suffix(self, text: str) -> int:
-        """Length of the longest tail of ``text`` that is a proper prefix of a stop."""
-        best = 0
-        for stop in self.stops:
-            for n in range(min(len(stop) - 1, len(text)), best, -1):
-                if text.endswith(stop[:n]):
-                    best = n
-                    break
-        return best
+
+
+def partial_suffix(text: str, words: tuple[str, ...]) -> int:
+    """Length (characters) of the longest tail of ``text`` that is a proper prefix of
+    one of ``words``: what a stream must hold back, since the next piece may complete
+    it (stop sequences here, markers in ``markers.py``)."""
+    best = 0
+    for word in words:
+        for n in range(min(len(word) - 1, len(text)), best, -1):
+            if text.endswith(word[:n]):
+                best = n
+                break
+    return best
 
 
 class Utf8Stream:
