@@ -19,26 +19,12 @@ from locallama.everyday.recipes import load_recipe
 from locallama.runtime.types import ChatRequest, GenerateRequest
 from locallama.settings import Settings
 
-CATS = "Cats sleep most of the day and hunt mice at night."
-DOGS = "Dogs bark at the postman and fetch sticks in the park."
-BIRDS = "Birds migrate south in autumn, flying thousands of kilometres."
-
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     home = tmp_path / "home"
     return Settings(models_dir=home / "models", history_file=home / "history",
                     recipes_dir=home / "recipes")
-
-
-@pytest.fixture
-def docs(tmp_path: Path) -> Path:
-    folder = tmp_path / "docs"
-    (folder / "sub").mkdir(parents=True)
-    (folder / "cats.md").write_text(CATS)
-    (folder / "dogs.md").write_text(DOGS)
-    (folder / "sub" / "birds.txt").write_text(BIRDS)
-    return folder
 
 
 def ask(rt, settings, docs, question="Where do cats sleep?", **kwargs):

@@ -6,16 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pytest
-
+from askdocs import BIRDS, CATS, DOGS
 from docshelpers import WordsRuntime
 from locallama.everyday.ask import RERANK_POOL, ask_documents
 from locallama.runtime.types import Reranking, RerankResult
 from locallama.settings import Settings
-
-CATS = "Cats sleep most of the day and hunt mice at night."
-DOGS = "Dogs bark at the postman and fetch sticks in the park."
-BIRDS = "Birds migrate south in autumn, flying thousands of kilometres."
 
 
 class RerankingRuntime(WordsRuntime):
@@ -33,16 +28,6 @@ class RerankingRuntime(WordsRuntime):
                   for d in documents]
         ranked = sorted(range(len(documents)), key=lambda i: -scores[i])[:top_n]
         return Reranking([RerankResult(i, scores[i], documents[i]) for i in ranked], 1)
-
-
-@pytest.fixture
-def docs(tmp_path: Path) -> Path:
-    folder = tmp_path / "docs"
-    (folder / "sub").mkdir(parents=True)
-    (folder / "cats.md").write_text(CATS)
-    (folder / "dogs.md").write_text(DOGS)
-    (folder / "sub" / "birds.txt").write_text(BIRDS)
-    return folder
 
 
 def settings_for(tmp_path: Path, **env: str) -> Settings:
