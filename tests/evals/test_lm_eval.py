@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from liveserver import free_port, serve
-from runtimes import local_runtime
+from runtimes import add_model, local_runtime
 from tinymodel import write_tiny_gguf
 
 pytest.importorskip("lm_eval")
@@ -34,6 +34,9 @@ def test_lm_eval_local_completions_matches_runtime_score(tmp_path: Path):
     gguf = write_tiny_gguf(tmp_path / "nobos.gguf",
                            extra_metadata={"tokenizer.ggml.add_bos_token": False})
     runtime = local_runtime(tmp_path, ("tiny", gguf), host="127.0.0.1", port=free_port())
+    # A second model stored: the tokenizer requests name no model, so the harness is
+    # pointed at tiny's own base URL (server/model_path.py).
+    add_model(runtime, "other", write_tiny_gguf(tmp_path / "other.gguf", seed=7))
     out = tmp_path / "out"
     try:
         with serve(runtime, runtime.settings) as url:
@@ -41,7 +44,7 @@ def test_lm_eval_local_completions_matches_runtime_score(tmp_path: Path):
                    "TOKENIZERS_PARALLELISM": "false"}
             run = subprocess.run(
                 [sys.executable, "-m", "lm_eval", "--model", "local-completions",
-                 "--model_args", f"model=tiny,base_url={url}/v1/completions,"
+                 "--model_args", f"model=tiny,base_url={url}/model/tiny/v1/completions,"
                  "tokenizer_backend=remote,num_concurrent=1,max_retries=1",
                  "--tasks", TASK, "--include_path", str(TASK_DIR), "--output_path", str(out),
                  "--log_samples", "--batch_size", "1"],

@@ -164,15 +164,32 @@ def test_auto_tool_choice_without_tools_still_answers(server):
     assert r.choices[0].finish_reason in ("length", "stop")
 
 
-# -- still open ------------------------------------------------------------------------------
+# -- a per-model base URL for harnesses whose tokenizer requests name no model ------------
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "lm-eval's RemoteTokenizer never sends a model: GET /tokenizer_info and POST "
-    "/tokenize carry none, so with several models stored and none (or several) loaded "
-    "they are a 400 and `lm_eval --model local-completions` stops at start-up; with one "
-    "other model loaded they answer with that model's tokenizer. Needs a design choice "
-    "(a per-model base URL, or a setting naming the harness's model), not a small fix."))
-def test_tokenizer_info_without_model_with_two_models_stored(fim_server):
+def test_tokenizer_info_without_model_with_two_models_stored_is_a_400(fim_server):
     r = httpx.get(fim_server + "/tokenizer_info", timeout=60)
-    assert r.status_code == 200, r.text
+    assert r.status_code == 400, r.text
+
+
+@pytest.mark.parametrize("name", ["tiny", "fim", "fim%3Alatest"])
+def test_model_base_url_names_the_tokenizer(fim_server, name):
+    info = httpx.get(f"{fim_server}/model/{name}/tokenizer_info", timeout=60)
+    assert info.status_code == 200, info.text
+    assert info.json()["model"].startswith(name.replace("%3A", ":").split(":")[0])
+    tokens = httpx.post(f"{fim_server}/model/{name}/tokenize", json={"prompt": "hello"},
+                        timeout=60)
+    assert tokens.status_code == 200, tokens.text
+    text = httpx.post(f"{fim_server}/model/{name}/detokenize",
+                      json={"tokens": tokens.json()["tokens"]}, timeout=60)
+    assert text.json()["prompt"].endswith("hello")
+
+
+def test_model_base_url_body_model_wins_and_unknown_is_a_404(fim_server):
+    r = httpx.post(f"{fim_server}/model/fim/v1/completions",
+                   json={"model": "tiny", "prompt": "hi", "max_tokens": 1}, timeout=60)
+    assert r.status_code == 200 and r.json()["model"] == "tiny", r.text
+    missing = httpx.get(f"{fim_server}/model/nosuch/tokenizer_info", timeout=60)
+    assert missing.status_code == 404, missing.text
+    empty = httpx.get(f"{fim_server}/model//tokenizer_info", timeout=60)
+    assert empty.status_code == 404

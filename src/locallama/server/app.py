@@ -20,6 +20,7 @@ from locallama.metrics import LoadedSample, Metrics
 from locallama.runtime.base import Runtime
 from locallama.server.guard import Guard, is_anthropic_path, is_openai_path
 from locallama.server.http_errors import error_response, validation_error_response
+from locallama.server.model_path import ModelPath
 from locallama.server.streaming import WatchDisconnect
 from locallama.settings import Settings
 from locallama.store.responses import ResponseStore
@@ -94,6 +95,7 @@ def create_app(runtime: Runtime, settings: Settings, *, log_prompts: bool = Fals
     # Added last, so outermost: nothing runs for a request the guard refuses.
     app.add_middleware(Guard, settings=settings, metrics=metrics, routes=app.router.routes,
                        log_prompts=log_prompts)
+    app.add_middleware(ModelPath)  # /model/{name}/… : a per-model base URL (lm-eval)
     return app
 
 

@@ -32,7 +32,7 @@ router = APIRouter(route_class=JSONBodyRoute)  # bodies are JSON whatever the Co
 @router.post("/infill")
 async def infill(body: InfillBody, request: Request) -> Any:
     runtime = runtime_of(request)
-    model = await model_for(runtime, body.model)
+    model = await model_for(runtime, body.model, request)
     generate = infill_request(body, model)
     chunks = await open_stream(lambda: runtime.generate(generate), face=FACE)
     if not body.stream:

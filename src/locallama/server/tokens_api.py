@@ -27,16 +27,20 @@ from locallama.errors import InvalidRequest
 from locallama.runtime.base import Runtime
 from locallama.runtime.types import ChatRequest, Message
 from locallama.server.json_body import JSONBodyRoute
+from locallama.server.model_path import path_model
 from locallama.server.runtime_calls import call, collect, open_stream, runtime_of
 
 FACE = "tokenizer"
 router = APIRouter(route_class=JSONBodyRoute)  # bodies are JSON whatever the Content-Type
 
 
-async def model_for(runtime: Runtime, asked: str | None) -> str:
-    """The model a body names, else the one loaded or stored (``default_model``)."""
+async def model_for(runtime: Runtime, asked: str | None, request: Request) -> str:
+    """The model a body names, else the one a ``/model/{name}/`` base URL names
+    (``server/model_path.py``), else the one loaded or stored (``default_model``)."""
     if asked:
         return asked
+    if named := path_model(request.state):
+        return named
     loaded = [m.name for m in await call(runtime.ps, face=FACE)]
     stored = [e.name.display for e in await call(runtime.list, face=FACE) if not e.broken]
     return default_model(None, loaded, stored)
@@ -45,14 +49,14 @@ async def model_for(runtime: Runtime, asked: str | None) -> str:
 @router.get("/tokenizer_info")
 async def tokenizer_info(request: Request, model: str | None = None) -> dict[str, Any]:
     runtime = runtime_of(request)
-    name = await model_for(runtime, model)
+    name = await model_for(runtime, model, request)
     return tokenizer_info_json(await call(runtime.tokenizer_info, name, face=FACE))
 
 
 @router.post("/tokenize")
 async def tokenize(body: TokenizeBody, request: Request) -> dict[str, Any]:
     runtime = runtime_of(request)
-    name = await model_for(runtime, body.model)
+    name = await model_for(runtime, body.model, request)
     if body.messages is not None and not body.llama_server and body.prompt is None:
         tokens = await _chat_tokens(runtime, name, body.messages)
     else:
@@ -67,7 +71,7 @@ async def tokenize(body: TokenizeBody, request: Request) -> dict[str, Any]:
 @router.post("/detokenize")
 async def detokenize(body: DetokenizeBody, request: Request) -> dict[str, Any]:
     runtime = runtime_of(request)
-    name = await model_for(runtime, body.model)
+    name = await model_for(runtime, body.model, request)
     return detokenize_answer(await call(runtime.detokenize, name, body.tokens, face=FACE))
 
 
