@@ -10,11 +10,14 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 from tests.hfmodels import extract_minilm, folder_digests, write_tiny_llama
+from tests.liveserver import free_port, serve
 from tests.runtimes import create, local_runtime
 
+from locallama.client import RemoteRuntime
 from locallama.errors import Cancelled, InvalidModelFile, LocallamaError, NotSupported
 from locallama.runtime.types import GenerateRequest
 from locallama.settings import Settings
@@ -107,6 +110,31 @@ def test_the_minilm_folder_embeds_as_the_numpy_conversion_does(rt, tmp_path):
     print("cosine converter vs bert_convert:", np.round(cosines, 6).tolist())
     assert cosines.min() >= 0.99
     assert float(got[0] @ got[2]) > float(got[0] @ got[1])  # meaning, not noise
+
+
+@needs_convert
+def test_a_remote_create_uploads_the_folder_and_the_server_converts_it(tiny_llama, tmp_path):
+    served = local_runtime(tmp_path / "served", runner="inprocess", host="127.0.0.1",
+                           port=free_port())
+    try:
+        with serve(served, served.settings) as url:
+            client = RemoteRuntime(served.settings)
+            try:
+                before = folder_digests(tiny_llama)
+                create(client, "tiny-remote", f"FROM {tiny_llama}\n", tmp_path)
+                assert folder_digests(tiny_llama) == before
+                assert client.show("tiny-remote").architecture == "llama"
+                assert greedy(client, "tiny-remote")
+                # a name that climbs out of the folder is refused, whatever the digest
+                digest = served.store.get("tiny-remote").manifest.layers[0].digest
+                answer = httpx.post(f"{url}/api/create", json={
+                    "model": "evil", "stream": False,
+                    "files": {"config.json": digest, "../../x.safetensors": digest}})
+                assert answer.status_code == 400 and "relative file name" in answer.text
+            finally:
+                client.close()
+    finally:
+        served.close()
 
 
 def copy_folder(source: Path, target: Path, drop: tuple[str, ...] = ()) -> Path:

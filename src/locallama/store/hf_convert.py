@@ -133,6 +133,15 @@ def _safetensors_shapes(path: Path, where: str) -> list[list[int]]:
                                ) from None
 
 
+def folder_files(folder: Path) -> list[str]:
+    """The files of a model folder a client uploads for a server to convert: relative
+    ``/``-separated names, sorted, hidden files and folders (``.git``, ``.cache``) left
+    out."""
+    return sorted(
+        path.relative_to(folder).as_posix() for path in folder.rglob("*")
+        if path.is_file() and not any(p.startswith(".") for p in path.relative_to(folder).parts))
+
+
 def converter_dir(configured: Path | None = None) -> Path:
     """The folder holding llama.cpp's converter; NotSupported naming the install when
     it, torch or transformers is missing."""
@@ -235,5 +244,5 @@ def _signal_name(number: int) -> str:
         " (out of memory?)" if number == signal.SIGKILL else "")
 
 
-__all__ = ["Folder", "check_folder", "convert_folder", "converter_dir", "condensed_error",
-           "INSTALL_HINT"]
+__all__ = ["Folder", "check_folder", "folder_files", "convert_folder", "converter_dir",
+           "condensed_error", "INSTALL_HINT"]
