@@ -59,6 +59,7 @@ from locallama.settings import Settings
 from locallama.store import parse_name
 from locallama.store.blobs import CHUNK, digest_file
 from locallama.store.create import source_path as modelfile_path
+from locallama.store.hf_convert import check_folder, folder_files
 from locallama.store.modelfile import Modelfile
 from locallama.store.sources import bundled_names
 
@@ -189,7 +190,12 @@ class RemoteRuntime:
         parse_parameters(modelfile.parameters)  # a bad PARAMETER fails before any upload
         files = adapters = None
         if (source := modelfile_path(modelfile.from_, base_dir)) is not None:
-            files = {source.name: self._upload(source, report)}
+            if source.is_dir():  # a safetensors folder: each file, the server converts
+                check_folder(source)  # a bad folder fails before any upload
+                files = {name: self._upload(source / name, report)
+                         for name in folder_files(source)}
+            else:
+                files = {source.name: self._upload(source, report)}
         if modelfile.adapter:
             adapter = modelfile_path(modelfile.adapter, base_dir)
             if adapter is None:

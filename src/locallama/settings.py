@@ -58,6 +58,9 @@ class Settings:
     hf_hub_cache: Path = field(
         default_factory=lambda: Path.home() / ".cache" / "huggingface" / "hub")
     lmstudio_models: tuple[Path, ...] = field(default_factory=lambda: _lmstudio_defaults())
+    # llama.cpp's converter (create FROM a safetensors folder): the folder holding
+    # convert_hf_to_gguf.py (LOCALLAMA_CONVERTER); None: store/hf_convert's default
+    converter: Path | None = None
 
     @property
     def responses_db(self) -> Path:
@@ -108,6 +111,7 @@ class Settings:
             hf_hub_cache=_hf_hub_cache(env),
             lmstudio_models=tuple(Path(p).expanduser() for p in env.get(
                 "LMSTUDIO_MODELS", "").split(os.pathsep) if p.strip()) or _lmstudio_defaults(),
+            converter=_path(env, "LOCALLAMA_CONVERTER"),
         )
 
 

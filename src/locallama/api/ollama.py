@@ -243,6 +243,8 @@ def create_modelfile(body: CreateBody, blob_path: Callable[[str], Path]) -> Mode
     """
     if body.from_:
         base = Modelfile(from_=_model_ref(body.from_))
+    elif body.files and is_folder_upload(body.files):
+        base = Modelfile(from_=f"./{UPLOADED_FOLDER}")  # the server lays it out there
     elif body.files:
         base = Modelfile(from_=str(_only_blob(body.files, "files", blob_path)))
     elif body.modelfile:
@@ -264,6 +266,35 @@ def create_modelfile(body: CreateBody, blob_path: Callable[[str], Path]) -> Mode
         base.messages = [(m.role, m.content or "") for m in body.messages]
     base.parameters += _parameter_lines(body.parameters or {})
     return base
+
+
+#: the folder, in create's scratch folder, that an uploaded model folder is laid out as
+UPLOADED_FOLDER = "model"
+
+
+def is_folder_upload(files: dict[str, str]) -> bool:
+    """``files`` is a model folder (Hugging Face safetensors, converted by the server),
+    not one GGUF file: it has a config.json or more than one file."""
+    return len(files) > 1 or "config.json" in files
+
+
+def uploaded_folder(files: dict[str, str] | None, blob_path: Callable[[str], Path]
+                    ) -> dict[str, Path]:
+    """An uploaded model folder's files: relative name -> the blob uploaded for it
+    ({} when ``files`` is absent or one GGUF file).  A name is a relative path of
+    ``/``-separated parts, none empty, ``.`` or ``..``, no backslash or NUL:
+    InvalidRequest otherwise, as for an unknown digest."""
+    if not files or not is_folder_upload(files):
+        return {}
+    out = {}
+    for name, digest in files.items():
+        parts = name.split("/")
+        if (not name or len(name) > 1024 or "\\" in name or "\0" in name
+                or any(p in ("", ".", "..") for p in parts)):
+            raise InvalidRequest(f"files: {name[:100]!r} is not a relative file name "
+                                 "inside the model folder")
+        out[name] = blob_path(digest)
+    return out
 
 
 def _model_ref(value: str) -> str:

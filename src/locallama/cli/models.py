@@ -169,10 +169,11 @@ def create(
         raise InvalidRequest(f"cannot read {file}: {exc}") from None
     modelfile = parse_modelfile(text)  # a broken Modelfile fails before any work
     runtime = get_runtime()
-    if quantize:
+    base_dir = file.resolve().parent
+    if quantize or (base_dir / Path(modelfile.from_).expanduser()).is_dir():  # a bar
         from locallama.cli.quantize import run_create
 
-        run_create(runtime, model, modelfile, file.resolve().parent, quantize, None)
+        run_create(runtime, model, modelfile, base_dir, quantize, None)
         err_console.print("success")
         return
     with err_console.status("gathering model components") as status:

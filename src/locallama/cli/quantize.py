@@ -67,32 +67,35 @@ def quantize(
 
 def run_create(runtime, model: str, modelfile: Modelfile, base_dir: Path, qtype: str | None,
                imatrix: Path | None) -> None:
-    """Create (and quantize) with a bar while the quantizer writes, status lines otherwise."""
+    """Create (and quantize) with a bar while a safetensors folder is converted or the
+    quantizer writes (one bar per step), status lines otherwise."""
     from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
-    bar = Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
-                   TimeElapsedColumn(), console=err_console)
-    task = None
-    live = False
+    bar: Progress | None = None  # the bar of the step under way
+    step = task = None
 
     def show(event: ProgressEvent) -> None:
-        nonlocal task, live
-        if event.total and event.status.startswith("quantizing"):
-            if task is None:
+        nonlocal bar, step, task
+        if event.total and event.status.startswith(("quantizing", "converting")):
+            if event.status != step:
+                if bar is not None:
+                    bar.stop()
+                bar = Progress(TextColumn("{task.description}"), BarColumn(),
+                               TaskProgressColumn(), TimeElapsedColumn(), console=err_console)
                 bar.start()
-                live = True
-                task = bar.add_task(event.status, total=event.total)
-            bar.update(task, completed=event.completed or 0)
-            if live and (event.completed or 0) >= event.total:
-                bar.stop()  # done: the full bar stays above the lines that follow
-                live = False
+                step, task = event.status, bar.add_task(event.status, total=event.total)
+            if bar is not None:
+                bar.update(task, completed=event.completed or 0)
+                if (event.completed or 0) >= event.total:
+                    bar.stop()  # done: the full bar stays above the lines that follow
+                    bar = None
         elif not (event.digest and event.total):  # uploads to a server go unshown
             err_console.print(event.status, markup=False)
 
     try:
         runtime.create(model, modelfile, base_dir, show, qtype, imatrix)
     finally:
-        if live:
+        if bar is not None:
             bar.stop()
 
 

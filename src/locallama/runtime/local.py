@@ -334,7 +334,8 @@ class LocalRuntime:
         check = self._load_check
         if not parsed.template:  # the model file's own chat template will be used
             check = partial(self._check_model_file, model=name.display)
-        create_model(self.store, name, parsed, base_dir, progress, step, check)
+        create_model(self.store, name, parsed, base_dir, progress, step, check,
+                     self.settings.converter)
 
     def copy(self, source: str, destination: str) -> None:
         self.store.copy(source, destination)

@@ -36,7 +36,14 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from locallama import __version__
-from locallama.api.ollama import chat_request, create_modelfile, embed_inputs, generate_request
+from locallama.api.ollama import (
+    UPLOADED_FOLDER,
+    chat_request,
+    create_modelfile,
+    embed_inputs,
+    generate_request,
+    uploaded_folder,
+)
 from locallama.api.ollama_answers import (
     embed_json,
     progress_json,
@@ -220,9 +227,14 @@ async def create(body: CreateBody, request: Request) -> Response:
     runtime = runtime_of(request)
     modelfile = await call(create_modelfile, body, runtime.blob_path, face=FACE)
     imatrix = await call(runtime.blob_path, body.imatrix, face=FACE) if body.imatrix else None
+    folder = await call(uploaded_folder, body.files, runtime.blob_path, face=FACE)
 
     def work(progress: Progress) -> None:
         with tempfile.TemporaryDirectory() as empty:  # nothing to find by a relative path
+            for name, blob in folder.items():  # an uploaded safetensors folder: links
+                link = Path(empty, UPLOADED_FOLDER, name)  # to its blobs, named as sent
+                link.parent.mkdir(parents=True, exist_ok=True)
+                link.symlink_to(blob)
             runtime.create(body.model, modelfile, Path(empty), progress, body.quantize,
                            imatrix)
 

@@ -1,4 +1,5 @@
-"""Build a stored model from a Modelfile (FROM a .gguf file or an existing model)."""
+"""Build a stored model from a Modelfile (FROM a .gguf file, a safetensors folder or an
+existing model)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from locallama.options import parse_parameters
 from locallama.progress import Progress, ProgressEvent, silent
 from locallama.store import manifests as mf
 from locallama.store.blobs import CHUNK, normalize_digest
+from locallama.store.hf_convert import convert_folder
 from locallama.store.modelfile import Modelfile
 from locallama.store.names import ModelName, parse_name
 from locallama.store.partials import locked_temp, storage_errors
@@ -42,6 +44,7 @@ def create_model(
     progress: Progress | None = None,
     quantize: Quantize | None = None,
     check: LoadCheck | None = None,
+    converter: Path | None = None,
 ) -> ModelRecord:
     """Write the blobs and manifest for ``name``; the store is unchanged on error.
 
@@ -51,6 +54,9 @@ def create_model(
     a stored model FROM names that has gone bad raises BadModelFile. With ``check``,
     a new model file (FROM file, quantizer output) is loaded once by llama.cpp before
     the manifest is written; its InvalidModelFile passes through, the blob removed.
+    A FROM folder (Hugging Face safetensors) is converted first (``hf_convert``, with
+    the converter in ``converter`` or its default folder) into a temporary file that
+    is checked, quantized or moved into the store like a FROM file.
     """
     report = progress or silent
 
@@ -62,7 +68,11 @@ def create_model(
     params = parse_parameters(modelfile.parameters)
 
     source = source_path(modelfile.from_, base_dir)
-    if source is not None:
+    folder = source is not None and source.is_dir()
+    if folder:
+        model_layers, info = _converted(store, source, report, quantize, check, converter)
+        base = None
+    elif source is not None:
         say(f"reading model file {source}")
         try:
             info = read_gguf_info(source)
@@ -88,7 +98,7 @@ def create_model(
             if la.media_type in (mf.MEDIA_MODEL, mf.MEDIA_ADAPTER, mf.MEDIA_PROJECTOR)
         ]
         info = read_gguf_info(base.model_path)
-    if quantize is not None:
+    if quantize is not None and not folder:  # a folder's conversion quantized it
         source_file = source if source is not None else base.model_path
         model_layers, info = _quantized(store, source_file, info, quantize, report, check)
 
@@ -160,6 +170,31 @@ def _quantized(store: Store, source: Path, info: GGUFInfo, quantize: Quantize,
     return [mf.Layer(mf.MEDIA_MODEL, digest, size)], new
 
 
+def _converted(store: Store, folder: Path, report: Progress, quantize: Quantize | None,
+               check: LoadCheck | None, converter: Path | None
+               ) -> tuple[list[mf.Layer], GGUFInfo]:
+    """Convert a safetensors folder into a temporary file in the blobs folder (locked,
+    so a sweep leaves it alone while it is written and removes it after a kill); then
+    quantize it, or check it and rename it into place.  The temporary file is gone
+    afterwards whatever happens."""
+    with locked_temp(store.blobs.root, ".convert-") as (_, tmp):
+        with storage_errors(store.blobs.root, partial=tmp):
+            convert_folder(folder, tmp, report, converter)
+        try:
+            info = read_gguf_info(tmp)
+        except BadModelFile as exc:
+            raise InvalidModelFile(f"the converter wrote a file llama.cpp cannot read: {exc}"
+                                   ) from None
+        if quantize is not None:
+            return _quantized(store, tmp, info, quantize, report, check)
+        if check is not None:
+            report(ProgressEvent("checking that llama.cpp loads the model"))
+            check(tmp, None)
+        report(ProgressEvent("verifying sha256 digest"))
+        digest, size = _move_into_store(store, tmp)
+    return [mf.Layer(mf.MEDIA_MODEL, digest, size)], info
+
+
 def bits_per_weight(info: GGUFInfo) -> float:
     """Bits of the file per parameter: what a model costs on disk and in memory."""
     return 8 * info.file_size / info.parameter_count if info.parameter_count else 0.0
@@ -183,17 +218,13 @@ def _move_into_store(store: Store, path: Path) -> tuple[str, int]:
 
 
 def source_path(value: str, base_dir: Path) -> Path | None:
-    """FROM names a file when it looks like a path or a file of that name exists."""
+    """FROM names a file (or a safetensors folder) when it looks like a path or one of
+    that name exists; None for a model name."""
     looks_like_path = (
         value.startswith((".", "/", "~")) or value.lower().endswith(".gguf") or "\\" in value
     )
     candidate = (base_dir / Path(value).expanduser()).resolve()
-    if candidate.is_dir():
-        raise NotSupported(
-            f"FROM {value}: importing a folder (safetensors) is not supported yet; "
-            "convert it to GGUF first"
-        )
-    if candidate.is_file():
+    if candidate.is_file() or candidate.is_dir():
         return candidate
     if looks_like_path:
         raise InvalidRequest(f"FROM {value}: no such file")
