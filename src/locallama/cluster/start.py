@@ -10,7 +10,7 @@ failure).
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -107,3 +107,25 @@ def stop(cluster: Cluster) -> None:
         cluster.head = None
     if cluster.started_ray:
         ray.shutdown()
+
+
+def serve_forever(address: str | None, say: Callable[[str], None]) -> None:
+    """``locallama serve --ray``: start, say where it listens, serve until SIGINT or
+    SIGTERM, then stop what ``start`` started."""
+    import signal
+    import threading
+
+    done = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: done.set())
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        cluster = start(address)
+        try:
+            say(f"locallama is listening on {cluster.url} (Ray Serve; "
+                f"replicas per model: GET {cluster.url}/api/cluster)")
+            done.wait()
+        finally:
+            stop(cluster)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
