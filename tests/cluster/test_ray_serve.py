@@ -9,6 +9,9 @@ One cluster for the module (starting Ray Serve takes ~30 s); the kill test runs 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -126,6 +129,12 @@ def test_ps_shows_a_row_per_replica_with_its_node(cluster):
     assert sorted(r["name"] for r in rows) == ["tiny:latest", "tiny:latest"]
     assert len({r["replica"] for r in rows}) == 2
     assert all(r["node"] for r in rows)
+    env = {**os.environ, "LOCALLAMA_HOST": cluster["url"].removeprefix("http://")}
+    shown = subprocess.run([sys.executable, "-m", "locallama", "ps"], env=env, text=True,
+                           capture_output=True, timeout=120)
+    assert shown.returncode == 0, shown.stderr
+    header, *lines = shown.stdout.splitlines()
+    assert header.split()[-2:] == ["REPLICA", "NODE"] and len(lines) == 2
 
 
 def test_a_node_without_the_model_copies_it_from_the_head(cluster):

@@ -71,6 +71,7 @@ class ClusterConfig:
     affinity_max: int = 100_000  # conversations the router remembers (LRU)
     prefix_chars: int = 2048  # how much of a prompt the routing key covers
     node_home: str | None = None  # a replica's LOCALLAMA_HOME (None: the head's value)
+    prefix_routing: bool = True  # False: least busy of two only (to measure what it buys)
 
     def scaling(self, model: str) -> Scaling:
         """The numbers for ``model`` (its section, else the defaults)."""
@@ -108,7 +109,12 @@ class ClusterConfig:
         node_home = env.get("LOCALLAMA_CLUSTER_NODE_HOME", "").strip() or None
         affinity_max = _positive(env, "LOCALLAMA_CLUSTER_AFFINITY_MAX", 100_000)
         prefix_chars = _positive(env, "LOCALLAMA_CLUSTER_PREFIX_CHARS", 2048)
-        return cls(default, models, deploy, affinity_max, prefix_chars, node_home)
+        routing = env.get("LOCALLAMA_CLUSTER_ROUTING", "").strip().lower() or "prefix"
+        if routing not in ("prefix", "least_busy"):
+            raise InvalidRequest("LOCALLAMA_CLUSTER_ROUTING must be prefix or least_busy, "
+                                 f"not {routing!r}")
+        return cls(default, models, deploy, affinity_max, prefix_chars, node_home,
+                   routing == "prefix")
 
 
 def _model_key(name: str) -> str:

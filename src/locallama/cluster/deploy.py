@@ -46,7 +46,8 @@ def deploy_model(model: str, env: Mapping[str, str], config: ClusterConfig,
 
     scaling = config.scaling(model)
     router = RequestRouterConfig(request_router_class=PrefixRouter,
-                                 request_router_kwargs={"max_keys": config.affinity_max})
+                                 request_router_kwargs={"max_keys": config.affinity_max,
+                                                        "prefix": config.prefix_routing})
     autoscaling = scaling.autoscaling()
     fixed = scaling.min_replicas == scaling.max_replicas
     deployment = serve.deployment(

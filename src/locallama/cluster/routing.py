@@ -39,8 +39,12 @@ class PrefixRouter(FIFOMixin, RequestRouter):
     """Sends a conversation back to the replica that holds its prefix; otherwise the
     less busy of two random replicas.  Counts hits and misses (``stats``)."""
 
-    def initialize_state(self, max_keys: int = 100_000, **kwargs: Any) -> None:
+    def initialize_state(self, max_keys: int = 100_000, prefix: bool = True,
+                         **kwargs: Any) -> None:
+        """``max_keys``: conversations remembered; ``prefix`` False ignores the keys
+        (LOCALLAMA_CLUSTER_ROUTING=least_busy)."""
         self.affinity = AffinityTable(max_keys)
+        self.prefix = prefix
         self.hits = 0
         self.misses = 0
 
@@ -52,7 +56,7 @@ class PrefixRouter(FIFOMixin, RequestRouter):
             return []
         ranks: list[list[RunningReplica]] = []
         others = list(candidate_replicas)
-        key = request_key(pending_request)
+        key = request_key(pending_request) if self.prefix else None
         held = self.affinity.get(key) if key else None
         if held is not None:
             mine = [r for r in others if r.replica_id == held]
@@ -72,7 +76,7 @@ class PrefixRouter(FIFOMixin, RequestRouter):
     def on_request_routed(self, pending_request: PendingRequest, replica_id: ReplicaID,
                           result: Any) -> None:
         key = request_key(pending_request)
-        if key is None:
+        if key is None or not self.prefix:
             return
         if self.affinity.get(key) == replica_id:
             self.hits += 1
