@@ -151,8 +151,9 @@ def main() -> None:
     rows = []
     for replicas in (1, 2):
         wall, results = run_config(home, replicas, "prefix", concurrency)
+        ttfts = [r["ttft"] for r in results]
         rows.append((replicas, sum(r["tokens"] for r in results) / wall,
-                     pct([r["ttft"] for r in results], 0.5), pct([r["ttft"] for r in results], 0.95)))
+                     pct(ttfts, 0.5), pct(ttfts, 0.95)))
     turns = {routing: run_config(home, 2, routing, second_turns)
              for routing in ("prefix", "least_busy")}
     ray.shutdown()
