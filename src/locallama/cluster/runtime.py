@@ -213,6 +213,8 @@ class ClusterRuntime:
             return Details()
 
     def _handle(self, model: str) -> Any:
+        if (handle := self._handles.get(model)) is not None:
+            return handle  # deployed: no lock (a deploy in progress holds it for seconds)
         with self._lock:
             handle = self._handles.get(model)
             if handle is None:
