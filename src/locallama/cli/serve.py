@@ -61,7 +61,11 @@ def serve(
     """Start the server (LOCALLAMA_HOST, default 127.0.0.1:11434); Ctrl-C stops it."""
     if on_ray or ray_address:
         from locallama.cluster.start import serve_forever
+        from locallama.server.guard import is_loopback_host
 
+        settings = Settings.from_env()
+        if not is_loopback_host(settings.host) and not settings.api_key:
+            err_console.print(exposed_warning(settings), markup=False, soft_wrap=True)
         serve_forever(ray_address, lambda text: err_console.print(text, markup=False))
         return
     import uvicorn
