@@ -148,6 +148,7 @@ def main() -> None:
                                   {"role": "user", "content": "And who improved it?"}], 16)
                 for m, one in zip(firsts, ones, strict=True)]
 
+    load_before = os.getloadavg()[0]
     rows = []
     for replicas in (1, 2):
         wall, results = run_config(home, replicas, "prefix", concurrency)
@@ -159,7 +160,8 @@ def main() -> None:
     ray.shutdown()
 
     print(f"\n{args.chats} concurrent chats, {args.tokens} tokens each, {MODEL}, "
-          f"{os.cpu_count()} cores shared by every replica")
+          f"{os.cpu_count()} cores shared by every replica; load average "
+          f"{load_before:.1f} before, {os.getloadavg()[0]:.1f} after")
     print(f"{'replicas':>8} {'tok/s':>8} {'TTFT p50':>9} {'TTFT p95':>9} {'tok/s ratio':>12}")
     for replicas, rate, p50, p95 in rows:
         print(f"{replicas:>8} {rate:>8.1f} {p50:>8.2f}s {p95:>8.2f}s {rate / rows[0][1]:>12.2f}")
