@@ -130,7 +130,7 @@ def main() -> None:
     runtime = LocalRuntime(Settings.from_env({"LOCALLAMA_HOME": str(home)}))
     runtime.pull(MODEL)
     runtime.close()
-    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False,
+    ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False,
              namespace="locallama")
 
     chats = [[{"role": "user", "content": f"Tell me the history of {TOPICS[i % len(TOPICS)]}."}]

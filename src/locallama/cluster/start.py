@@ -48,8 +48,9 @@ class Cluster:
 def start(address: str | None, env: Mapping[str, str] | None = None,
           num_cpus: int | None = None) -> Cluster:
     """Start serving on Ray.  ``address``: an existing cluster ("auto", "HOST:PORT",
-    "ray://HOST:PORT") or None to start a local one (``num_cpus`` logical CPUs; None:
-    the machine's).  Raises LocallamaError for a bad setting or an unreachable cluster;
+    "ray://HOST:PORT") or None for RAY_ADDRESS, else a new local one (``num_cpus``
+    logical CPUs; None: the machine's).  With Ray already initialized in this process,
+    that cluster.  Raises LocallamaError for a bad setting or an unreachable cluster;
     nothing is left deployed then."""
     require_ray()
     import ray
@@ -67,6 +68,9 @@ def start(address: str | None, env: Mapping[str, str] | None = None,
     config = ClusterConfig.from_env(env)
     started = not ray.is_initialized()
     if started:
+        # None: RAY_ADDRESS, else a new local cluster ("local": never a stale one that
+        # an earlier run's ray_current_cluster file points at)
+        address = address or os.environ.get("RAY_ADDRESS") or "local"
         try:
             ray.init(address=address, namespace=NAMESPACE, num_cpus=num_cpus,
                      include_dashboard=False, log_to_driver=False,
