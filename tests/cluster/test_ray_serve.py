@@ -88,6 +88,28 @@ def test_both_faces_answer_through_the_ingress(cluster):
     assert finishes[-1] == "length"
 
 
+def test_errors_keep_their_status_and_one_line_through_the_replicas(cluster):
+    url = cluster["url"]
+    bad = httpx.post(url + "/api/chat", timeout=TIMEOUT, json={
+        "model": "tiny", "messages": [{"role": "user", "content": "hi"}], "stream": False,
+        "options": {"top_k": -5}})  # refused by the replica's runtime
+    assert bad.status_code == 400 and bad.json()["error"] == "top_k must not be negative"
+    long = httpx.post(url + "/api/generate", timeout=TIMEOUT, json={
+        "model": "tiny", "prompt": "word " * 3000, "stream": False, "truncate": False})
+    assert long.status_code == 400 and "longer than the context" in long.json()["error"]
+    assert "\n" not in long.json()["error"]
+    missing = httpx.post(url + "/v1/chat/completions", timeout=TIMEOUT, json={
+        "model": "nope", "messages": [{"role": "user", "content": "hi"}]})
+    assert missing.status_code == 404
+    assert missing.json()["error"]["code"] == "model_not_found"
+    # a request's keep_alive 0 does not unload a replica's model (Serve scales it)
+    done = httpx.post(url + "/api/generate", timeout=TIMEOUT, json={
+        "model": "tiny", "prompt": "hi", "stream": False, "keep_alive": 0,
+        "options": {"num_predict": 2}})
+    assert done.status_code == 200
+    assert all(r["loaded"] for r in replicas(url))
+
+
 def test_requests_spread_over_both_replicas(cluster):
     url = cluster["url"]
     before = {r["replica"]: r["served"] for r in replicas(url)}

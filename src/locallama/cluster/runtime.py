@@ -7,6 +7,9 @@ pull, create, copy, delete, blobs) is the head's own LocalRuntime, whose store t
 replicas copy models from; ``ps`` is the head's directory of replicas, a row per
 replica with its node.
 
+A request's keep_alive is not passed on: a replica keeps its model while it lives and
+Ray Serve's autoscaler (its downscale delay is LOCALLAMA_KEEP_ALIVE) unloads it; an
+empty request with keep_alive 0 (``locallama stop``) deletes the model's application.
 A model's application is deployed on its first request (or at start, for
 LOCALLAMA_CLUSTER_MODELS).  A replica that dies before its first item is retried on
 another (nothing was sent yet); one that dies mid-answer ends that stream with a
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -78,13 +82,12 @@ class ClusterRuntime:
     def embed(self, model: str, inputs: list[str], truncate: bool = True,
               options: dict[str, Any] | None = None, keep_alive: KeepAlive = None,
               dimensions: int | None = None) -> Embeddings:
-        return self._call(model, "embed", model, inputs, truncate, options, keep_alive,
-                          dimensions)
+        return self._call(model, "embed", model, inputs, truncate, options, None, dimensions)
 
     def rerank(self, model: str, query: str, documents: list[str], top_n: int | None = None,
                options: dict[str, Any] | None = None, keep_alive: KeepAlive = None
                ) -> Reranking:
-        return self._call(model, "rerank", model, query, documents, top_n, options, keep_alive)
+        return self._call(model, "rerank", model, query, documents, top_n, options, None)
 
     def score(self, model: str, pairs: list[tuple[str, str]],
               options: dict[str, Any] | None = None,
@@ -230,6 +233,8 @@ class ClusterRuntime:
     def _stream(self, kind: str, request: ChatRequest | GenerateRequest) -> Iterator[Chunk]:
         model = self._name(request.model)
         key = route_key(request, self.config.prefix_chars)
+        # a replica keeps its model while it lives; Serve's autoscaler is the keep_alive
+        request = replace(request, keep_alive=None)
         for attempt in range(ATTEMPTS):
             answer = self._handle(model).options(stream=True).stream.remote(
                 kind, request, route_key=key)
