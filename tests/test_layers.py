@@ -94,7 +94,7 @@ def _under(module: str, *layers: str) -> bool:
 
 
 _ABOVE_RUNTIME = ["locallama.server", "locallama.api", "locallama.client", "locallama.cli",
-                  "locallama.evals", "locallama.everyday"]
+                  "locallama.evals", "locallama.everyday", "locallama.cluster"]
 #: (a layer, the layers it must never import, lazily or not)
 LAYERS = [
     # the Runtime's vocabulary is the bottom: units only
@@ -117,9 +117,13 @@ LAYERS = [
                        "locallama.engine"]),
     # the faces reach the engine only through a Runtime
     ("locallama.server", ["locallama.client", "locallama.cli", "locallama.evals",
-                          "locallama.everyday", "locallama.engine"]),
+                          "locallama.everyday", "locallama.engine", "locallama.cluster"]),
     ("locallama.client", ["locallama.server", "locallama.cli", "locallama.evals",
                           "locallama.everyday", "locallama.engine", "locallama.runtime.local"]),
+    # serve --ray: the server's app over a ClusterRuntime; llama.cpp only in replicas'
+    # LocalRuntimes
+    ("locallama.cluster", ["locallama.cli", "locallama.client", "locallama.evals",
+                           "locallama.everyday", "locallama.engine"]),
     # consumers of the Runtime, never of llama.cpp directly
     ("locallama.evals", ["locallama.cli", "locallama.server", "locallama.engine"]),
     ("locallama.everyday", ["locallama.cli", "locallama.server", "locallama.engine",

@@ -407,6 +407,16 @@ def test_loaded_model_round_trip(expires):
         assert datetime.fromisoformat(line["expires_at"]).year > 2300
 
 
+def test_a_cluster_replicas_row_round_trips_and_a_plain_row_has_no_replica():
+    info = LoadedModelInfo("m:latest", "sha256:" + HEX, 5, None, 4096, DETAILS,
+                           replica="r1x2", node="10.0.0.7")
+    line = wire(running_json(info))
+    assert (line["replica"], line["node"]) == ("r1x2", "10.0.0.7")
+    assert running_of(line) == info
+    plain = running_json(LoadedModelInfo("m:latest", "sha256:" + HEX, 5, None, 4096, DETAILS))
+    assert "replica" not in plain and "node" not in plain
+
+
 def test_model_details_round_trip():
     details = ModelDetails(
         name="m:latest", digest="sha256:" + HEX, size=1234, architecture="llama",

@@ -51,8 +51,23 @@ def serve(
                                          help="text, or json: one JSON object per line."),
     log_prompts: bool = typer.Option(False, "--log-prompts",
                                      help="Also log each request's prompt or messages."),
+    on_ray: bool = typer.Option(False, "--ray", help="Serve on a Ray cluster: the API on "
+                                "Ray Serve, each model's replicas on the nodes (docs/scale.md)."),
+    ray_address: str | None = typer.Option(
+        None, "--ray-address", metavar="ADDRESS",
+        help="With --ray: an existing cluster ('auto', HOST:PORT, ray://HOST:PORT); "
+             "default RAY_ADDRESS, else a local cluster started here."),
 ) -> None:
     """Start the server (LOCALLAMA_HOST, default 127.0.0.1:11434); Ctrl-C stops it."""
+    if on_ray or ray_address:
+        from locallama.cluster.start import serve_forever
+        from locallama.server.guard import is_loopback_host
+
+        settings = Settings.from_env()
+        if not is_loopback_host(settings.host) and not settings.api_key:
+            err_console.print(exposed_warning(settings), markup=False, soft_wrap=True)
+        serve_forever(ray_address, lambda text: err_console.print(text, markup=False))
+        return
     import uvicorn
 
     from locallama.runtime.local import LocalRuntime

@@ -23,6 +23,7 @@ def ps(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> Non
              "processor": processor(i), "context_length": i.context_length,
              "expires_at": i.expires_at.isoformat() if i.expires_at else None,
              "pid": i.pid, "rss": i.rss}
+            | ({"replica": i.replica, "node": i.node} if i.replica else {})
             for i in infos
         ])
         return
@@ -30,6 +31,10 @@ def ps(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> Non
     rows += [(i.name, _id(i.digest), format_bytes(i.size), processor(i), str(i.context_length),
               until(i.expires_at), str(i.pid) if i.pid else "-",
               format_bytes(i.rss) if i.rss else "-") for i in infos]
+    if any(i.replica for i in infos):  # serve --ray: a row per replica, and its node
+        rows = [(*row, *extra) for row, extra in
+                zip(rows, [("REPLICA", "NODE")] + [(i.replica or "-", i.node or "-")
+                                                   for i in infos], strict=True)]
     typer.echo(columns(rows))
 
 

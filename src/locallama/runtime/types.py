@@ -359,6 +359,8 @@ class LoadedModelInfo:
     num_parallel: int = 0  # sequences the model was loaded with (0: not known)
     pid: int | None = None  # the runner process that holds it (None: in-process)
     rss: int | None = None  # bytes the runner has resident in memory, measured now
+    replica: str | None = None  # serve --ray: the Ray Serve replica that holds it
+    node: str | None = None  # serve --ray: the address of the node that replica runs on
 
 
 @dataclass
