@@ -135,14 +135,16 @@ class LocalRuntime:
         """The one streaming path under generate and chat (and so under both faces)."""
         started = time.perf_counter_ns()
         use = self.loader.use(record.model_path, options, name=record.name.display,
-                              digest=record.digest, keep_alive=shape.keep_alive)
+                              digest=record.digest, keep_alive=shape.keep_alive,
+                              projector=_projector(record))
         with use as (model, load_ns):
             prompt = build(model)
             stops = tuple(dict.fromkeys((*options.stop, *prompt.stops)))
             job = Job(prompt.tokens, options, stops,
                       grammar=prompt.grammar or shape.grammar, top_logprobs=shape.top_logprobs,
                       score_top=(shape.top_logprobs or 0) if shape.echo else None, score_from=0,
-                      truncate=shape.truncate, shift=shape.shift, special=prompt.special)
+                      truncate=shape.truncate, shift=shape.shift, special=prompt.special,
+                      images=prompt.images)
             split = OutputSplit(prompt, shape)
             first = True
             first_at = 0
@@ -180,7 +182,7 @@ class LocalRuntime:
             eval_duration=stats.eval_duration,
             load_duration=load_ns,
             total_duration=time.perf_counter_ns() - started,
-            context=list(stats.tokens),
+            context=[t for t in stats.tokens if t >= 0],  # images' placeholders left out
             prompt_logprobs=job.prompt_scores if first else None,
             tool_calls=tool_calls or None,
             prompt_tokens=stats.prompt_tokens,
@@ -205,7 +207,8 @@ class LocalRuntime:
         record = self._record(model)
         options = resolve_options(record.params, options)
         with self.loader.use(record.model_path, options, name=record.name.display,
-                             digest=record.digest, keep_alive=self._keep_alive(keep_alive)):
+                             digest=record.digest, keep_alive=self._keep_alive(keep_alive),
+                             projector=_projector(record)):
             pass
 
     def unload(self, model: str) -> None:
@@ -413,6 +416,12 @@ class LocalRuntime:
         record = self._record(model)
         opts = resolve_options(record.params, options)
         with self.loader.use(record.model_path, opts, name=record.name.display,
-                             digest=record.digest, keep_alive=self._keep_alive(None)
-                             ) as (loaded, _):
+                             digest=record.digest, keep_alive=self._keep_alive(None),
+                             projector=_projector(record)) as (loaded, _):
             yield loaded, opts
+
+
+def _projector(record: ModelRecord) -> Path | None:
+    """The vision projector a generation model is loaded with (its first projector
+    layer), or None."""
+    return record.projectors[0] if record.projectors else None
