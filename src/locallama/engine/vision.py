@@ -20,25 +20,33 @@ from __future__ import annotations
 
 import collections
 import ctypes
+import os
+import sys
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import llama_cpp
 import numpy as np
 from llama_cpp import mtmd_cpp as mtmd
 
-from locallama.engine.model import _llama_log
 from locallama.engine.vision_types import MARKER, ImageSpan, digest_of, placeholder
 from locallama.errors import BadModelFile, InvalidRequest, LocallamaError, NotSupported
 
-if TYPE_CHECKING:
-    from locallama.engine.job import Job
-    from locallama.engine.scheduler import Scheduler
+# The scheduler and its jobs are passed in (typed Any: the scheduler imports this module).
+Scheduler = Any
+Job = Any
 
-# mtmd's own log follows llama.cpp's (stderr only with LOCALLAMA_DEBUG)
-mtmd.mtmd_log_set(_llama_log, ctypes.c_void_p(0))
-mtmd.mtmd_helper_log_set(_llama_log, ctypes.c_void_p(0))
+
+@llama_cpp.llama_log_callback
+def _mtmd_log(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+    """mtmd's own log, as llama.cpp's (``engine/model.py``): stderr with LOCALLAMA_DEBUG."""
+    if os.environ.get("LOCALLAMA_DEBUG"):
+        sys.stderr.write(text.decode("utf-8", errors="replace"))
+
+
+mtmd.mtmd_log_set(_mtmd_log, ctypes.c_void_p(0))
+mtmd.mtmd_helper_log_set(_mtmd_log, ctypes.c_void_p(0))
 
 _CACHE_IMAGES = 16  # encoded images kept per model (a few MB each for real projectors)
 _CHUNK_IMAGE = 1  # MTMD_INPUT_CHUNK_TYPE_IMAGE

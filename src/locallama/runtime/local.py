@@ -337,7 +337,8 @@ class LocalRuntime:
         check = self._load_check
         if not parsed.template:  # the model file's own chat template will be used
             check = partial(self._check_model_file, model=name.display)
-        create_model(self.store, name, parsed, base_dir, progress, step, check)
+        create_model(self.store, name, parsed, base_dir, progress, step, check,
+                     projector_check=self._projector_check)
 
     def copy(self, source: str, destination: str) -> None:
         self.store.copy(source, destination)
@@ -383,6 +384,12 @@ class LocalRuntime:
     def _load_check(self, path: Path, digest: str | None) -> None:
         """llama.cpp loads ``path`` in a child, under the settings' time limit."""
         check_loads(path, self.settings.load_check_timeout, digest)
+
+    def _projector_check(self, model: Path, projector: Path) -> None:
+        """mtmd loads ``projector`` beside ``model`` in a child, under the same limit."""
+        from locallama.engine.vision_check import check_projector
+
+        check_projector(model, projector, self.settings.load_check_timeout)
 
     def _check_model_file(self, path: Path, digest: str | None, model: str = "") -> None:
         """``_load_check``, then the file's own chat template (``tokenizer.chat_template``)
