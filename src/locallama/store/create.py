@@ -76,6 +76,9 @@ def create_model(
             info = read_gguf_info(source)
         except BadModelFile as exc:  # the caller's file (a path, an uploaded blob)
             raise InvalidModelFile(str(exc)) from None
+        if info.architecture == "clip":
+            raise InvalidModelFile(f"FROM {from_} is a vision projector, not a model: a "
+                                   "Modelfile needs the model's FROM as well")
         model_layers = []
         if quantize is None:  # a quantized model holds only the quantizer's output
             digest = _stored_digest(store, source)
@@ -96,9 +99,6 @@ def create_model(
             if la.media_type in (mf.MEDIA_MODEL, mf.MEDIA_ADAPTER, mf.MEDIA_PROJECTOR)
         ]
         info = read_gguf_info(base.model_path)
-    if info.architecture == "clip":
-        raise InvalidModelFile(f"FROM {from_} is a vision projector, not a model: a "
-                               "Modelfile needs the model's FROM as well")
     if quantize is not None:
         source_file = source if source is not None else base.model_path
         model_layers, info = _quantized(store, source_file, info, quantize, report, check)
@@ -134,17 +134,19 @@ def create_model(
 
 
 def _split_from(modelfile: Modelfile, base_dir: Path) -> tuple[str, list[Path]]:
-    """The FROM lines as (the model's, the projector files): with several, the one
-    file that is not a projector (GGUF architecture "clip") is the model, whatever the
-    order (Ollama's /api/create ``files`` have none); otherwise the first FROM."""
+    """The FROM lines as (the model's, the projector files): the first FROM is the
+    model's unless it is a projector file (GGUF architecture "clip", as Ollama tells
+    them apart; its /api/create ``files`` have no order), then the first that is not.
+    Every other FROM must be a projector (``projector_source``'s errors)."""
     if not modelfile.projectors:
         return modelfile.from_, []
     values = [modelfile.from_, *modelfile.projectors]
-    models = [v for v in values if not _is_projector(v, base_dir)]
-    if len(models) != 1:
-        raise InvalidRequest(f"the FROM lines name {len(models)} models: one model and its "
-                             "vision projector files are expected")
-    return models[0], [projector_source(v, base_dir) for v in values if v != models[0]]
+    model = values[0]
+    if _is_projector(model, base_dir):
+        model = next((v for v in values[1:] if not _is_projector(v, base_dir)), model)
+    rest = list(values)
+    rest.remove(model)
+    return model, [projector_source(v, base_dir) for v in rest]
 
 
 def _is_projector(value: str, base_dir: Path) -> bool:
@@ -171,7 +173,8 @@ def projector_source(value: str, base_dir: Path) -> Path:
         raise InvalidModelFile(f"FROM {value}: {exc}") from None
     if info.architecture != "clip":
         raise InvalidModelFile(f"FROM {value}: a second FROM must be a vision projector "
-                               f"(GGUF architecture 'clip'), not a '{info.architecture}' model")
+                               f"(GGUF architecture 'clip'), not a '{info.architecture}' "
+                               "model: one model and its projector files are expected")
     if info.metadata.get("clip.has_vision_encoder") is not True:
         raise InvalidModelFile(f"FROM {value}: the projector has no vision encoder")
     return path
