@@ -184,3 +184,22 @@ def test_an_image_url_is_fetched(live: Live, image_host: str) -> None:
     assert "LOCALLAMA_MAX_IMAGE_BYTES" in huge.json()["error"]["message"]
     nowhere = openai_image(live, f"http://127.0.0.1:{free_port()}/x.png")
     assert nowhere.status_code == 400
+
+
+def test_responses_input_image(live: Live, image_host: str) -> None:
+    def ask(url: str) -> httpx.Response:
+        return post(live, "/v1/responses", {
+            "model": "vision", "temperature": 0, "max_output_tokens": 8, "store": False,
+            "input": [{"role": "user", "content": [
+                {"type": "input_text", "text": "what is this"},
+                {"type": "input_image", "image_url": url}]}]})
+
+    by_data = ask(f"data:image/png;base64,{PNG1}")
+    by_url = ask(f"{image_host}/cat.png")
+    assert by_data.status_code == by_url.status_code == 200, (by_data.text, by_url.text)
+    def text(answer: httpx.Response) -> str:
+        return "".join(part["text"] for item in answer.json()["output"]
+                       if item["type"] == "message" for part in item["content"])
+
+    assert text(by_data) == text(by_url)
+    assert ask(f"data:image/png;base64,{CORRUPT}").status_code == 400
