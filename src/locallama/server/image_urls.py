@@ -15,6 +15,7 @@ import base64
 import httpx
 
 from locallama.errors import InvalidRequest
+from locallama.runtime.base import Runtime
 from locallama.runtime.types import ChatRequest
 from locallama.settings import Settings
 from locallama.units import format_bytes
@@ -26,9 +27,10 @@ def is_url(image: str) -> bool:
     return image.startswith(_SCHEMES)
 
 
-async def fetch_images(runs: list[ChatRequest], settings: Settings) -> None:
+async def fetch_images(runs: list[ChatRequest], runtime: Runtime) -> None:
     """Replace every http(s) URL among the runs' message images by its base64 bytes
-    (one fetch per distinct URL; the runs are the choices of one request)."""
+    (one fetch per distinct URL; the runs are the choices of one request), under the
+    limits of ``runtime.settings`` (read only when there is a URL to fetch)."""
     fetched: dict[str, str] = {}
     for run in runs:
         for message in run.messages:
@@ -36,7 +38,7 @@ async def fetch_images(runs: list[ChatRequest], settings: Settings) -> None:
                 if not is_url(image):
                     continue
                 if image not in fetched:
-                    fetched[image] = await fetch_image(image, settings)
+                    fetched[image] = await fetch_image(image, runtime.settings)
                 message.images[i] = fetched[image]
 
 

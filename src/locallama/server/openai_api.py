@@ -87,7 +87,7 @@ def _sse(events: AsyncIterator[dict[str, Any]]) -> ClosingStreamingResponse:
 async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:
     runtime = runtime_of(request)
     runs = chat_requests(body)
-    await fetch_images(runs, runtime.settings)  # image_url parts given by http(s) URL
+    await fetch_images(runs, runtime)  # image_url parts given by http(s) URL
     head = Head.new("chatcmpl-", body.model)
     if body.stream:
         first = await open_stream(lambda: runtime.chat(runs[0]), face=FACE)

@@ -62,7 +62,7 @@ async def create_response(body: ResponseCreate, request: Request) -> Any:
         history = previous.items + previous.response.get("output", [])
     items = history + input_items(body)
     chat = chat_request(body, items)
-    await fetch_images([chat], runtime.settings)  # input_image given by http(s) URL
+    await fetch_images([chat], runtime)  # input_image given by http(s) URL
     stream = ResponseStream(response_fields(body))
     chunks = await open_stream(lambda: runtime.chat(chat), face=FACE)
     if body.stream:
