@@ -203,3 +203,19 @@ def test_responses_input_image(live: Live, image_host: str) -> None:
 
     assert text(by_data) == text(by_url)
     assert ask(f"data:image/png;base64,{CORRUPT}").status_code == 400
+
+
+def test_a_remote_create_uploads_the_projector_too(live: Live, tiny_gguf: Path,
+                                                   tmp_path: Path) -> None:
+    from locallama.client import RemoteRuntime
+    from locallama.runtime.types import ChatRequest, Message
+    from locallama.store.modelfile import parse_modelfile
+
+    projector = write_tiny_projector(tmp_path / "mmproj.gguf", seed=3)
+    remote = RemoteRuntime(live.runtime.settings)
+    remote.create("remote-seer", parse_modelfile(f"FROM {projector}\nFROM {tiny_gguf}\n"),
+                  tmp_path)
+    assert "vision" in remote.show("remote-seer").capabilities
+    chunks = list(remote.chat(ChatRequest("remote-seer", [
+        Message("user", "what is this", images=[PNG1])], {"num_predict": 4})))
+    assert chunks[-1].done and chunks[-1].prompt_tokens > IMAGE_TOKENS
