@@ -66,7 +66,7 @@ class LoadedModel:
         self.scheduler = None  # set by the loader: engine.scheduler.Scheduler
         self.vision = None  # engine.vision.VisionContext when a projector is loaded with it
         if params.projector:
-            from locallama.engine.vision import VisionContext
+            from locallama.engine.vision_context import VisionContext
 
             try:
                 self.vision = VisionContext(self.model, params.projector, params.threads)
@@ -118,7 +118,7 @@ class LoadedModel:
 
     def tokenize_images(self, text: str, images: list[bytes], add_bos: bool = True
                         ) -> tuple[list[int], list[tuple[int, int, str]]]:
-        """A prompt with images: see ``engine/vision.VisionContext.tokenize``;
+        """A prompt with images: see ``engine/vision_context.VisionContext.tokenize``;
         InvalidRequest when the model was loaded without a projector."""
         if self.vision is None:
             raise InvalidRequest(f"model {self.path.name} was loaded without a vision projector")
