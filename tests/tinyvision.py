@@ -31,12 +31,15 @@ IMAGE_TOKENS = (IMAGE_SIZE // PATCH_SIZE // POOL) ** 2
 
 
 def write_tiny_projector(path: str | Path, *, seed: int = 0, projection_dim: int = TEXT_EMBD,
-                         architecture: str = "clip") -> Path:
+                         architecture: str = "clip", image_size: int = IMAGE_SIZE,
+                         patch_size: int = PATCH_SIZE) -> Path:
     """Write the tiny gemma3-type projector to ``path`` and return it.
 
     ``projection_dim`` is the language model's n_embd it projects to (mtmd refuses a
     pair whose sizes differ); ``architecture`` other than "clip" makes a file that is
-    a GGUF but no projector (for validation tests)."""
+    a GGUF but no projector (for validation tests).  ``image_size`` / ``patch_size``
+    give (image_size / patch_size / 4) ** 2 image tokens (Gemma 3's own: 896 / 14,
+    256 tokens)."""
     path = Path(path)
     writer = gguf.GGUFWriter(path, architecture)
     writer.add_string("general.name", "tiny-projector")
@@ -45,8 +48,8 @@ def write_tiny_projector(path: str | Path, *, seed: int = 0, projection_dim: int
     writer.add_bool("clip.has_text_encoder", False)
     writer.add_string("clip.projector_type", "gemma3")
     writer.add_bool("clip.use_gelu", True)
-    writer.add_uint32("clip.vision.image_size", IMAGE_SIZE)
-    writer.add_uint32("clip.vision.patch_size", PATCH_SIZE)
+    writer.add_uint32("clip.vision.image_size", image_size)
+    writer.add_uint32("clip.vision.patch_size", patch_size)
     writer.add_uint32("clip.vision.embedding_length", VISION_EMBD)
     writer.add_uint32("clip.vision.feed_forward_length", VISION_FF)
     writer.add_uint32("clip.vision.block_count", 1)
@@ -66,10 +69,10 @@ def write_tiny_projector(path: str | Path, *, seed: int = 0, projection_dim: int
         return (0.1 * rng.standard_normal(n)).astype(np.float32)
 
     ones = np.ones(VISION_EMBD, dtype=np.float32)
-    n_patches = (IMAGE_SIZE // PATCH_SIZE) ** 2
+    n_patches = (image_size // patch_size) ** 2
     tensors = {
         # numpy shapes are GGUF's dims reversed: (n_embd, channels, patch, patch)
-        "v.patch_embd.weight": weight(VISION_EMBD, 3, PATCH_SIZE, PATCH_SIZE),
+        "v.patch_embd.weight": weight(VISION_EMBD, 3, patch_size, patch_size),
         "v.patch_embd.bias": bias(VISION_EMBD),
         "v.position_embd.weight": weight(n_patches, VISION_EMBD),
     }
