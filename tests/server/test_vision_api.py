@@ -219,3 +219,17 @@ def test_a_remote_create_uploads_the_projector_too(live: Live, tiny_gguf: Path,
     chunks = list(remote.chat(ChatRequest("remote-seer", [
         Message("user", "what is this", images=[PNG1])], {"num_predict": 4})))
     assert chunks[-1].done and chunks[-1].prompt_tokens > IMAGE_TOKENS
+
+
+def test_anthropic_url_images_are_fetched(live: Live, image_host: str) -> None:
+    def ask(source: dict) -> httpx.Response:
+        return post(live, "/v1/messages", {
+            "model": "vision", "max_tokens": 6, "temperature": 0,
+            "messages": [{"role": "user", "content": [
+                {"type": "image", "source": source}, {"type": "text", "text": "what"}]}]})
+
+    by_url = ask({"type": "url", "url": f"{image_host}/cat.png"})
+    by_data = ask({"type": "base64", "media_type": "image/png", "data": PNG1})
+    assert by_url.status_code == 200, by_url.text
+    assert by_url.json()["content"] == by_data.json()["content"]
+    assert ask({"type": "url", "url": f"{image_host}/missing.png"}).status_code == 400
