@@ -196,6 +196,12 @@ class RemoteRuntime:
                          for name in folder_files(source)}
             else:
                 files = {source.name: self._upload(source, report)}
+        for value in modelfile.projectors:  # vision projector files go with the model's
+            projector = modelfile_path(value, base_dir)
+            if projector is None or files is None or source is None or source.is_dir():
+                raise InvalidRequest(f"FROM {value}: a projector file needs the model's "
+                                     "FROM to be a GGUF file too")
+            files[f"{len(files)}-{projector.name}"] = self._upload(projector, report)
         if modelfile.adapter:
             adapter = modelfile_path(modelfile.adapter, base_dir)
             if adapter is None:

@@ -37,6 +37,8 @@ class Settings:
     template_timeout: float = 5.0  # seconds one chat template render may take
     template_max_bytes: int = 32 * MIB  # the text one render may write
     load_check_timeout: float = 60.0  # seconds a new model file's trial load may take
+    max_image_bytes: int = 20 * MIB  # an image fetched from an http(s) URL: 400 past it
+    image_fetch_timeout: float = 10.0  # seconds fetching one image URL may take: 400 past it
     # "process": every loaded model in a runner process of its own (engine/runner.py);
     # "inprocess": in this process (for tests and debugging: one crash takes it all)
     runner: str = "process"
@@ -99,6 +101,8 @@ class Settings:
             template_timeout=_seconds(env, "LOCALLAMA_TEMPLATE_TIMEOUT", 5.0),
             template_max_bytes=_size(env, "LOCALLAMA_TEMPLATE_MAX_BYTES", 32 * MIB),
             load_check_timeout=_seconds(env, "LOCALLAMA_LOAD_CHECK_TIMEOUT", 60.0),
+            max_image_bytes=_size(env, "LOCALLAMA_MAX_IMAGE_BYTES", 20 * MIB),
+            image_fetch_timeout=_seconds(env, "LOCALLAMA_IMAGE_FETCH_TIMEOUT", 10.0),
             runner=_runner(env),
             responses_max=_int(env, "LOCALLAMA_RESPONSES_MAX", 1000),
             history_file=home / "history",

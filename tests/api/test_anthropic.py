@@ -106,15 +106,18 @@ def test_a_tool_round_trip_keeps_ids_and_names():
     ]
 
 
-def test_base64_images_reach_the_runtime_and_urls_are_refused():
+def test_base64_and_url_images_reach_the_runtime_and_files_are_refused():
     image = {"type": "image", "source": {"type": "base64", "media_type": "image/png",
                                          "data": "aGk="}}
     request = chat_request(body(messages=[{"role": "user", "content": [
         image, {"type": "text", "text": "What is this?"}]}]))
     assert request.messages == [Message("user", "What is this?", ["aGk="])]
     by_url = {"type": "image", "source": {"type": "url", "url": "https://example.com/a.png"}}
+    request = chat_request(body(messages=[{"role": "user", "content": [by_url]}]))
+    assert request.messages[0].images == ["https://example.com/a.png"]  # the server fetches it
+    by_file = {"type": "image", "source": {"type": "file", "file_id": "f"}}
     with pytest.raises(InvalidRequest, match="only base64 images") as info:
-        chat_request(body(messages=[{"role": "user", "content": [by_url]}]))
+        chat_request(body(messages=[{"role": "user", "content": [by_file]}]))
     assert info.value.param == "messages[0].content[0].source"
 
 

@@ -252,7 +252,8 @@ def test_modelfile_round_trip_through_the_create_body():
         parameters=[("temperature", "0.5"), ("num_ctx", "4096"), ("stop", "a b"),
                     ("stop", "<|im_end|>"), ("use_mmap", "false")],
         messages=[("user", "Hi"), ("assistant", "Hello")], licenses=["MIT", "Apache 2.0"])
-    every_field_set(dataclasses.replace(modelfile, adapter="set below, from a file"))
+    every_field_set(dataclasses.replace(modelfile, adapter="set below, from a file",
+                                        projectors=["set below, from files"]))
     assert created(create_body("m", modelfile)) == modelfile
 
 
@@ -276,7 +277,14 @@ def test_a_path_where_a_model_name_belongs_is_refused():
     with pytest.raises(InvalidRequest, match="neither 'from' nor 'files'"):
         created({"model": "m"})
     with pytest.raises(NotSupported, match="exactly one GGUF file"):
-        created({"model": "m", "files": {"a.gguf": "sha256:" + HEX, "b.gguf": "sha256:" + HEX}})
+        created({"model": "m", "files": {"a.gguf": "sha256:" + HEX},
+                 "adapters": {"a.gguf": "sha256:" + HEX, "b.gguf": "sha256:" + HEX}})
+
+
+def test_several_files_are_a_model_and_its_projectors():
+    files = {"model.gguf": "sha256:" + HEX, "mmproj.gguf": "sha256:" + "cd" * 32}
+    assert created({"model": "m", "files": files}) == Modelfile(
+        from_=str(blob_path("sha256:" + HEX)), projectors=[str(blob_path("sha256:" + "cd" * 32))])
 
 
 def test_a_bad_parameter_fails_while_the_body_is_built():
@@ -429,7 +437,8 @@ def test_model_details_round_trip():
         licenses=["MIT"], modelfile="FROM x\n",
         model_info={"general.architecture": "llama", "general.parameter_count": 268_100_000,
                     "llama.context_length": 2048, "llama.embedding_length": 64},
-        modified_at="2025-01-02T03:04:05.123456Z", capabilities=["completion", "tools"])
+        modified_at="2025-01-02T03:04:05.123456Z", capabilities=["completion", "tools"],
+        projector_info={"general.architecture": "clip", "clip.projector_type": "gemma3"})
     every_field_set(details)
     assert show_of(wire(show_json(details)), details.name, details.digest,
                    details.size) == details

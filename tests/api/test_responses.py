@@ -101,7 +101,7 @@ def test_a_function_call_without_text_starts_its_own_assistant_turn():
     ({"role": "robot", "content": "x"}, "input[0].role"),
     ({"role": "user", "content": [{"type": "input_file", "file_id": "f"}]},
      "input[0].content[0].type"),
-    ({"role": "user", "content": [{"type": "input_image", "image_url": "https://x/y.png"}]},
+    ({"role": "user", "content": [{"type": "input_image", "image_url": "ftp://x/y.png"}]},
      "input[0].content[0].image_url"),
     ({"type": "function_call", "call_id": "c", "name": "f", "arguments": "[1]"},
      "input[0].arguments"),

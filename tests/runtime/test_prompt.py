@@ -9,7 +9,7 @@ import pytest
 
 from locallama.engine.model import LoadedModel
 from locallama.engine.params import ContextParams
-from locallama.errors import InvalidRequest, NotSupported
+from locallama.errors import InvalidRequest
 from locallama.gguf_info import read_gguf_info
 from locallama.runtime.prompt import (
     Prompt,
@@ -164,8 +164,10 @@ def test_images_are_refused_for_a_model_without_vision(runtime, tmp_path):
     with pytest.raises(InvalidRequest, match="model 'tiny:latest' does not support images"):
         chat_messages(record, picture)
     with_projector = replace(record, projectors=[tmp_path / "mmproj.gguf"])
-    with pytest.raises(NotSupported, match="vision models are not supported yet"):
-        chat_messages(with_projector, picture)
+    assert chat_messages(with_projector, picture)[-1].images == ["aGk="]  # a vision model's
+    not_base64 = [Message("user", "What is this?", images=["not base64!"])]
+    with pytest.raises(InvalidRequest, match=r"images\[0\] is not valid base64"):
+        chat_messages(with_projector, not_base64)
 
 
 def test_tools_are_refused_for_a_template_that_does_not_read_them(runtime, opened):

@@ -140,7 +140,6 @@ def test_windows_line_endings_and_bom_parse_like_unix() -> None:
         ("FROM m\n\nFORM m\n", 3, "unknown instruction 'FORM'"),
         ("FROM m\n{{ .Prompt }}\n", 2, "unknown instruction '{{'"),
         ("# only a comment\nSYSTEM hi\n", None, "no FROM line"),
-        ("FROM a\nSYSTEM hi\nFROM b\n", 3, "second FROM (the first is on line 1)"),
         ("FROM a\nADAPTER x\nADAPTER y\n", 3, "second ADAPTER"),
         (f"FROM m\n\nTEMPLATE {Q3}hello\n\nworld\n", 3, 'unterminated """'),
         (f"FROM m\nSYSTEM {Q3}\n", 2, 'unterminated """'),
@@ -279,3 +278,10 @@ def test_read_non_utf8_modelfile_names_the_line(tmp_path: Path) -> None:
         read_modelfile(path)
     assert info.value.line == 2
     assert str(info.value).startswith("Modelfile line 2: ")
+
+
+def test_a_second_from_is_a_projector_and_round_trips() -> None:
+    parsed = parse_modelfile("FROM ./model.gguf\nSYSTEM hi\nFROM ./mmproj.gguf\n")
+    assert parsed.from_ == "./model.gguf"
+    assert parsed.projectors == ["./mmproj.gguf"]
+    assert parse_modelfile(parsed.render()) == parsed

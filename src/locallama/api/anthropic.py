@@ -20,8 +20,9 @@ How a conversation maps onto the Runtime's messages:
   then its text (and images) one user message.
 * An assistant message's text is its content, its ``tool_use`` blocks its tool calls
   (ids kept), its ``thinking`` blocks its thinking; redacted thinking is dropped.
-* Images travel as base64 (``Message.images``): the Runtime refuses them with a 400
-  for a model without vision.
+* Images travel as base64 (``Message.images``; an http(s) ``url`` source as its URL,
+  fetched by the server): the Runtime refuses them with a 400 for a model without
+  vision.
 """
 
 from __future__ import annotations
@@ -260,12 +261,14 @@ def _tool_result(block: ToolResultBlock, names: dict[str, str], where: str) -> M
 
 
 def _image(block: ImageBlock, where: str) -> str:
-    """An image block's base64 data; an image by URL or file id is refused (this server
-    fetches nothing on a request's behalf)."""
+    """An image block's base64 data, or its http(s) URL (the server fetches it:
+    ``server/image_urls.py``); an image by file id is refused."""
     source = block.source
+    if source.type == "url" and (source.url or "").startswith(("http://", "https://")):
+        return source.url
     if source.type != "base64" or not source.data:
-        raise InvalidRequest(f"{where}: only base64 images are supported here (source type "
-                             f"{source.type!r})", f"{where}.source")
+        raise InvalidRequest(f"{where}: only base64 images and http(s) URLs are supported "
+                             f"here (source type {source.type!r})", f"{where}.source")
     return source.data
 
 

@@ -217,7 +217,7 @@ def create_body(model: str, modelfile: Modelfile, files: dict[str, str] | None =
     request.  No ``stream``: the caller says how it reads the answer.
     """
     body: dict[str, Any] = {"model": model}
-    if files:
+    if files:  # the model file first, then its projectors'
         body["files"] = files
     else:
         body["from"] = modelfile.from_
@@ -239,14 +239,16 @@ def create_modelfile(body: CreateBody, blob_path: Callable[[str], Path]) -> Mode
     digest to its file, raising for a malformed or unknown one), never a path the
     caller names: a client must not make the server read its own disk.  Raises
     InvalidRequest (no source, a path where a model name belongs), NotSupported (more
-    than one file) and ModelfileError (unparsable ``modelfile`` text).
+    than one adapter) and ModelfileError (unparsable ``modelfile`` text).  Several
+    ``files`` are a model and its vision projectors (create tells which is which).
     """
     if body.from_:
         base = Modelfile(from_=_model_ref(body.from_))
     elif body.files and is_folder_upload(body.files):
         base = Modelfile(from_=f"./{UPLOADED_FOLDER}")  # the server lays it out there
-    elif body.files:
-        base = Modelfile(from_=str(_only_blob(body.files, "files", blob_path)))
+    elif body.files:  # a model GGUF, and its vision projector GGUFs (told apart at create)
+        paths = [str(blob_path(digest)) for digest in body.files.values()]
+        base = Modelfile(from_=paths[0], projectors=paths[1:])
     elif body.modelfile:
         base = parse_modelfile(body.modelfile)
         base.from_ = _blob_or_model(base.from_, blob_path)
@@ -310,7 +312,7 @@ def _blob_or_model(value: str, blob_path: Callable[[str], Path]) -> str:
 def _only_blob(files: dict[str, str], field: str, blob_path: Callable[[str], Path]) -> Path:
     if len(files) != 1:
         raise NotSupported(f"{field}: exactly one GGUF file is supported (safetensors "
-                           "folders and projector files are not supported yet)")
+                           "folders are not supported yet)")
     return blob_path(next(iter(files.values())))
 
 

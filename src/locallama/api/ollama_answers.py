@@ -130,7 +130,8 @@ def _expiry(value: str | None) -> datetime | None:
 def show_json(d: ModelDetails) -> dict[str, Any]:
     """The /api/show answer: license (several joined by newlines), modelfile,
     parameters (text), template and system (each left out when empty), messages,
-    details, model_info (GGUF metadata, arrays empty), capabilities, modified_at.
+    details, model_info (GGUF metadata, arrays empty), capabilities, projector_info (a
+    vision model's projector metadata, when it has one), modified_at.
     Name, digest and size are not in it (as in Ollama)."""
     out: dict[str, Any] = {"license": "\n".join(d.licenses), "modelfile": d.modelfile,
                            "parameters": _parameters_text(d.parameters),
@@ -140,6 +141,9 @@ def show_json(d: ModelDetails) -> dict[str, Any]:
         out["messages"] = [message_json(m) for m in d.messages]
     out |= {"details": details_json(d.details), "model_info": _model_info(d),
             "capabilities": d.capabilities}
+    if d.projector_info:  # a vision model's projector (Ollama's projector_info)
+        out["projector_info"] = {k: [] if isinstance(v, str) and _ARRAY.fullmatch(v) else v
+                                 for k, v in d.projector_info.items()}
     if d.modified_at:
         out["modified_at"] = timestamp(datetime.fromisoformat(d.modified_at))
     return out
@@ -165,6 +169,7 @@ def show_of(data: dict[str, Any], name: str, digest: str = "", size: int = 0) ->
         modelfile=data.get("modelfile", ""), model_info=info,
         modified_at=data.get("modified_at", ""),
         capabilities=list(data.get("capabilities") or ["completion"]),
+        projector_info=dict(data.get("projector_info") or {}),
     )
 
 

@@ -323,8 +323,12 @@ def _content(content: str | list[dict[str, Any]] | None, where: str) -> tuple[st
         elif kind == "image_url":
             image = part.get("image_url")
             url = image.get("url") if isinstance(image, dict) else image
+            if isinstance(url, str) and url.startswith(("http://", "https://")):
+                images.append(url)  # fetched by the server (server/image_urls.py)
+                continue
             if not isinstance(url, str) or not url.startswith("data:") or "," not in url:
-                raise invalid("images must be base64 data: URLs", f"{where}[{k}].image_url")
+                raise invalid("images must be base64 data: URLs or http(s) URLs",
+                              f"{where}[{k}].image_url")
             images.append(url.partition(",")[2])
         else:
             raise invalid(f"content part type {kind!r} is not supported: use text or "

@@ -280,8 +280,11 @@ def _message(item: JSON, where: str) -> Message:
             texts.append(_text_field(part, key, at))
         elif kind == "input_image":
             url = part.get("image_url")
+            if isinstance(url, str) and url.startswith(("http://", "https://")):
+                images.append(url)  # fetched by the server (server/image_urls.py)
+                continue
             if not isinstance(url, str) or not url.startswith("data:") or "," not in url:
-                raise invalid("images must be base64 data: URLs in image_url",
+                raise invalid("images must be base64 data: URLs or http(s) URLs in image_url",
                               f"{at}.image_url")
             images.append(url.partition(",")[2])
         else:

@@ -13,6 +13,7 @@ from prompt_toolkit.history import FileHistory, InMemoryHistory
 from locallama.cli.answer import ensure_model, stream_to_stdout
 from locallama.cli.interrupt import ctrl_c_stops
 from locallama.cli.output import console, err_console, timing_block
+from locallama.cli.repl_images import attach_images
 from locallama.engine.reasoning import LEVELS
 from locallama.errors import Cancelled, LocallamaError
 from locallama.options import coerce_option, resolve_options
@@ -100,10 +101,13 @@ class Repl:
         return text.rstrip()[:-3]
 
     def send(self, text: str) -> None:
+        text, images, files = attach_images(text, self.runtime.settings.max_image_bytes)
+        for path in files:
+            console.print(f"Added image '{path}'", markup=False, soft_wrap=True)
         messages = list(self.messages)
         if self.system:
             messages.insert(0, Message("system", self.system))
-        messages.append(Message("user", text))
+        messages.append(Message("user", text, images))
         answer: list[str] = []
         thought: list[str] = []
 
@@ -136,7 +140,7 @@ class Repl:
                 return  # the interrupted exchange is dropped; the session goes on
         sys.stdout.write("\n\n")
         sys.stdout.flush()
-        self.messages += [Message("user", text),
+        self.messages += [Message("user", text, images),
                           Message("assistant", "".join(answer), thinking="".join(thought))]
         if self.verbose and final is not None:
             err_console.print(timing_block(final) + "\n", markup=False)

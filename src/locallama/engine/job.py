@@ -14,6 +14,7 @@ from typing import Any
 
 from locallama.engine.params import GenerationStats
 from locallama.engine.stops import StopMatcher, Utf8Stream
+from locallama.engine.vision_types import ImageSpan
 from locallama.options import Options
 from locallama.runtime.types import TokenLogprob
 
@@ -42,6 +43,9 @@ class Job:
     #: special tokens whose text the output spells (reasoning and tool-call markers
     #: such as gpt-oss's <|channel|>, llama-server's "preserved tokens"); others are silent
     special: frozenset[int] = frozenset()
+    #: the prompt's images (engine/vision_types.py): their positions in ``prompt`` hold
+    #: placeholder ids, evaluated as embeddings by engine/vision.py
+    images: tuple[ImageSpan, ...] = ()
     stats: GenerationStats = field(default_factory=GenerationStats)
     prompt_scores: list[TokenLogprob] | None = None
 
@@ -62,6 +66,7 @@ class Job:
         self.started = 0
         self.prompt_started = 0
         self.eval_started = 0
+        self.embeddings: dict[int, Any] = {}  # image start -> (embeddings, non_causal)
 
     @property
     def logits_from(self) -> int:

@@ -16,6 +16,7 @@ requests that need the same model at once load it once.
 from __future__ import annotations
 
 import dataclasses
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -86,10 +87,13 @@ class ModelLoader:
 
     @contextmanager
     def use(self, path: Path, options: Options, *, embedding: bool = False, name: str = "",
-            digest: str = "", keep_alive: float | None = 300.0
+            digest: str = "", keep_alive: float | None = 300.0, projector: Path | None = None
             ) -> Iterator[tuple[LoadedModel | EmbeddingModel, int]]:
-        """Hold a loaded model for one request; yields it and the ns spent loading it."""
-        entry, load_ns = self._acquire(path, options, embedding, name, digest, keep_alive)
+        """Hold a loaded model for one request; yields it and the ns spent loading it.
+        ``projector``: a vision projector GGUF loaded beside a generation model (the same
+        model with another projector, or none, is another load)."""
+        entry, load_ns = self._acquire(path, options, embedding, name, digest, keep_alive,
+                                       None if embedding or projector is None else str(projector))
         try:
             yield entry.model, load_ns
         finally:
@@ -98,10 +102,12 @@ class ModelLoader:
     # -- acquiring ---------------------------------------------------------------
 
     def _acquire(self, path: Path, options: Options, embedding: bool, name: str, digest: str,
-                 keep_alive: float | None) -> tuple[Entry, int]:
+                 keep_alive: float | None, projector: str | None = None) -> tuple[Entry, int]:
         info = self.info(path)
         key = (path, embedding)
         wanted = ContextParams.from_options(options, info, embedding)
+        if projector:
+            wanted = dataclasses.replace(wanted, projector=projector)
         freed = 0  # what unloading the same model with other parameters gave back
         with self._lock:
             while True:
@@ -154,6 +160,8 @@ class ModelLoader:
         params = dataclasses.replace(wanted, num_parallel=parallel,
                                      flash_attention=self.flash_attention)
         need = estimate_memory(info, params.num_ctx, params.num_parallel).total
+        if params.projector:  # its weights (a little more while it encodes an image)
+            need += os.path.getsize(params.projector)
         while True:
             others = [e for e in self._loaded.values()]
             have = self._memory() + freed

@@ -64,6 +64,15 @@ class LoadedModel:
         self.n_vocab = llama_cpp.llama_vocab_n_tokens(self.vocab)
         self.n_swa = llama_cpp.llama_model_n_swa(self.model)
         self.scheduler = None  # set by the loader: engine.scheduler.Scheduler
+        self.vision = None  # engine.vision.VisionContext when a projector is loaded with it
+        if params.projector:
+            from locallama.engine.vision_context import VisionContext
+
+            try:
+                self.vision = VisionContext(self.model, params.projector, params.threads)
+            except BaseException:
+                self.close()
+                raise
 
     def new_context(self, n_ctx: int, n_seq: int, n_batch: int, threads: int,
                     flash_attention: bool = False):
@@ -106,6 +115,16 @@ class LoadedModel:
             if n >= 0:
                 return list(tokens[:n])
             size = -n
+
+    def tokenize_images(self, text: str, images: list[bytes], add_bos: bool = True
+                        ) -> tuple[list[int], list[tuple[int, int, str]]]:
+        """A prompt with images: see ``engine/vision_context.VisionContext.tokenize``;
+        InvalidRequest when the model was loaded without a projector."""
+        if self.vision is None:
+            raise InvalidRequest(f"model {self.path.name} was loaded without a vision projector")
+        if add_bos and llama_cpp.llama_vocab_get_add_bos(self.vocab):
+            add_bos = not (self.bos_text and text.startswith(self.bos_text))  # written
+        return self.vision.tokenize(text, images, add_bos)
 
     def piece(self, token: int, special: bool = False) -> bytes:
         buffer = ctypes.create_string_buffer(64)
@@ -218,6 +237,9 @@ class LoadedModel:
         if self.scheduler is not None:
             self.scheduler.close()
             self.scheduler = None
+        if getattr(self, "vision", None) is not None:
+            self.vision.close()
+            self.vision = None
         if self.model:
             llama_cpp.llama_model_free(self.model)
             self.model = None

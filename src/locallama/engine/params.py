@@ -20,6 +20,7 @@ class ContextParams:
     threads: int = 1
     num_parallel: int = 1  # sequences decoded together, each with num_ctx tokens
     flash_attention: bool = False
+    projector: str | None = None  # a vision projector (mmproj GGUF) loaded beside it
 
     @classmethod
     def from_options(cls, options: Options, info: GGUFInfo, embedding: bool = False,

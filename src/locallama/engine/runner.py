@@ -15,8 +15,9 @@ interpreter, so unpickling the parent's messages trusts nothing the parent does 
 already run.  From the parent::
 
     ("load", path, info, params, max_queue, name)      first, once
-    ("call", rid, method, args)                         tokenize, detokenize, pieces,
-                                                        embed, rerank, status
+    ("call", rid, method, args)                         tokenize, tokenize_images,
+                                                        detokenize, pieces, embed,
+                                                        rerank, status
     ("submit", rid, fields)                             a scheduler Job's request fields
     ("cancel", rid)
     ("close",)
@@ -149,6 +150,8 @@ def _load(message: tuple) -> tuple[Any, dict[str, Any]]:
 def _call(model: Any, method: str, args: tuple) -> Any:
     if method == "tokenize":
         return model.tokenize(*args)
+    if method == "tokenize_images":
+        return model.tokenize_images(*args)
     if method == "detokenize":
         return model.detokenize(*args)
     if method == "pieces":

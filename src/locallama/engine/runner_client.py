@@ -343,6 +343,10 @@ class RunnerModel:
     def tokenize(self, text: str, add_bos: bool = True, special: bool = True) -> list[int]:
         return self.runner.call("tokenize", text, add_bos, special)
 
+    def tokenize_images(self, text: str, images: list[bytes], add_bos: bool = True
+                        ) -> tuple[list[int], list[tuple[int, int, str]]]:
+        return self.runner.call("tokenize_images", text, images, add_bos)
+
     def detokenize(self, tokens: list[int]) -> str:
         return self.runner.call("detokenize", tokens)
 
@@ -382,7 +386,8 @@ class RunnerScheduler:
         fields = {"prompt": list(job.prompt), "options": job.options, "stops": job.stops,
                   "grammar": job.grammar, "top_logprobs": job.top_logprobs,
                   "score_top": job.score_top, "score_from": job.score_from,
-                  "truncate": job.truncate, "shift": job.shift, "special": job.special}
+                  "truncate": job.truncate, "shift": job.shift, "special": job.special,
+                  "images": job.images}
         try:
             self.runner.send(("submit", rid, fields))
             kind, _, *rest = wait(waiter, CLIENT_GONE.get())

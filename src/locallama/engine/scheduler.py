@@ -29,6 +29,7 @@ from locallama.engine.job import Job, Piece
 from locallama.engine.model import LoadedModel
 from locallama.engine.sampling import Sampler
 from locallama.engine.slots import Slot, choose_slot, common_prefix
+from locallama.engine.vision import decode_image, image_at, prepare, reuse_limit, text_run
 from locallama.errors import Cancelled, InvalidRequest, LocallamaError, ServerBusy
 from locallama.runtime.types import TokenLogprob
 
@@ -71,7 +72,10 @@ class Scheduler:
         self._check_queue()
         if not job.prompt:
             raise InvalidRequest("the prompt is empty")
-        self.model.check_tokens(job.prompt)
+        if job.images:
+            prepare(self, job)  # checks the ids and room, puts the embeddings on the job
+        else:
+            self.model.check_tokens(job.prompt)
         job.prompt = self._fit(job)
         job.stats.prompt_tokens = len(job.prompt)
         if job.score_top is not None:
@@ -215,6 +219,8 @@ class Scheduler:
             job = self._waiting.popleft()
             slot = choose_slot(free, job.prompt)
             reuse = min(common_prefix(slot.cached, job.prompt), job.logits_from)
+            if job.images:
+                reuse = reuse_limit(job, reuse)  # never into the middle of an image
             if reuse and not self._can_reuse(slot, reuse):
                 reuse = 0
             llama_cpp.llama_memory_seq_rm(self.memory, slot.id, reuse, -1)
@@ -254,7 +260,11 @@ class Scheduler:
             if budget <= 0:
                 break
             start = job.done_prompt
-            size = self.num_batch
+            if job.images and (image := image_at(job, start)) is not None:
+                budget -= decode_image(self, job, image)  # a batch of its own
+                continue
+            size = self.num_batch if not job.images else min(self.num_batch,
+                                                              text_run(job, start))
             if job.score_top is not None and start + size > job.logits_from:
                 # Rows of logits are vocabulary-sized: a few at a time where they are kept.
                 size = min(self.num_batch, max(job.logits_from - start, _SCORE_ROWS))

@@ -135,14 +135,16 @@ class LocalRuntime:
         """The one streaming path under generate and chat (and so under both faces)."""
         started = time.perf_counter_ns()
         use = self.loader.use(record.model_path, options, name=record.name.display,
-                              digest=record.digest, keep_alive=shape.keep_alive)
+                              digest=record.digest, keep_alive=shape.keep_alive,
+                              projector=_projector(record))
         with use as (model, load_ns):
             prompt = build(model)
             stops = tuple(dict.fromkeys((*options.stop, *prompt.stops)))
             job = Job(prompt.tokens, options, stops,
                       grammar=prompt.grammar or shape.grammar, top_logprobs=shape.top_logprobs,
                       score_top=(shape.top_logprobs or 0) if shape.echo else None, score_from=0,
-                      truncate=shape.truncate, shift=shape.shift, special=prompt.special)
+                      truncate=shape.truncate, shift=shape.shift, special=prompt.special,
+                      images=prompt.images)
             split = OutputSplit(prompt, shape)
             first = True
             first_at = 0
@@ -180,7 +182,7 @@ class LocalRuntime:
             eval_duration=stats.eval_duration,
             load_duration=load_ns,
             total_duration=time.perf_counter_ns() - started,
-            context=list(stats.tokens),
+            context=[t for t in stats.tokens if t >= 0],  # images' placeholders left out
             prompt_logprobs=job.prompt_scores if first else None,
             tool_calls=tool_calls or None,
             prompt_tokens=stats.prompt_tokens,
@@ -205,7 +207,8 @@ class LocalRuntime:
         record = self._record(model)
         options = resolve_options(record.params, options)
         with self.loader.use(record.model_path, options, name=record.name.display,
-                             digest=record.digest, keep_alive=self._keep_alive(keep_alive)):
+                             digest=record.digest, keep_alive=self._keep_alive(keep_alive),
+                             projector=_projector(record)):
             pass
 
     def unload(self, model: str) -> None:
@@ -335,7 +338,7 @@ class LocalRuntime:
         if not parsed.template:  # the model file's own chat template will be used
             check = partial(self._check_model_file, model=name.display)
         create_model(self.store, name, parsed, base_dir, progress, step, check,
-                     self.settings.converter)
+                     self.settings.converter, projector_check=self._projector_check)
 
     def copy(self, source: str, destination: str) -> None:
         self.store.copy(source, destination)
@@ -382,6 +385,12 @@ class LocalRuntime:
         """llama.cpp loads ``path`` in a child, under the settings' time limit."""
         check_loads(path, self.settings.load_check_timeout, digest)
 
+    def _projector_check(self, model: Path, projector: Path) -> None:
+        """mtmd loads ``projector`` beside ``model`` in a child, under the same limit."""
+        from locallama.engine.vision_check import check_projector
+
+        check_projector(model, projector, self.settings.load_check_timeout)
+
     def _check_model_file(self, path: Path, digest: str | None, model: str = "") -> None:
         """``_load_check``, then the file's own chat template (``tokenizer.chat_template``)
         compiled in a render worker: a template that does not compile would fail every
@@ -414,6 +423,12 @@ class LocalRuntime:
         record = self._record(model)
         opts = resolve_options(record.params, options)
         with self.loader.use(record.model_path, opts, name=record.name.display,
-                             digest=record.digest, keep_alive=self._keep_alive(None)
-                             ) as (loaded, _):
+                             digest=record.digest, keep_alive=self._keep_alive(None),
+                             projector=_projector(record)) as (loaded, _):
             yield loaded, opts
+
+
+def _projector(record: ModelRecord) -> Path | None:
+    """The vision projector a generation model is loaded with (its first projector
+    layer), or None."""
+    return record.projectors[0] if record.projectors else None

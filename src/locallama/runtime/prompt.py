@@ -27,7 +27,8 @@ from locallama.engine.templates import FallbackTemplate, Template, select_templa
 from locallama.engine.tool_grammar import tool_choice_grammar
 from locallama.engine.tool_stream import CLOSE, MISTRAL, OPEN
 from locallama.engine.tools import template_supports_tools
-from locallama.errors import InvalidRequest, NotSupported
+from locallama.engine.vision_types import MARKER, ImageSpan, decode_images, spans_with_data
+from locallama.errors import InvalidRequest
 from locallama.runtime.records import stored_messages
 from locallama.runtime.types import ROLES, GenerateRequest, Message, Think, Tool
 from locallama.store import ModelRecord
@@ -54,6 +55,7 @@ class Prompt:
     inside: bool = False
     special: frozenset[int] = frozenset()
     grammar: str | None = None  # tool_choice's grammar, over the request's format
+    images: tuple[ImageSpan, ...] = ()  # where ``tokens`` holds images (placeholder ids)
 
 
 def template_for(record: ModelRecord, model: LoadedModel,
@@ -70,8 +72,8 @@ def template_for(record: ModelRecord, model: LoadedModel,
 
 def check_generate(record: ModelRecord, request: GenerateRequest) -> None:
     """Refuse what a generate request asks for that this runtime cannot do, before any
-    model loads: NotSupported for images on a vision model, InvalidRequest for images
-    on a model without vision or for text that is not valid Unicode.  (Whether the
+    model loads: InvalidRequest for images on a model without vision (no projector
+    layer), for an image that is not base64, or for text that is not valid Unicode.  (Whether the
     model can fill in the middle is known once it is loaded: ``fim_prompt``.)"""
     _check_images(record, request.images)
     for field in ("prompt", "system", "template", "suffix"):
@@ -99,8 +101,10 @@ def generate_prompt(record: ModelRecord, request: GenerateRequest, model: Loaded
         return fim_prompt(record, request, model)
     stops: tuple[str, ...] = ()
     fmt = None
+    images = decode_images(request.images)
+    user = _with_markers(request.prompt, len(images)) if images else request.prompt
     if request.raw:  # the caller wrote the template's text: its convention still holds
-        text = request.prompt
+        text = user
         fmt = _thinking_format(record, template_for(record, model, request.template),
                                request.think)
     else:
@@ -109,14 +113,19 @@ def generate_prompt(record: ModelRecord, request: GenerateRequest, model: Loaded
         system = request.system if request.system is not None else record.system
         if isinstance(template, FallbackTemplate):
             # A base model completes text: the prompt goes in as written.
-            text = f"{system}\n\n{request.prompt}" if system else request.prompt
+            text = f"{system}\n\n{user}" if system else user
         else:
-            messages = [Message("system", system)] if system else []
-            messages.append(Message("user", request.prompt))
+            messages = [Message("system", _unmarked(system, images))] if system else []
+            messages.append(Message("user", user))
             rendered = template.render(_template_messages(messages), renderer=renderer,
                                        model=record.name.display,
                                        variables=template_switches(request.think))
             text, stops = rendered.prompt, rendered.stops
+    if images:
+        context = list(request.context or [])
+        tokens, found = model.tokenize_images(text, images, add_bos=not context)
+        prompt = _prompt(model, context + tokens, stops, fmt, text, request.think, tools=False)
+        return replace(prompt, images=spans_with_data(found, images, len(context)))
     if request.context:
         tokens = list(request.context) + model.tokenize(text, add_bos=False)
     else:
@@ -186,11 +195,22 @@ def chat_prompt(record: ModelRecord, conversation: list[Message], tools: list[To
     if tools and not template_supports_tools(template.source):
         raise InvalidRequest(f"model '{record.name.display}' does not support tools")
     fmt = _thinking_format(record, template, think)
+    images = [data for m in conversation for data in decode_images(m.images)]
+    if images:  # each message's images are marked before its text
+        conversation = [replace(m, content=_with_markers(m.content, len(m.images))
+                                if m.images else _unmarked(m.content, images))
+                        for m in conversation]
     rendered = template.render(_template_messages(conversation), tools=_template_tools(tools),
                                renderer=renderer, model=record.name.display,
                                variables=template_switches(think))
-    prompt = _prompt(model, model.tokenize(rendered.prompt), rendered.stops, fmt,
-                     rendered.prompt, think, tools=bool(tools))
+    if images:
+        tokens, found = model.tokenize_images(rendered.prompt, images)
+        prompt = _prompt(model, tokens, rendered.stops, fmt, rendered.prompt, think,
+                         tools=bool(tools))
+        prompt = replace(prompt, images=spans_with_data(found, images))
+    else:
+        prompt = _prompt(model, model.tokenize(rendered.prompt), rendered.stops, fmt,
+                         rendered.prompt, think, tools=bool(tools))
     if tools and tool_choice:
         grammar = tool_choice_grammar(tools, tool_choice, template.source)
         prompt = replace(prompt, grammar=grammar)
@@ -244,11 +264,23 @@ def _special_ids(model: LoadedModel, markers: list[str]) -> frozenset[int]:
 
 
 def _check_images(record: ModelRecord, images: list[str] | None) -> None:
+    """Images only for a model with a projector layer, and each one base64."""
     if not images:
         return
-    if record.projectors:
-        raise NotSupported("vision models are not supported yet")
-    raise InvalidRequest(f"model '{record.name.display}' does not support images")
+    if not record.projectors:
+        raise InvalidRequest(f"model '{record.name.display}' does not support images")
+    decode_images(images)
+
+
+def _with_markers(text: str, n: int) -> str:
+    """A message's text with its ``n`` images marked before it (as Ollama places a
+    message's images); a marker the text spells itself is taken out."""
+    return MARKER * n + ("\n" if text else "") + text.replace(MARKER, "")
+
+
+def _unmarked(text: str, images: list[bytes]) -> str:
+    """Text of a prompt with images, without a marker it spells itself."""
+    return text.replace(MARKER, "") if images else text
 
 
 def _check_message(message: Message) -> Message:

@@ -413,6 +413,7 @@ class ModelDetails:
     model_info: dict[str, Any] = field(default_factory=dict)  # GGUF metadata
     modified_at: str = ""  # ISO 8601
     capabilities: list[str] = field(default_factory=lambda: ["completion"])
+    projector_info: dict[str, Any] = field(default_factory=dict)  # a vision projector's GGUF
 
     @property
     def details(self) -> Details:

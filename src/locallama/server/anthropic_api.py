@@ -29,6 +29,7 @@ from locallama.api.anthropic_answers import MessageStream, error_body, message, 
 from locallama.errors import LocallamaError
 from locallama.runtime.types import Chunk
 from locallama.server.http_errors import http_status
+from locallama.server.image_urls import fetch_images
 from locallama.server.json_body import JSONBodyRoute
 from locallama.server.runtime_calls import as_error, call, collect, open_stream, runtime_of
 from locallama.server.streaming import ClosingStreamingResponse
@@ -42,6 +43,7 @@ async def messages(body: MessagesRequest, request: Request) -> Any:
     """A message (``stream`` false) or its events (``stream`` true)."""
     runtime = runtime_of(request)
     chat = chat_request(body)
+    await fetch_images([chat], runtime)  # image blocks with an http(s) url source
     id = new_id("msg_")
     chunks = await open_stream(lambda: runtime.chat(chat), face=FACE)
     if body.stream:
@@ -52,7 +54,10 @@ async def messages(body: MessagesRequest, request: Request) -> Any:
 @router.post("/count_tokens")
 async def count_tokens(body: CountTokensRequest, request: Request) -> Any:
     """``{"input_tokens": n}``: the tokens of the prompt the message would evaluate."""
-    count = await call(runtime_of(request).count_chat_tokens, chat_request(body), face=FACE)
+    runtime = runtime_of(request)
+    chat = chat_request(body)
+    await fetch_images([chat], runtime)
+    count = await call(runtime.count_chat_tokens, chat, face=FACE)
     return {"input_tokens": count}
 
 

@@ -53,6 +53,7 @@ from locallama.errors import ModelNotFound
 from locallama.runtime.base import Runtime
 from locallama.runtime.types import ChatRequest, Chunk
 from locallama.server.http_errors import openai_error_body
+from locallama.server.image_urls import fetch_images
 from locallama.server.json_body import JSONBodyRoute
 from locallama.server.runtime_calls import as_error, call, collect, open_stream, runtime_of
 from locallama.server.streaming import ClosingStreamingResponse
@@ -86,6 +87,7 @@ def _sse(events: AsyncIterator[dict[str, Any]]) -> ClosingStreamingResponse:
 async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:
     runtime = runtime_of(request)
     runs = chat_requests(body)
+    await fetch_images(runs, runtime)  # image_url parts given by http(s) URL
     head = Head.new("chatcmpl-", body.model)
     if body.stream:
         first = await open_stream(lambda: runtime.chat(runs[0]), face=FACE)

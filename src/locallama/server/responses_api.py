@@ -36,6 +36,7 @@ from locallama.api.responses_stream import ResponseStream, deleted
 from locallama.errors import ResponseNotFound
 from locallama.runtime.types import Chunk
 from locallama.server.http_errors import http_status
+from locallama.server.image_urls import fetch_images
 from locallama.server.json_body import JSONBodyRoute
 from locallama.server.runtime_calls import as_error, call, collect, open_stream, runtime_of
 from locallama.server.streaming import ClosingStreamingResponse
@@ -61,6 +62,7 @@ async def create_response(body: ResponseCreate, request: Request) -> Any:
         history = previous.items + previous.response.get("output", [])
     items = history + input_items(body)
     chat = chat_request(body, items)
+    await fetch_images([chat], runtime)  # input_image given by http(s) URL
     stream = ResponseStream(response_fields(body))
     chunks = await open_stream(lambda: runtime.chat(chat), face=FACE)
     if body.stream:

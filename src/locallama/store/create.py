@@ -26,6 +26,8 @@ from locallama.units import format_bytes
 
 #: (source, target, source info, type, progress) -> None; the engine's quantizer
 Quantizer = Callable[[Path, Path, GGUFInfo, str, Progress], None]
+#: (model file, projector file) -> None, InvalidModelFile when mtmd cannot load the pair
+ProjectorCheck = Callable[[Path, Path], None]
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,7 @@ def create_model(
     quantize: Quantize | None = None,
     check: LoadCheck | None = None,
     converter: Path | None = None,
+    projector_check: ProjectorCheck | None = None,
 ) -> ModelRecord:
     """Write the blobs and manifest for ``name``; the store is unchanged on error.
 
@@ -57,6 +60,10 @@ def create_model(
     A FROM folder (Hugging Face safetensors) is converted first (``hf_convert``, with
     the converter in ``converter`` or its default folder) into a temporary file that
     is checked, quantized or moved into the store like a FROM file.
+    Further FROM lines (``modelfile.projectors``) are vision projector files (GGUF
+    architecture "clip"), stored as projector layers in place of the base model's;
+    each passes ``projector_check`` with the model file (InvalidModelFile otherwise,
+    and the blobs this create added are removed).
     """
     report = progress or silent
 
@@ -66,9 +73,13 @@ def create_model(
     if modelfile.adapter:
         raise NotSupported("ADAPTER is not supported yet: merge the adapter into the GGUF first")
     params = parse_parameters(modelfile.parameters)
+    from_, projectors = _split_from(modelfile, base_dir)
 
-    source = source_path(modelfile.from_, base_dir)
+    source = source_path(from_, base_dir)
     folder = source is not None and source.is_dir()
+    if folder and projectors:
+        raise InvalidRequest("a projector FROM needs the model's FROM to be a GGUF file or "
+                             "a stored model, not a safetensors folder")
     if folder:
         model_layers, info = _converted(store, source, report, quantize, check, converter)
         base = None
@@ -78,6 +89,9 @@ def create_model(
             info = read_gguf_info(source)
         except BadModelFile as exc:  # the caller's file (a path, an uploaded blob)
             raise InvalidModelFile(str(exc)) from None
+        if info.architecture == "clip":
+            raise InvalidModelFile(f"FROM {from_} is a vision projector, not a model: a "
+                                   "Modelfile needs the model's FROM as well")
         model_layers = []
         if quantize is None:  # a quantized model holds only the quantizer's output
             digest = _stored_digest(store, source)
@@ -91,7 +105,7 @@ def create_model(
             model_layers = [mf.Layer(mf.MEDIA_MODEL, digest, size)]
         base = None
     else:
-        base = store.get(parse_name(modelfile.from_))
+        base = store.get(parse_name(from_))
         model_layers = [
             la
             for la in base.manifest.layers
@@ -101,6 +115,11 @@ def create_model(
     if quantize is not None and not folder:  # a folder's conversion quantized it
         source_file = source if source is not None else base.model_path
         model_layers, info = _quantized(store, source_file, info, quantize, report, check)
+    if projectors:
+        model_layers = [la for la in model_layers if la.media_type != mf.MEDIA_PROJECTOR]
+        fresh = quantize is not None or (source is not None and not _stored_digest(store, source))
+        model_layers += _projector_layers(store, projectors, model_layers, projector_check, say,
+                                          drop_model=fresh)
 
     template = modelfile.template if modelfile.template is not None else _get(base, "template")
     system = modelfile.system if modelfile.system is not None else _get(base, "system")
@@ -125,6 +144,84 @@ def create_model(
     say("writing manifest")
     store.write_manifest(name, manifest)
     return store.get(name)
+
+
+def _split_from(modelfile: Modelfile, base_dir: Path) -> tuple[str, list[Path]]:
+    """The FROM lines as (the model's, the projector files): the first FROM is the
+    model's unless it is a projector file (GGUF architecture "clip", as Ollama tells
+    them apart; its /api/create ``files`` have no order), then the first that is not.
+    Every other FROM must be a projector (``projector_source``'s errors)."""
+    if not modelfile.projectors:
+        return modelfile.from_, []
+    values = [modelfile.from_, *modelfile.projectors]
+    model = values[0]
+    if _is_projector(model, base_dir):
+        model = next((v for v in values[1:] if not _is_projector(v, base_dir)), model)
+    rest = list(values)
+    rest.remove(model)
+    return model, [projector_source(v, base_dir) for v in rest]
+
+
+def _is_projector(value: str, base_dir: Path) -> bool:
+    path = (base_dir / Path(value).expanduser()).resolve()
+    if not path.is_file():
+        return False
+    try:
+        return read_gguf_info(path).architecture == "clip"
+    except BadModelFile:
+        return False
+
+
+def projector_source(value: str, base_dir: Path) -> Path:
+    """A further FROM line's file, read as a vision projector: InvalidRequest when it
+    names no file, InvalidModelFile when the file is not a GGUF projector (Ollama tells
+    a projector by its architecture, "clip")."""
+    path = (base_dir / Path(value).expanduser()).resolve()
+    if not path.is_file():
+        raise InvalidRequest(f"FROM {value}: no such file (a second FROM names a vision "
+                             "projector file, an mmproj GGUF)")
+    try:
+        info = read_gguf_info(path)
+    except BadModelFile as exc:
+        raise InvalidModelFile(f"FROM {value}: {exc}") from None
+    if info.architecture != "clip":
+        raise InvalidModelFile(f"FROM {value}: a second FROM must be a vision projector "
+                               f"(GGUF architecture 'clip'), not a '{info.architecture}' "
+                               "model: one model and its projector files are expected")
+    if info.metadata.get("clip.has_vision_encoder") is not True:
+        raise InvalidModelFile(f"FROM {value}: the projector has no vision encoder")
+    return path
+
+
+def _projector_layers(store: Store, projectors: list[Path], model_layers: list[mf.Layer],
+                      check: ProjectorCheck | None, say: Callable[[str], None],
+                      drop_model: bool) -> list[mf.Layer]:
+    """Copy each projector into the store and check it loads beside the model; on a
+    refusal the blobs this create added (the model's when ``drop_model``, and the
+    projectors') go again."""
+    model = next(la for la in model_layers if la.media_type == mf.MEDIA_MODEL)
+    added = [model.digest] if drop_model else []
+    layers = []
+    try:
+        for path in projectors:
+            say(f"copying vision projector {path.name}")
+            digest = _stored_digest(store, path)
+            if digest is None:
+                digest, size = store.blobs.add_file(path)
+                added.append(digest)
+            else:
+                size = path.stat().st_size
+            if check is not None:
+                say("checking that llama.cpp loads the projector with the model")
+                check(store.blobs.path(model.digest), store.blobs.path(digest))
+            layers.append(mf.Layer(mf.MEDIA_PROJECTOR, digest, size))
+    except BaseException:
+        held = store.referenced_digests()
+        for digest in added:
+            if digest not in held:
+                store.blobs.remove(digest)
+        raise
+    return layers
 
 
 def _check(store: Store, check: LoadCheck | None, path: Path, digest: str,
@@ -249,4 +346,5 @@ def _get(record: ModelRecord | None, attr: str) -> str | None:
     return getattr(record, attr) if record else None
 
 
-__all__ = ["create_model", "BadModelFile", "LoadCheck", "Quantize", "bits_per_weight"]
+__all__ = ["create_model", "BadModelFile", "LoadCheck", "ProjectorCheck", "Quantize",
+           "bits_per_weight"]

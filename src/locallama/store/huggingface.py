@@ -102,30 +102,68 @@ def pull_from_hf(store: Store, name: ModelName, endpoint: str, report: Progress,
     except (httpx.TransportError, OSError) as exc:
         raise PullError(f"cannot reach Hugging Face at {endpoint} ({exc}); "
                         "is there a network?") from None
-    files = [GGUFFile(s.rfilename, s.size or 0, s.lfs.sha256 if s.lfs else "")
+    every = [GGUFFile(s.rfilename, s.size or 0, s.lfs.sha256 if s.lfs else "")
              for s in info.siblings or [] if s.rfilename.lower().endswith(".gguf")
-             and not _SPLIT.search(s.rfilename) and "mmproj" not in s.rfilename.lower()]
+             and not _SPLIT.search(s.rfilename)]
+    files = [f for f in every if "mmproj" not in f.name.lower()]
     if not files:
         raise PullError(f"{repo} has no single-file GGUF model")
     file, why = choose(files, name.tag, memory())
     if not re.fullmatch(r"[0-9a-f]{64}", file.sha256):
         raise PullError(f"{repo}: {file.name} has no sha256 to check the download against")
     report(ProgressEvent(f"using {file.name} ({why})"))
-    digest = f"sha256:{file.sha256}"
-    url = f"{endpoint.rstrip('/')}/{repo}/resolve/{info.sha or 'main'}/{file.name}"
-    try:
-        with http_client() as client:
-            fetch_blob(client, url, store.blobs, digest, file.size, report)
-    except httpx.TransportError as exc:
-        raise PullError(f"the download from Hugging Face failed ({exc}); run the pull again "
-                        "to resume") from None
-    report(ProgressEvent("verifying sha256 digest"))
+    base = f"{endpoint.rstrip('/')}/{repo}/resolve/{info.sha or 'main'}/"
+    digest = _fetch(store, base, file, report)
     try:
         gguf = read_gguf_info(store.blobs.path(digest))
     except BadModelFile as exc:
         raise PullError(f"{file.name} is not a usable model: {exc}") from None
     checked(store, check, digest, file.name, report)
-    return publish(store, name, digest, gguf, {}, None, report)
+    projectors = ()
+    if (mmproj := choose_projector(every, file)) is not None:
+        report(ProgressEvent(f"using {mmproj.name} as the vision projector"))
+        projector = _fetch(store, base, mmproj, report)
+        try:
+            if read_gguf_info(store.blobs.path(projector)).architecture != "clip":
+                raise BadModelFile("its GGUF architecture is not 'clip'")
+            projectors = (projector,)
+        except BadModelFile as exc:
+            report(ProgressEvent(f"warning: {mmproj.name} is not a vision projector ({exc}); "
+                                 "the model is stored without one"))
+    return publish(store, name, digest, gguf, {}, None, report, projectors)
+
+
+#: projector file types, best first, when none matches the model's quantization
+_PROJECTOR_QUALITY = ("F16", "BF16", "F32", "Q8_0")
+
+
+def choose_projector(files: list[GGUFFile], model: GGUFFile) -> GGUFFile | None:
+    """The repository's vision projector for ``model`` (a file named ``mmproj``): in the
+    model's folder, the one of its quantization, else F16, BF16, F32, Q8_0, else the
+    first by name; None when the repository has none."""
+    folder = model.name.rpartition("/")[0]
+    found = [f for f in files if "mmproj" in f.name.lower()
+             and f.name.rpartition("/")[0] == folder and re.fullmatch(r"[0-9a-f]{64}", f.sha256)]
+    if not found:
+        return None
+    for quant in (model.quantization, *_PROJECTOR_QUALITY):
+        for f in sorted(found, key=lambda f: f.name):
+            if quant and f.quantization == quant:
+                return f
+    return min(found, key=lambda f: f.name)
+
+
+def _fetch(store: Store, base: str, file: GGUFFile, report: Progress) -> str:
+    """Download ``file`` into the store's blobs (resumable, verified); its digest."""
+    digest = f"sha256:{file.sha256}"
+    try:
+        with http_client() as client:
+            fetch_blob(client, base + file.name, store.blobs, digest, file.size, report)
+    except httpx.TransportError as exc:
+        raise PullError(f"the download from Hugging Face failed ({exc}); run the pull again "
+                        "to resume") from None
+    report(ProgressEvent("verifying sha256 digest"))
+    return digest
 
 
 def _status(exc: Exception) -> str:

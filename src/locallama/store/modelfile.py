@@ -30,6 +30,8 @@ class Modelfile:
 
     from_: str
     adapter: str | None = None
+    #: further FROM lines: vision projector files (mmproj GGUFs, as Ollama takes them)
+    projectors: list[str] = field(default_factory=list)
     template: str | None = None
     system: str | None = None
     parameters: list[tuple[str, str]] = field(default_factory=list)
@@ -46,6 +48,7 @@ class Modelfile:
         ``\\n``, so Modelfiles saved on Windows parse the same).
         """
         out = [f"FROM {_quote(self.from_)}"]
+        out.extend(f"FROM {_quote(p)}" for p in self.projectors)
         if self.adapter is not None:
             out.append(f"ADAPTER {_quote(self.adapter)}")
         if self.template is not None:
@@ -75,6 +78,7 @@ def parse_modelfile(text: str) -> Modelfile:
     """Parse Modelfile text; raise ``ModelfileError`` naming the line on any problem."""
     lines = text.removeprefix("\ufeff").replace("\r\n", "\n").split("\n")
     from_: tuple[str, int] | None = None
+    projectors: list[str] = []
     adapter: tuple[str, int] | None = None
     template: str | None = None
     system: str | None = None
@@ -113,6 +117,9 @@ def parse_modelfile(text: str) -> Modelfile:
         if instruction in ("FROM", "ADAPTER"):
             if not value:
                 raise ModelfileError(f"{instruction} needs a value", line=lineno)
+            if instruction == "FROM" and from_ is not None:
+                projectors.append(value)  # a projector file; create checks that it is one
+                continue
             earlier = from_ if instruction == "FROM" else adapter
             if earlier is not None:
                 raise ModelfileError(
@@ -142,6 +149,7 @@ def parse_modelfile(text: str) -> Modelfile:
     return Modelfile(
         from_=from_[0],
         adapter=adapter[0] if adapter else None,
+        projectors=projectors,
         template=template,
         system=system,
         parameters=parameters,

@@ -41,9 +41,12 @@ def checked(store: Store, check: LoadCheck | None, digest: str, what: str,
 
 
 def publish(store: Store, name: ModelName, digest: str, info: GGUFInfo, params: dict,
-            license_text: str | None, report: Progress) -> ModelRecord:
-    """Write the small layers, the config and, last, the manifest of a stored GGUF."""
+            license_text: str | None, report: Progress, projectors: tuple[str, ...] = ()
+            ) -> ModelRecord:
+    """Write the small layers, the config and, last, the manifest of a stored GGUF
+    (with ``projectors``, stored vision projector blobs, as projector layers)."""
     layers = [mf.Layer(mf.MEDIA_MODEL, digest, store.blobs.size(digest))]
+    layers += [mf.Layer(mf.MEDIA_PROJECTOR, p, store.blobs.size(p)) for p in projectors]
     if params:
         layers.append(mf.Layer(mf.MEDIA_PARAMS, *store.add_json_blob(params)))
     if license_text:

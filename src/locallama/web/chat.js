@@ -21,6 +21,7 @@ const html = htm.bind(h);
 const MODEL_KEY = "locallama.model";
 const TEXT_FILE = /\.(txt|text|md|markdown|rst|csv|tsv|json|jsonl|ya?ml|toml|ini|cfg|log|xml|html?|css|js|mjs|ts|tsx|jsx|py|rb|go|rs|c|h|cc|cpp|hpp|java|kt|swift|sh|bash|zsh|sql|r|lua|php|pl|tex)$/i;
 const MAX_ATTACHMENT_CHARS = 200_000;
+const MAX_IMAGE_BYTES = 10 * 1024 * 1024; // in base64 still under the default 16 MiB body limit
 //: Ollama's defaults where the model sets none
 const BUILTIN = { temperature: "0.8", top_p: "0.9", num_ctx: "4096", seed: "random", num_predict: "no limit" };
 const LABELS = { temperature: "Temperature", top_p: "top_p", num_ctx: "Context (num_ctx)",
@@ -51,11 +52,30 @@ function options(settings) {
   return out;
 }
 
-/** A user message as the model reads it: attachments first, then the text. */
+/** A user message as the model reads it: text attachments first, then the text. */
 function wireContent(m) {
-  if (m.role !== "user" || !m.attachments?.length) return m.content;
-  const files = m.attachments.map((a) => `File ${a.name}:\n\`\`\`\n${a.text}\n\`\`\``).join("\n\n");
+  const texts = m.role === "user" ? (m.attachments || []).filter((a) => a.image === undefined) : [];
+  if (!texts.length) return m.content;
+  const files = texts.map((a) => `File ${a.name}:\n\`\`\`\n${a.text}\n\`\`\``).join("\n\n");
   return `${files}\n\n${m.content}`;
+}
+
+/** A message on the wire: its content, and its image attachments as Ollama's images. */
+function wireMessage(m) {
+  const images = m.role === "user" ? (m.attachments || []).filter((a) => a.image !== undefined) : [];
+  const out = { role: m.role, content: wireContent(m) };
+  if (images.length) out.images = images.map((a) => a.image);
+  return out;
+}
+
+/** A file's bytes in base64 (what Ollama's images carry). */
+async function base64Of(file) {
+  const bytes = new Uint8Array(await file.arrayBuffer());
+  let binary = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) {
+    binary += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
+  }
+  return btoa(binary);
 }
 
 const fmtTime = (ms) => (ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${Math.round(ms)} ms`);
@@ -84,7 +104,7 @@ function Message({ m, last, busy, onRegenerate, onEdit }) {
   return html`<article class=${`msg ${m.role}`} data-role=${m.role}>
     <div class="who">${who}</div>
     ${m.attachments?.length ? html`<ul class="files">${m.attachments.map((a) =>
-      html`<li title=${`${a.text.length} characters`}>${a.name}</li>`)}</ul>` : null}
+      html`<li title=${a.image !== undefined ? "image" : `${a.text.length} characters`}>${a.name}</li>`)}</ul>` : null}
     ${m.thinking ? html`<details class="thinking"><summary>Thinking${last && busy ? "…" : ""}</summary>
       <div class="thinking-text">${m.thinking}</div></details>` : null}
     ${m.role === "assistant" ? html`<${Markdown} text=${m.content} />`
@@ -274,7 +294,7 @@ function Chat({ api }) {
     const history = c.messages.slice(0, -1);
     const wire = [];
     if (c.settings.system.trim()) wire.push({ role: "system", content: c.settings.system });
-    for (const m of history) wire.push({ role: m.role, content: wireContent(m) });
+    for (const m of history) wire.push(wireMessage(m));
     let started = 0;
     let first = null;
     try {
@@ -359,7 +379,12 @@ function Chat({ api }) {
     for (const file of files) {
       try {
         if (file.type.startsWith("image/")) {
-          throw new Error("images are not supported yet: no model here can see (vision is not available)");
+          if (!(show?.capabilities || []).includes("vision")) {
+            throw new Error(`images are not supported by ${conv?.model || "this model"}: it has no vision projector`);
+          }
+          if (file.size > MAX_IMAGE_BYTES) throw new Error(`too large (${file.size} bytes; at most ${MAX_IMAGE_BYTES})`);
+          added.push({ name: file.name, image: await base64Of(file) });
+          continue;
         }
         let text;
         if (file.type === "application/pdf" || /\.pdf$/i.test(file.name)) {
