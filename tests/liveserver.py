@@ -12,7 +12,7 @@ from pathlib import Path
 import uvicorn
 
 from locallama.runtime.base import Runtime
-from locallama.server.app import create_app
+from locallama.server.app import UVICORN_OPTIONS, create_app
 from locallama.settings import Settings
 
 
@@ -30,7 +30,8 @@ def serve(runtime: Runtime, settings: Settings | None = None, *, api_key: str | 
         settings = Settings(host="127.0.0.1", port=free_port(), models_dir=tmp / "models",
                             history_file=tmp / "history", api_key=api_key)
     server = uvicorn.Server(uvicorn.Config(create_app(runtime, settings), host=settings.host,
-                                           port=settings.port, log_level="warning"))
+                                           port=settings.port, log_level="warning",
+                                           **UVICORN_OPTIONS))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20

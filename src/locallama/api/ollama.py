@@ -276,8 +276,8 @@ UPLOADED_FOLDER = "model"
 
 def is_folder_upload(files: dict[str, str]) -> bool:
     """``files`` is a model folder (Hugging Face safetensors, converted by the server),
-    not one GGUF file: it has a config.json or more than one file."""
-    return len(files) > 1 or "config.json" in files
+    not GGUF files (a model and its vision projectors): a name that is not a ``.gguf``."""
+    return any(not name.lower().endswith(".gguf") for name in files)
 
 
 def uploaded_folder(files: dict[str, str] | None, blob_path: Callable[[str], Path]

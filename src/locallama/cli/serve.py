@@ -71,7 +71,7 @@ def serve(
     import uvicorn
 
     from locallama.runtime.local import LocalRuntime
-    from locallama.server.app import create_app
+    from locallama.server.app import UVICORN_OPTIONS, create_app
     from locallama.server.guard import is_loopback_host
 
     settings = Settings.from_env()
@@ -84,7 +84,8 @@ def serve(
     try:
         config = uvicorn.Config(create_app(runtime, settings, log_prompts=log_prompts),
                                 log_config=log_config(log_format.value), access_log=False,
-                                timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
+                                timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+                                **UVICORN_OPTIONS)
         server = uvicorn.Server(config)
         _on_stop(server, runtime)
         _run_until_signal(server, sock, f"locallama is listening on {settings.base_url}\n"

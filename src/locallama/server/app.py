@@ -25,6 +25,11 @@ from locallama.server.streaming import WatchDisconnect
 from locallama.settings import Settings
 from locallama.store.responses import ResponseStore
 
+# uvicorn's event loop and HTTP parser, named rather than "auto": installing the
+# cluster extra brings uvloop and httptools, and `serve` must not change behaviour
+# (its 400s for malformed HTTP, its disconnect timing) with what else is installed.
+UVICORN_OPTIONS = {"loop": "asyncio", "http": "h11"}
+
 
 def create_app(runtime: Runtime, settings: Settings, *, log_prompts: bool = False) -> FastAPI:
     """Build the app around a Runtime (LocalRuntime in ``serve``; any Runtime in tests).
