@@ -39,6 +39,7 @@ class Settings:
     load_check_timeout: float = 60.0  # seconds a new model file's trial load may take
     max_image_bytes: int = 20 * MIB  # an image fetched from an http(s) URL: 400 past it
     image_fetch_timeout: float = 10.0  # seconds fetching one image URL may take: 400 past it
+    image_fetch: str = "public"  # which image URLs are fetched: public | all | off
     # "process": every loaded model in a runner process of its own (engine/runner.py);
     # "inprocess": in this process (for tests and debugging: one crash takes it all)
     runner: str = "process"
@@ -103,6 +104,7 @@ class Settings:
             load_check_timeout=_seconds(env, "LOCALLAMA_LOAD_CHECK_TIMEOUT", 60.0),
             max_image_bytes=_size(env, "LOCALLAMA_MAX_IMAGE_BYTES", 20 * MIB),
             image_fetch_timeout=_seconds(env, "LOCALLAMA_IMAGE_FETCH_TIMEOUT", 10.0),
+            image_fetch=_image_fetch(env),
             runner=_runner(env),
             responses_max=_int(env, "LOCALLAMA_RESPONSES_MAX", 1000),
             history_file=home / "history",
@@ -161,6 +163,14 @@ def _runner(env: Mapping[str, str]) -> str:
     raw = env.get("LOCALLAMA_RUNNER", "").strip().lower() or "process"
     if raw not in ("process", "inprocess"):
         raise InvalidRequest(f"LOCALLAMA_RUNNER must be 'process' or 'inprocess', not {raw!r}")
+    return raw
+
+
+def _image_fetch(env: Mapping[str, str]) -> str:
+    raw = env.get("LOCALLAMA_IMAGE_FETCH", "").strip().lower() or "public"
+    if raw not in ("public", "all", "off"):
+        raise InvalidRequest(f"LOCALLAMA_IMAGE_FETCH must be 'public', 'all' or 'off', "
+                             f"not {raw!r}")
     return raw
 
 

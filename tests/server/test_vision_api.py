@@ -3,6 +3,7 @@ the tiny model and FROM tests/tinyvision.py's projector) behind a live server.""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import http.server
 import threading
@@ -13,7 +14,11 @@ import httpx
 import pytest
 
 from liveserver import free_port, serve
+from locallama.errors import InvalidRequest
 from locallama.runtime.local import LocalRuntime
+from locallama.server import image_urls
+from locallama.server.image_urls import fetch_image
+from locallama.settings import Settings
 from runtimes import add_model, local_runtime
 from tinyvision import IMAGE_TOKENS, png_bytes, write_tiny_projector
 
@@ -33,7 +38,8 @@ def live(tmp_path_factory: pytest.TempPathFactory, tiny_gguf: Path) -> Iterator[
     home = tmp_path_factory.mktemp("vision-server")
     projector = write_tiny_projector(home / "mmproj.gguf")
     runtime = local_runtime(home, ("tiny", tiny_gguf), host="127.0.0.1", port=free_port(),
-                            max_image_bytes=32 * 1024)  # a test picture is 12 KiB
+                            max_image_bytes=32 * 1024,  # a test picture is 12 KiB
+                            image_fetch="all")  # the test's image host is on 127.0.0.1
     add_model(runtime, "vision", tiny_gguf, f"FROM {projector}\n")
     with serve(runtime, runtime.settings) as url:
         yield Live(runtime, url)
@@ -135,6 +141,12 @@ def test_show_lists_vision_and_the_projector(live: Live) -> None:
 
 class _Images(http.server.BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+        if self.path.startswith("/redirect?to="):
+            self.send_response(302)
+            self.send_header("Location", self.path.split("=", 1)[1])
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         if self.path == "/cat.png":
             body = png_bytes(1)
         elif self.path == "/huge.png":
@@ -184,6 +196,45 @@ def test_an_image_url_is_fetched(live: Live, image_host: str) -> None:
     assert "LOCALLAMA_MAX_IMAGE_BYTES" in huge.json()["error"]["message"]
     nowhere = openai_image(live, f"http://127.0.0.1:{free_port()}/x.png")
     assert nowhere.status_code == 400
+
+
+def fetch(url: str, policy: str) -> str:
+    """``fetch_image`` under ``LOCALLAMA_IMAGE_FETCH=policy``: the base64 or the 400's text."""
+    settings = Settings(image_fetch=policy, max_image_bytes=32 * 1024)
+    try:
+        return asyncio.run(fetch_image(url, settings))
+    except InvalidRequest as exc:
+        return f"400: {exc}"
+
+
+@pytest.mark.parametrize("policy", ["public", "off"])
+def test_local_image_urls_are_refused_unless_all_are_allowed(image_host: str,
+                                                             policy: str) -> None:
+    port = image_host.rsplit(":", 1)[1]
+    for url in (f"{image_host}/cat.png", f"http://localhost:{port}/cat.png",
+                "http://169.254.169.254/latest/meta-data/", "http://[::1]:9/x.png",
+                "http://10.0.0.1/x.png"):
+        answer = fetch(url, policy)
+        assert answer.startswith("400: ") and f"LOCALLAMA_IMAGE_FETCH={policy}" in answer, url
+    assert base64.b64decode(fetch(f"{image_host}/cat.png", "all")) == png_bytes(1)
+
+
+def test_a_redirect_to_a_local_address_is_refused(image_host: str,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    checked: list[str] = []
+
+    async def loopback_ip_counts_as_public(url: str, shown: str) -> None:
+        checked.append(url)  # 127.0.0.1 stands for a public host that redirects inward
+        if httpx.URL(url).host == "localhost":
+            raise InvalidRequest("localhost is local (LOCALLAMA_IMAGE_FETCH=public)")
+    monkeypatch.setattr(image_urls, "_check_public", loopback_ip_counts_as_public)
+    port = image_host.rsplit(":", 1)[1]
+    assert base64.b64decode(fetch(f"{image_host}/cat.png", "public")) == png_bytes(1)
+    inward = fetch(f"{image_host}/redirect?to=http://localhost:{port}/cat.png", "public")
+    assert inward.startswith("400: ") and "LOCALLAMA_IMAGE_FETCH" in inward
+    assert checked[-1] == f"http://localhost:{port}/cat.png"  # each hop is checked
+    followed = fetch(f"{image_host}/redirect?to=/cat.png", "public")
+    assert base64.b64decode(followed) == png_bytes(1)
 
 
 def test_responses_input_image(live: Live, image_host: str) -> None:
