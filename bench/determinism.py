@@ -10,8 +10,9 @@ LocalRuntime (num_parallel 8, a runner per model) on the same store, in one run:
   wave's wall time), rounds rotating which combination goes first;
 - perplexity (``locallama perplexity``'s ``measure_perplexity``) over
   bench/data/prose.txt at --ppl-ctx;
-- whether batching changes outputs: 8 prompts answered one at a time, the model
-  unloaded (so nothing is reused from the cache), then the same 8 together; "text"
+- whether batching changes outputs: 8 prompts answered one at a time, each on a
+  freshly loaded model (so nothing is reused from the cache), then the same 8
+  together, also on a fresh one; "text"
   says whether every answer is the same text, "logprobs" whether every generated
   token's log-probability is the same float, bit for bit.
 
@@ -62,8 +63,11 @@ def batching_check(runtime: LocalRuntime, model: str, streams: int, opts: dict[s
                    ) -> dict[str, bool]:
     """{"text": same text alone and batched, "logprobs": same floats too}."""
     prompts = [f"Tell me about {TOPICS[i % len(TOPICS)]}." for i in range(streams)]
-    alone = [answer(runtime, model, p, opts) for p in prompts]
-    runtime.unload(model)  # the batched prompts are evaluated afresh, in one batch
+    alone = []
+    for prompt in prompts:  # each on a fresh context: nothing reused, no company
+        runtime.unload(model)
+        alone.append(answer(runtime, model, prompt, opts))
+    runtime.unload(model)
     together: list[list[tuple[str, float]] | None] = [None] * streams
     barrier = threading.Barrier(streams)
 
@@ -85,7 +89,7 @@ def batching_check(runtime: LocalRuntime, model: str, streams: int, opts: dict[s
 
 def run(store: Path, model: str, rounds: int, threads: int, tokens: int, ctx: int,
         check_tokens: int, ppl_ctx: int, text: str, streams: int = 8, quiet: float = 2.0,
-        log=print) -> dict[str, Any]:
+        ppl_chunks: int | None = None, log=print) -> dict[str, Any]:
     """Every figure, by combination label: {"rounds": [{label: {"1": wave, "8": wave}}],
     "perplexity": {label: ppl}, "batching": {label: {"text", "logprobs"}}}."""
     base = Settings.from_env()
@@ -106,18 +110,19 @@ def run(store: Path, model: str, rounds: int, threads: int, tokens: int, ctx: in
                     wait_quiet(quiet)
                     figures[name][str(n)] = wave(runtimes[name], model, n, opts, r)
                 log(f"round {r + 1}: {name}: " + ", ".join(
-                    f"{n} streams {figures[name][str(n)]['tok_s']:.1f} tok/s"
-                    for n in (1, streams)))
+                    f"{n} streams {figures[name][str(n)]['tok_s']:.1f} tok/s "
+                    f"({figures[name][str(n)]['cpu_ms_per_token']:.0f} CPU ms/tok)"
+                    for n in (1, streams)), flush=True)
             out["rounds"].append(figures)
         check = {**opts, "num_predict": check_tokens}
         for name, runtime in runtimes.items():
             out["batching"][name] = batching_check(runtime, model, streams, check)
             runtime.unload(model)
             out["perplexity"][name] = measure_perplexity(
-                runtime, model, text, ctx=ppl_ctx, threads=threads).perplexity
+                runtime, model, text, ctx=ppl_ctx, chunks=ppl_chunks, threads=threads).perplexity
             runtime.unload(model)
             log(f"{name}: batching {out['batching'][name]}, "
-                f"perplexity {out['perplexity'][name]:.4f}")
+                f"perplexity {out['perplexity'][name]:.4f}", flush=True)
     finally:
         for runtime in runtimes.values():
             runtime.close()
@@ -125,18 +130,21 @@ def run(store: Path, model: str, rounds: int, threads: int, tokens: int, ctx: in
 
 
 def table(out: dict[str, Any], streams: int = 8) -> str:
-    """The figures side by side: medians over rounds, ratios to the first combination."""
+    """The figures side by side: medians over rounds, ratios to the first combination
+    (tok/s: higher is faster; CPU ms per token: lower is cheaper)."""
     names = list(out["perplexity"])
     base = names[0]
-    rows = [f"{'':<22}{'1 stream':>10}{'ratio':>7}{f'{streams} streams':>12}{'ratio':>7}"
-            f"{'perplexity':>12}{'vs off':>8}{'batching: text':>16}{'logprobs':>10}"]
+    rows = [f"{'':<22}" + "".join(f"{f'{n} stream tok/s':>16}{'ratio':>7}{'CPU ms/tok':>11}"
+                                  f"{'ratio':>7}" for n in (1, streams))
+            + f"{'perplexity':>12}{'vs off':>8}{'batching: text':>16}{'logprobs':>10}"]
     for name in names:
         cells = f"{name:<22}"
         for n in ("1", str(streams)):
-            speeds = [r[name][n]["tok_s"] for r in out["rounds"]]
-            ratio = statistics.median(r[name][n]["tok_s"] / r[base][n]["tok_s"]
-                                      for r in out["rounds"])
-            cells += f"{statistics.median(speeds):>{10 if n == '1' else 12}.1f}{ratio:>7.3f}"
+            for key, width in (("tok_s", 16), ("cpu_ms_per_token", 11)):
+                value = statistics.median(r[name][n][key] for r in out["rounds"])
+                ratio = statistics.median(r[name][n][key] / r[base][n][key]
+                                          for r in out["rounds"])
+                cells += f"{value:>{width}.1f}{ratio:>7.3f}"
         ppl = out["perplexity"][name]
         same = out["batching"][name]
         cells += (f"{ppl:>12.4f}{ppl / out['perplexity'][base] - 1:>+8.2%}"
@@ -154,6 +162,7 @@ def main() -> None:
     parser.add_argument("--ctx", type=int, default=1024, help="num_ctx of each sequence")
     parser.add_argument("--check-tokens", type=int, default=48)
     parser.add_argument("--ppl-ctx", type=int, default=128)
+    parser.add_argument("--ppl-chunks", type=int, default=None, help="default: all of them")
     parser.add_argument("--model", default=MODEL)
     parser.add_argument("--quiet-wait", type=float, default=2.0)
     parser.add_argument("--json", type=Path, help="also write every figure here")
@@ -168,7 +177,7 @@ def main() -> None:
         setup.close()
     out = run(settings.models_dir, args.model, args.rounds, args.threads, args.tokens,
               args.ctx, args.check_tokens, args.ppl_ctx, PROSE.read_text(encoding="utf-8"),
-              quiet=args.quiet_wait)
+              quiet=args.quiet_wait, ppl_chunks=args.ppl_chunks)
     print(f"\n{args.model}, {args.threads} threads, {args.tokens} tokens per stream, "
           f"{args.rounds} rounds; perplexity of {PROSE.name} at ctx {args.ppl_ctx}")
     print(table(out))
