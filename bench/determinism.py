@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import statistics
 import threading
 from pathlib import Path
@@ -142,7 +143,7 @@ def table(out: dict[str, Any], streams: int = 8) -> str:
         for n in ("1", str(streams)):
             for key, width in (("tok_s", 16), ("cpu_ms_per_token", 11)):
                 value = statistics.median(r[name][n][key] for r in out["rounds"])
-                ratio = statistics.median(r[name][n][key] / r[base][n][key]
+                ratio = statistics.median(r[name][n][key] / (r[base][n][key] or math.nan)
                                           for r in out["rounds"])
                 cells += f"{value:>{width}.1f}{ratio:>7.3f}"
         ppl = out["perplexity"][name]

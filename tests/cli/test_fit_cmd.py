@@ -83,7 +83,7 @@ def test_a_stored_model_wins_over_a_spec_of_the_same_name(cli, tmp_path, tiny_gg
 def test_fit_with_a_quantized_kv_cache(cli, tmp_path, tiny_gguf):
     (tmp_path / "Modelfile").write_text(f"FROM {tiny_gguf}\nPARAMETER kv_cache_type q8_0\n")
     assert cli("create", "tiny:q8").returncode == 0
-    f16 = estimate_memory(read_gguf_info(tiny_gguf), 4096).kv_cache
+    f16 = estimate_memory(read_gguf_info(tiny_gguf), 2048).kv_cache  # its training context
 
     result = cli("fit", "--json", "--bandwidth", "10", "tiny:q8", "1b:q4_0")
     assert result.returncode == 0, result.stderr
