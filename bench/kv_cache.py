@@ -8,7 +8,8 @@ LOCALLAMA_RUNNER=inprocess), evaluates a prompt of about --prompt-tokens tokens
 reports:
 
 - KV: the size llama.cpp itself reports for the cache ("llama_kv_cache: size = ...",
-  from its log) and locallama's estimate (what `fit` and the memory budget count);
+  from its log; both caches of a sliding-window model) and locallama's estimate
+  (what `fit` and the memory budget count);
 - RSS: the child's resident memory once loaded and once the answer is done (the
   weights are memory-mapped: their pages count once read);
 - prompt tok/s and generation tok/s, from the engine's own counts.
@@ -62,6 +63,7 @@ def child(kind: str, flash: bool, args: argparse.Namespace) -> None:
         prompt = runtime.detokenize(MODEL, tokens)
         options = {"num_ctx": args.ctx, "num_thread": args.threads, "temperature": 0,
                    "seed": 1, "num_predict": 1}
+        print("--- loading ---", file=sys.stderr, flush=True)  # llama.cpp's log follows
         runtime.load(MODEL, options=options)
         loaded = process.memory_info().rss
         final = None
@@ -93,8 +95,10 @@ def measure(kind: str, flash: bool, args: argparse.Namespace) -> dict[str, Any]:
     if done.returncode != 0:
         sys.exit(f"{label((kind, flash))} failed:\n{done.stderr[-3000:]}")
     figures = json.loads(done.stdout.strip().splitlines()[-1])
-    size = re.search(r"llama_kv_cache: size = +([\d.]+) MiB", done.stderr)
-    figures["kv_llama"] = float(size.group(1)) * MIB if size else float("nan")
+    # every cache of the context loaded last (a sliding-window model has two)
+    log = done.stderr.rpartition("--- loading ---")[2]
+    sizes = re.findall(r"llama_kv_cache: size = +([\d.]+) MiB", log)
+    figures["kv_llama"] = sum(float(x) for x in sizes) * MIB if sizes else float("nan")
     return figures
 
 

@@ -11,7 +11,7 @@
 # PREFIX/READY when done.  Needs: cmake >= 3.21 and a C/C++ compiler (apt-get install
 # cmake build-essential, or `pip install cmake` for cmake alone), and either network
 # access to PyPI or pip's cache holding the llama-cpp-python sdist.  Takes about
-# 15 minutes on 2 cores; run it under `nice`.
+# 25 minutes on 2 busy cores; run it under `nice`.
 #
 # Flags, as llama-cpp-python's CMakeLists.txt / scikit-build-core build it on Linux:
 # Release, GGML_NATIVE=ON (the llama.cpp default when not cross-compiling), LLAMA_CURL
