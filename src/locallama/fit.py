@@ -23,6 +23,7 @@ from typing import Any
 
 from locallama.errors import InvalidRequest
 from locallama.gguf_info import GGUFInfo, MemoryEstimate, estimate_memory
+from locallama.kvcache import kv_cache_type as kv_cache_type_of
 from locallama.options import Options, coerce_option
 from locallama.units import parse_bytes
 
@@ -232,12 +233,14 @@ class Fit:
         return self.verdict
 
 
-def assess(info: GGUFInfo, num_ctx: int, budget: int, num_parallel: int = 1) -> Fit:
-    """The verdict for a model at num_ctx x num_parallel against ``budget`` bytes."""
+def assess(info: GGUFInfo, num_ctx: int, budget: int, num_parallel: int = 1,
+           kv_bytes: float = 2.0) -> Fit:
+    """The verdict for a model at num_ctx x num_parallel against ``budget`` bytes, its KV
+    cache at ``kv_bytes`` per element (kvcache.KV_CACHE_TYPES: f16 2, q8_0 34/32)."""
     if num_ctx < 1 or num_parallel < 1:
         raise InvalidRequest("num_ctx and num_parallel must be at least 1")
-    estimate = estimate_memory(info, num_ctx, num_parallel)
-    best = max_context(info, num_ctx, budget, num_parallel)
+    estimate = estimate_memory(info, num_ctx, num_parallel, kv_bytes)
+    best = max_context(info, num_ctx, budget, num_parallel, kv_bytes)
     if best == num_ctx:
         verdict = FITS
     elif best is None:
@@ -247,7 +250,8 @@ def assess(info: GGUFInfo, num_ctx: int, budget: int, num_parallel: int = 1) -> 
     return Fit(verdict, num_ctx, num_parallel, estimate, budget, best)
 
 
-def max_context(info: GGUFInfo, num_ctx: int, budget: int, num_parallel: int = 1) -> int | None:
+def max_context(info: GGUFInfo, num_ctx: int, budget: int, num_parallel: int = 1,
+                kv_bytes: float = 2.0) -> int | None:
     """The largest context up to num_ctx whose total fits in ``budget``.
 
     num_ctx itself when it fits; else the largest multiple of CTX_STEP from
@@ -256,7 +260,7 @@ def max_context(info: GGUFInfo, num_ctx: int, budget: int, num_parallel: int = 1
     search over the steps finds it exactly.
     """
     def fits(ctx: int) -> bool:
-        return estimate_memory(info, ctx, num_parallel).total <= budget
+        return estimate_memory(info, ctx, num_parallel, kv_bytes).total <= budget
 
     if fits(num_ctx):
         return num_ctx
@@ -320,6 +324,7 @@ class Report:
     tokens_per_second: float | None  # at the largest context that fits; None: no fit
     approximate: bool = False
     like: str | None = None  # for a spec: the model whose shape it borrows
+    kv_cache_type: str = "f16"
 
     def to_dict(self) -> dict[str, Any]:
         e = self.fit.estimate
@@ -332,7 +337,7 @@ class Report:
             "max_num_ctx": self.fit.max_num_ctx,
             "tokens_per_second": None if self.tokens_per_second is None
             else round(self.tokens_per_second, 2),
-            "approximate": self.approximate,
+            "approximate": self.approximate, "kv_cache_type": self.kv_cache_type,
         }
         if self.like:
             data["shape_like"] = self.like
@@ -344,17 +349,21 @@ class Report:
 
 def report(model: str, info: GGUFInfo, *, num_ctx: int, budget: int, bandwidth: float,
            num_parallel: int = 1, gpu_budget: int | None = None, kind: str = "model",
-           approximate: bool = False, like: str | None = None) -> Report:
-    """Assess one model against RAM (and the GPU) and estimate its speed."""
-    fit = assess(info, num_ctx, budget, num_parallel)
-    gpu = assess(info, num_ctx, gpu_budget, num_parallel) if gpu_budget is not None else None
+           approximate: bool = False, like: str | None = None,
+           kv_cache_type: str = "f16") -> Report:
+    """Assess one model against RAM (and the GPU) and estimate its speed, its KV cache
+    of ``kv_cache_type`` (f16, q8_0, q4_0; InvalidRequest for another name)."""
+    kv_bytes = kv_cache_type_of(kv_cache_type).bytes_per_element
+    fit = assess(info, num_ctx, budget, num_parallel, kv_bytes)
+    gpu = (assess(info, num_ctx, gpu_budget, num_parallel, kv_bytes)
+           if gpu_budget is not None else None)
     speed = None
     if fit.max_num_ctx is not None:
         at = fit.estimate if fit.verdict == FITS else estimate_memory(
-            info, fit.max_num_ctx, num_parallel)
+            info, fit.max_num_ctx, num_parallel, kv_bytes)
         speed = tokens_per_second(at, bandwidth, num_parallel)
     return Report(model, kind, info.file_type, info.parameter_count, fit, gpu, speed,
-                  approximate, like)
+                  approximate, like, kv_cache_type_of(kv_cache_type).name)
 
 
 def report_spec(spec: Spec, **kwargs: Any) -> Report:

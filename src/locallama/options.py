@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from locallama.errors import InvalidRequest
+from locallama.kvcache import kv_cache_type
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,8 @@ class Options:
     mirostat: int = 0
     mirostat_tau: float = 5.0
     mirostat_eta: float = 0.1
+    # llama.cpp's --cache-type-k/-v for both: f16, q8_0, q4_0; "": LOCALLAMA_KV_CACHE_TYPE
+    kv_cache_type: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -86,6 +89,12 @@ def coerce_option(name: str, value: Any) -> Any:
     if kind is None:
         raise InvalidRequest(f"unknown option {name!r}")
     try:
+        if kind is str:
+            if not isinstance(value, str):
+                raise TypeError
+            if name == "kv_cache_type" and value.strip():
+                return kv_cache_type(value, f"option {name!r}").name
+            return value.strip()
         if kind is tuple:
             if isinstance(value, str):
                 return (value,)
@@ -183,6 +192,7 @@ def _describe(kind: type) -> str:
         float: "a finite number",
         bool: "true or false",
         tuple: "a string or a list of strings",
+        str: "a string",
     }[kind]
 
 

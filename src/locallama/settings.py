@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from locallama.errors import InvalidRequest
+from locallama.kvcache import kv_cache_type
 from locallama.units import GIB, KIB, MIB
 
 DEFAULT_HOST = "127.0.0.1"
@@ -25,7 +26,11 @@ class Settings:
     keep_alive: str = "5m"
     num_parallel: int = 0  # 0: choose from memory
     max_loaded_models: int = 0  # 0: choose from memory
-    flash_attention: bool = False  # faster on a CPU, but batching then changes logits
+    # Flash attention: True on, False off, None (unset) on only where a quantized KV
+    # cache needs it.  Off, a sequence's logits do not depend on its batch.
+    flash_attention: bool | None = None
+    kv_cache_type: str = "f16"  # f16, q8_0 or q4_0 (OLLAMA_KV_CACHE_TYPE)
+    repack: bool = False  # llama.cpp's repacked weight layouts (see engine/model.py)
     registry: str = "https://registry.ollama.ai"  # where plain names are pulled from
     hf_endpoint: str = "https://huggingface.co"  # where hf.co/... names are pulled from
     allowed_origins: tuple[str, ...] = ()  # beyond the local ones; `*` wildcards
@@ -89,8 +94,10 @@ class Settings:
             keep_alive=env.get("LOCALLAMA_KEEP_ALIVE", "") or "5m",
             num_parallel=_int(env, "LOCALLAMA_NUM_PARALLEL", 0),
             max_loaded_models=_int(env, "LOCALLAMA_MAX_LOADED_MODELS", 0),
-            flash_attention=env.get("LOCALLAMA_FLASH_ATTENTION", "").strip().lower()
-            in ("1", "true", "yes", "on"),
+            flash_attention=_switch(env, "LOCALLAMA_FLASH_ATTENTION"),
+            kv_cache_type=kv_cache_type(env.get("LOCALLAMA_KV_CACHE_TYPE", ""),
+                                        "LOCALLAMA_KV_CACHE_TYPE").name,
+            repack=bool(_switch(env, "LOCALLAMA_REPACK")),
             registry=env.get("LOCALLAMA_REGISTRY", "").strip() or "https://registry.ollama.ai",
             hf_endpoint=(env.get("LOCALLAMA_HF_ENDPOINT", "").strip()
                          or env.get("HF_ENDPOINT", "").strip() or "https://huggingface.co"),
@@ -172,6 +179,18 @@ def _image_fetch(env: Mapping[str, str]) -> str:
         raise InvalidRequest(f"LOCALLAMA_IMAGE_FETCH must be 'public', 'all' or 'off', "
                              f"not {raw!r}")
     return raw
+
+
+def _switch(env: Mapping[str, str], key: str) -> bool | None:
+    """On (1, true, yes, on), off (0, false, no, off) or unset (None); else an error."""
+    raw = env.get(key, "").strip().lower()
+    if not raw:
+        return None
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise InvalidRequest(f"{key} must be 1 or 0 (true/false, on/off), not {raw!r}")
 
 
 def _int(env: Mapping[str, str], key: str, default: int) -> int:

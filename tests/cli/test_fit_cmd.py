@@ -78,3 +78,22 @@ def test_a_stored_model_wins_over_a_spec_of_the_same_name(cli, tmp_path, tiny_gg
     (row,) = json.loads(result.stdout)["models"]
     assert row["kind"] == "model" and row["quantization"] == "F32"
     assert row["num_parallel"] == 2 and row["num_ctx"] == 2048  # capped at training length
+
+
+def test_fit_with_a_quantized_kv_cache(cli, tmp_path, tiny_gguf):
+    (tmp_path / "Modelfile").write_text(f"FROM {tiny_gguf}\nPARAMETER kv_cache_type q8_0\n")
+    assert cli("create", "tiny:q8").returncode == 0
+    f16 = estimate_memory(read_gguf_info(tiny_gguf), 2048).kv_cache  # its training context
+
+    result = cli("fit", "--json", "--bandwidth", "10", "tiny:q8", "1b:q4_0")
+    assert result.returncode == 0, result.stderr
+    stored, spec = json.loads(result.stdout)["models"]
+    assert stored["kv_cache_type"] == "q8_0"  # the model's own
+    assert stored["kv_cache"] == int(f16 * 34 / 64)
+    assert spec["kv_cache_type"] == "f16"  # LOCALLAMA_KV_CACHE_TYPE's default
+
+    result = cli("fit", "--json", "--bandwidth", "10", "--kv-cache-type", "q4_0", "tiny:q8")
+    assert json.loads(result.stdout)["models"][0]["kv_cache"] == int(f16 * 18 / 64)
+    text = cli("fit", "--bandwidth", "10", "--kv-cache-type", "q4_0", "tiny:q8").stdout
+    assert "(q4_0)" in text
+    one_line_error(cli("fit", "--kv-cache-type", "q5_1", "tiny:q8"), "f16, q8_0, q4_0")

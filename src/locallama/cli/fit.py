@@ -25,6 +25,7 @@ from locallama.fit import (
     report_spec,
 )
 from locallama.gguf_info import GGUFInfo, read_gguf_info
+from locallama.kvcache import kv_cache_type as kv_cache_type_of
 from locallama.machine import Machine, detect
 from locallama.settings import Settings
 from locallama.store.names import parse_name
@@ -55,6 +56,9 @@ def fit(
                                     "instead of the available RAM."),
     bandwidth: float = typer.Option(None, "--bandwidth",
                                     help="Memory bandwidth in GB/s (skips measuring it)."),
+    kv_cache_type: str = typer.Option(
+        None, "--kv-cache-type", help="KV cache type: f16, q8_0 or q4_0 (default: the "
+                                      "model's kv_cache_type, else LOCALLAMA_KV_CACHE_TYPE)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON (sizes in bytes)."),
 ) -> None:
     """Will a model fit? Memory needed (weights + KV cache + compute buffers) against
@@ -62,7 +66,10 @@ def fit(
     if bandwidth is not None and not 0 < bandwidth < float("inf"):
         raise InvalidRequest("--bandwidth must be a positive number of GB/s")
     budget = parse_size(memory) if memory else None
-    store = Store(Settings.from_env().models_dir)
+    settings = Settings.from_env()
+    if kv_cache_type is not None:
+        kv_cache_type = kv_cache_type_of(kv_cache_type, "--kv-cache-type").name
+    store = Store(settings.models_dir)
     targets = [_resolve(store, m) for m in models] if models else _all_local(store)
     machine = detect(bandwidth * 1e9 if bandwidth else None)
     if budget is None:
@@ -73,10 +80,13 @@ def fit(
     rows: list[Report] = []
     for t in targets:
         if isinstance(t, Spec):
-            rows.append(report_spec(t, num_ctx=context_for(t.info(), None, num_ctx), **common))
+            rows.append(report_spec(t, num_ctx=context_for(t.info(), None, num_ctx),
+                                    kv_cache_type=kv_cache_type or settings.kv_cache_type,
+                                    **common))
         else:
+            kind = kv_cache_type or t.params.get("kv_cache_type") or settings.kv_cache_type
             rows.append(report(t.name, t.info, num_ctx=context_for(t.info, t.params, num_ctx),
-                               **common))
+                               kv_cache_type=kind, **common))
     source = "--memory" if memory else "available RAM"
     if as_json:
         print_json({"machine": _machine_dict(machine), "budget": budget,
@@ -166,7 +176,10 @@ def _table(rows: list[Report], with_gpu: bool) -> str:
     for r in rows:
         e = r.fit.estimate
         cells = (r.model + (" *" if r.approximate else ""), r.quantization, str(r.fit.num_ctx),
-                 format_bytes(e.weights), format_bytes(e.kv_cache), format_bytes(e.total),
+                 format_bytes(e.weights),
+                 format_bytes(e.kv_cache) + ("" if r.kv_cache_type == "f16"
+                                             else f" ({r.kv_cache_type})"),
+                 format_bytes(e.total),
                  r.fit.describe())
         if with_gpu:
             cells += (r.gpu.describe() if r.gpu else "-",)

@@ -9,7 +9,9 @@ first, as does a load beyond LOCALLAMA_MAX_LOADED_MODELS.  A busy model is
 never unloaded under its requests: the load waits for it to go idle.
 
 A model is reloaded when a request needs different context parameters
-(num_ctx, num_batch, num_gpu, use_mmap, num_thread), as Ollama does.  Two
+(num_ctx, num_batch, num_gpu, use_mmap, num_thread, kv_cache_type), as Ollama does.
+The KV cache's element type (LOCALLAMA_KV_CACHE_TYPE, or a model's kv_cache_type
+option) is counted in the estimate and checked before anything loads.  Two
 requests that need the same model at once load it once.
 """
 
@@ -28,6 +30,7 @@ from typing import TYPE_CHECKING
 from locallama.engine.params import ContextParams
 from locallama.errors import ModelTooLarge, ServerBusy
 from locallama.gguf_info import GGUFInfo, estimate_memory, read_gguf_info
+from locallama.kvcache import check_kv_cache, kv_cache_type
 from locallama.options import Options
 from locallama.units import format_bytes
 
@@ -65,12 +68,15 @@ def available_memory() -> int:
 
 class ModelLoader:
     def __init__(self, memory: Callable[[], int] = available_memory, num_parallel: int = 0,
-                 max_loaded: int = 0, flash_attention: bool = False, max_queue: int = 0,
-                 runner: str = "process") -> None:
+                 max_loaded: int = 0, flash_attention: bool | None = None, max_queue: int = 0,
+                 runner: str = "process", kv_cache_type: str = "f16",
+                 repack: bool = False) -> None:
         self._memory = memory
         self.runner = runner  # "process": each model in a runner; "inprocess": in this one
         self.max_queue = max_queue  # requests that may wait per model; 0: no bound
-        self.flash_attention = flash_attention
+        self.flash_attention = flash_attention  # None: on where a quantized KV cache needs it
+        self.kv_cache_type = kv_cache_type  # unless a model's kv_cache_type option says
+        self.repack = repack
         self.num_parallel = num_parallel  # 0: choose from memory
         self.max_loaded = max_loaded or DEFAULT_MAX_LOADED
         self._lock = threading.Condition()
@@ -106,6 +112,8 @@ class ModelLoader:
         info = self.info(path)
         key = (path, embedding)
         wanted = ContextParams.from_options(options, info, embedding)
+        wanted = dataclasses.replace(wanted, repack=self.repack,
+                                     kv_cache_type=wanted.kv_cache_type or self.kv_cache_type)
         if projector:
             wanted = dataclasses.replace(wanted, projector=projector)
         freed = 0  # what unloading the same model with other parameters gave back
@@ -151,15 +159,20 @@ class ModelLoader:
     def _reserve(self, key: tuple[Path, bool], info: GGUFInfo, wanted: ContextParams,
                  name: str, digest: str, keep_alive: float | None, freed: int) -> Entry:
         """Make room for a new model (caller holds ``_lock``) and enter it as loading."""
+        kind = kv_cache_type(wanted.kv_cache_type)
+        flash = kind.quantized if self.flash_attention is None else self.flash_attention
+        if not wanted.embedding:
+            check_kv_cache(info, kind, flash)
+        per_element = kind.bytes_per_element
         parallel = wanted.num_parallel if wanted.embedding else self.num_parallel
         if not wanted.embedding and not parallel:
             # Ollama's choice: 4 parallel sequences when they fit beside the rest, else 1.
             room = self._memory() + freed + self._idle_size()
-            fits = estimate_memory(info, wanted.num_ctx, AUTO_PARALLEL).total <= room
+            fits = estimate_memory(info, wanted.num_ctx, AUTO_PARALLEL,
+                                   per_element).total <= room
             parallel = AUTO_PARALLEL if fits else 1
-        params = dataclasses.replace(wanted, num_parallel=parallel,
-                                     flash_attention=self.flash_attention)
-        need = estimate_memory(info, params.num_ctx, params.num_parallel).total
+        params = dataclasses.replace(wanted, num_parallel=parallel, flash_attention=flash)
+        need = estimate_memory(info, params.num_ctx, params.num_parallel, per_element).total
         if params.projector:  # its weights (a little more while it encodes an image)
             need += os.path.getsize(params.projector)
         while True:

@@ -23,6 +23,8 @@ from locallama.engine.job import Piece  # noqa: F401  (re-exported)
 from locallama.engine.params import ContextParams
 from locallama.errors import BadModelFile, InvalidRequest, not_unicode
 from locallama.gguf_info import GGUFInfo
+from locallama.kvcache import check_kv_cache
+from locallama.kvcache import kv_cache_type as kv_cache_type_of
 from locallama.runtime.types import TokenLogprob
 
 _DEBUG = bool(os.environ.get("LOCALLAMA_DEBUG"))
@@ -51,11 +53,11 @@ class LoadedModel:
         model_params = llama_cpp.llama_model_default_params()
         model_params.n_gpu_layers = params.num_gpu
         model_params.use_mmap = params.use_mmap
-        # No repacked weight layouts: their matrix-matrix kernel rounds differently
-        # from the matrix-vector one, so a sequence's logits would depend on how many
-        # others share its batch.  Measured on Gemma 3 270M with 2 threads, plain
-        # layouts were as fast for prompt and generation alike.
-        model_params.use_extra_bufts = False
+        # Repacked weight layouts (LOCALLAMA_REPACK, off by default): their
+        # matrix-matrix kernel rounds differently from the matrix-vector one, so a
+        # sequence's logits would depend on how many others share its batch.
+        # bench/determinism.py prices it.
+        model_params.use_extra_bufts = params.repack
         self.model = llama_cpp.llama_model_load_from_file(str(path).encode(), model_params)
         if not self.model:
             raise BadModelFile(f"llama.cpp could not load {path.name}")
@@ -75,14 +77,19 @@ class LoadedModel:
                 raise
 
     def new_context(self, n_ctx: int, n_seq: int, n_batch: int, threads: int,
-                    flash_attention: bool = False):
+                    flash_attention: bool = False, kv_cache_type: str = "f16"):
         """A llama.cpp context with one KV stream of ``n_ctx / n_seq`` cells per sequence.
 
         Separate streams (not one unified cache) keep each sequence's attention
         independent of the others in the batch, so batching does not change what a
-        seeded request returns.
+        seeded request returns.  ``kv_cache_type`` (f16, q8_0, q4_0) is the element
+        type of both keys and values; InvalidRequest where llama.cpp cannot build it
+        (kvcache.check_kv_cache), BadModelFile where llama.cpp still refuses.
         """
+        kind = kv_cache_type_of(kv_cache_type)
+        check_kv_cache(self.info, kind, flash_attention)
         params = llama_cpp.llama_context_default_params()
+        params.type_k = params.type_v = kind.ggml_type
         params.n_ctx = n_ctx
         params.n_batch = params.n_ubatch = n_batch
         params.n_seq_max = n_seq
@@ -92,7 +99,9 @@ class LoadedModel:
         params.swa_full = True  # a reused prefix needs its sliding-window cells too
         ctx = llama_cpp.llama_init_from_model(self.model, params)
         if not ctx:
-            raise BadModelFile(f"llama.cpp could not create a context for {self.path.name}")
+            cache = f" with a {kind.name} KV cache" if kind.quantized else ""
+            raise BadModelFile(
+                f"llama.cpp could not create a context{cache} for {self.path.name}")
         return ctx
 
     # -- tokens -----------------------------------------------------------------

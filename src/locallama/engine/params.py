@@ -21,6 +21,8 @@ class ContextParams:
     num_parallel: int = 1  # sequences decoded together, each with num_ctx tokens
     flash_attention: bool = False
     projector: str | None = None  # a vision projector (mmproj GGUF) loaded beside it
+    kv_cache_type: str = "f16"  # kvcache.KV_CACHE_TYPES; "" until the loader resolves it
+    repack: bool = False  # llama.cpp's repacked weight layouts (use_extra_bufts)
 
     @classmethod
     def from_options(cls, options: Options, info: GGUFInfo, embedding: bool = False,
@@ -30,7 +32,8 @@ class ContextParams:
             num_ctx = min(num_ctx, info.context_length)
         return cls(num_ctx, min(options.num_batch, num_ctx), options.num_gpu,
                    options.use_mmap, embedding, options.threads,
-                   1 if embedding else num_parallel)
+                   1 if embedding else num_parallel,
+                   kv_cache_type="f16" if embedding else options.kv_cache_type)
 
 
 @dataclass

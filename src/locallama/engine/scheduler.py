@@ -48,7 +48,8 @@ class Scheduler:
         self.num_ctx = params.num_ctx
         self.num_batch = max(params.num_batch, params.num_parallel)
         self.ctx = model.new_context(params.num_ctx * params.num_parallel, params.num_parallel,
-                                     self.num_batch, params.threads, params.flash_attention)
+                                     self.num_batch, params.threads, params.flash_attention,
+                                     params.kv_cache_type or "f16")
         self.memory = llama_cpp.llama_get_memory(self.ctx)
         self.batch = llama_cpp.llama_batch_init(self.num_batch, 0, 1)
         self.slots = [Slot(i) for i in range(params.num_parallel)]

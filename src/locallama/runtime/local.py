@@ -24,6 +24,7 @@ from locallama.errors import (
     TemplateError,
 )
 from locallama.gguf_info import estimate_memory, read_gguf_info
+from locallama.kvcache import kv_cache_type
 from locallama.options import Options, parse_keep_alive, parse_parameters, resolve_options
 from locallama.progress import Progress
 from locallama.runtime import ranking, scoring
@@ -74,6 +75,8 @@ class LocalRuntime:
         self.loader = ModelLoader(num_parallel=self.settings.num_parallel,
                                   max_loaded=self.settings.max_loaded_models,
                                   flash_attention=self.settings.flash_attention,
+                                  kv_cache_type=self.settings.kv_cache_type,
+                                  repack=self.settings.repack,
                                   max_queue=self.settings.max_queue,
                                   runner=self.settings.runner)
         # Chat templates render in worker processes under these limits.
@@ -223,9 +226,12 @@ class LocalRuntime:
         return loaded_rows(self.loader.entries())
 
     def estimate(self, model: str, num_ctx: int, num_parallel: int = 1) -> int | None:
-        info = self.loader.info(self._record(model).model_path)  # read once per blob
+        record = self._record(model)
+        info = self.loader.info(record.model_path)  # read once per blob
         ctx = min(num_ctx, info.context_length or num_ctx)
-        return estimate_memory(info, ctx, num_parallel).total
+        kind = kv_cache_type(str(record.params.get("kv_cache_type") or "")
+                             or self.settings.kv_cache_type)
+        return estimate_memory(info, ctx, num_parallel, kind.bytes_per_element).total
 
     def offline_models(self) -> list[str]:
         return bundled_names()
