@@ -36,6 +36,7 @@ class ContextParams:
 class GenerationStats:
     prompt_tokens: int = 0  # the whole prompt
     prompt_eval_count: int = 0  # evaluated now (the rest came from the cache)
+    prompt_shared_count: int = 0  # of the cached rest, copied from another slot's cache
     prompt_eval_duration: int = 0
     eval_count: int = 0
     eval_duration: int = 0

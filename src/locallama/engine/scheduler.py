@@ -27,6 +27,7 @@ import llama_cpp
 from locallama.cancel import CLIENT_GONE
 from locallama.engine.job import Job, Piece
 from locallama.engine.model import LoadedModel
+from locallama.engine.prefill import MIN_SHARED, PrefixShare, PromptCounts
 from locallama.engine.sampling import Sampler
 from locallama.engine.slots import Slot, choose_slot, common_prefix
 from locallama.errors import Cancelled, InvalidRequest, LocallamaError, ServerBusy
@@ -51,6 +52,8 @@ class Scheduler:
         self.memory = llama_cpp.llama_get_memory(self.ctx)
         self.batch = llama_cpp.llama_batch_init(self.num_batch, 0, 1)
         self.slots = [Slot(i) for i in range(params.num_parallel)]
+        self.sharing = PrefixShare(self)  # prefixes copied across slots (engine/prefill.py)
+        self.prompt_counts = PromptCounts()  # prompt tokens evaluated / reused, for ps
         self._waiting: collections.deque[Job] = collections.deque()
         self._cond = threading.Condition()
         self._closed = False
@@ -213,7 +216,7 @@ class Scheduler:
             if not free:
                 return
             job = self._waiting.popleft()
-            slot = choose_slot(free, job.prompt)
+            slot = choose_slot(free, job.prompt, MIN_SHARED)
             reuse = min(common_prefix(slot.cached, job.prompt), job.logits_from)
             if reuse and not self._can_reuse(slot, reuse):
                 reuse = 0
@@ -221,6 +224,7 @@ class Scheduler:
             del slot.cached[reuse:]
             job.slot, job.done_prompt, slot.job = slot, reuse, job
             job.stats.prompt_eval_count = len(job.prompt) - reuse
+            self.sharing.admitted(job)
 
     def _can_reuse(self, slot: Slot, reuse: int) -> bool:
         """A sliding-window model needs the window before ``reuse`` still cached."""
@@ -253,6 +257,8 @@ class Scheduler:
                            and not j.cancelled), key=lambda j: j.started):
             if budget <= 0:
                 break
+            if not self.sharing.ready(job):
+                continue  # its prefix is being evaluated in another slot
             start = job.done_prompt
             size = self.num_batch
             if job.score_top is not None and start + size > job.logits_from:
@@ -412,6 +418,8 @@ class Scheduler:
         job.finished = True
         stats = job.stats
         stats.tokens = (*job.prompt, *job.generated)
+        if job.slot is not None:
+            self.prompt_counts.add(stats)
         if job.eval_started:
             stats.eval_duration = time.perf_counter_ns() - job.eval_started
         if job.sampler is not None:
