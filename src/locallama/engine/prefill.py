@@ -53,22 +53,6 @@ class Wait:
     tokens: int
 
 
-@dataclass
-class PromptCounts:
-    """Prompt tokens of a model's finished jobs: evaluated, taken from a cache (its own
-    slot's or another's), and of those copied from another slot (``ps``)."""
-
-    evaluated: int = 0
-    cached: int = 0
-    shared: int = 0
-
-    def add(self, stats) -> None:
-        """Count one job's ``GenerationStats``."""
-        self.evaluated += stats.prompt_eval_count
-        self.cached += max(0, stats.prompt_tokens - stats.prompt_eval_count)
-        self.shared += stats.prompt_shared_count
-
-
 class PrefixShare:
     """The scheduler's prefix sharing; every method runs on the scheduler's loop thread
     with its lock held."""

@@ -9,7 +9,8 @@ slot with its own KV stream), its own sampler chain, seed and stop sequences.
 
 A slot keeps its KV cache after its job ends; a new job goes to the free slot
 whose cached tokens share the longest prefix with its prompt and evaluates
-only the rest.  A cancelled job (closed stream, dropped connection) leaves its
+only the rest; a longer prefix held (or being evaluated) in another slot is
+copied instead (``engine/prefill.py``).  A cancelled job (closed stream, dropped connection) leaves its
 slot before the next step.
 """
 
@@ -27,7 +28,8 @@ import llama_cpp
 from locallama.cancel import CLIENT_GONE
 from locallama.engine.job import Job, Piece
 from locallama.engine.model import LoadedModel
-from locallama.engine.prefill import MIN_SHARED, PrefixShare, PromptCounts
+from locallama.engine.params import PromptCounts
+from locallama.engine.prefill import MIN_SHARED, PrefixShare
 from locallama.engine.sampling import Sampler
 from locallama.engine.slots import Slot, choose_slot, common_prefix
 from locallama.errors import Cancelled, InvalidRequest, LocallamaError, ServerBusy
@@ -54,6 +56,11 @@ class Scheduler:
         self.slots = [Slot(i) for i in range(params.num_parallel)]
         self.sharing = PrefixShare(self)  # prefixes copied across slots (engine/prefill.py)
         self.prompt_counts = PromptCounts()  # prompt tokens evaluated / reused, for ps
+        # Prompt chunks of several sequences in one llama_decode: llama.cpp then splits
+        # the batch into equal-length pieces per sequence, which changes a prompt's
+        # logits (bench/prefill_equality.py), so only where batching already does
+        # (flash attention on: LOCALLAMA_FLASH_ATTENTION).
+        self.prompts_together = params.flash_attention
         self._waiting: collections.deque[Job] = collections.deque()
         self._cond = threading.Condition()
         self._closed = False
@@ -235,7 +242,8 @@ class Scheduler:
 
     def _step(self) -> None:
         """One step: the next token of every generating sequence in one batch, then
-        prompt chunks, each in a batch of its own, up to num_batch prompt tokens.
+        prompt chunks, each in a batch of its own (all in one with
+        ``prompts_together``), up to num_batch prompt tokens.
 
         Keeping a prompt chunk out of the generating sequences' batch is what makes
         batching invisible in the output: llama.cpp splits a mixed batch into
@@ -252,7 +260,7 @@ class Scheduler:
                 entries.append((job, [job.next_token], None))
                 job.next_token = None
             self._decode(entries)
-        budget = self.num_batch
+        budget, together = self.num_batch, []
         for job in sorted((j for j in running if j.done_prompt < len(j.prompt)
                            and not j.cancelled), key=lambda j: j.started):
             if budget <= 0:
@@ -260,7 +268,7 @@ class Scheduler:
             if not self.sharing.ready(job):
                 continue  # its prefix is being evaluated in another slot
             start = job.done_prompt
-            size = self.num_batch
+            size = min(self.num_batch, budget) if self.prompts_together else self.num_batch
             if job.score_top is not None and start + size > job.logits_from:
                 # Rows of logits are vocabulary-sized: a few at a time where they are kept.
                 size = min(self.num_batch, max(job.logits_from - start, _SCORE_ROWS))
@@ -269,7 +277,12 @@ class Scheduler:
                 job.prompt_started = time.perf_counter_ns()
             job.done_prompt += len(chunk)
             budget -= len(chunk)
-            self._decode([(job, chunk, start)])
+            if self.prompts_together:
+                together.append((job, chunk, start))
+            else:
+                self._decode([(job, chunk, start)])
+        if together:
+            self._decode(together)
 
     def _decode(self, entries: list[tuple[Job, list[int], int | None]]) -> None:
         """Evaluate ``entries`` (job, tokens, prompt position of the first or None for a

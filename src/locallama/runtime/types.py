@@ -359,6 +359,11 @@ class LoadedModelInfo:
     num_parallel: int = 0  # sequences the model was loaded with (0: not known)
     pid: int | None = None  # the runner process that holds it (None: in-process)
     rss: int | None = None  # bytes the runner has resident in memory, measured now
+    # prompt tokens of the requests it finished since it loaded: evaluated, reused from
+    # a KV cache instead, and of those copied from another slot (None: not known)
+    prompt_eval_count: int | None = None
+    prompt_cached_count: int | None = None
+    prompt_shared_count: int | None = None
 
 
 @dataclass
