@@ -14,16 +14,18 @@ position 0, one llama_decode per chunk: today's way):
   rechunked  each prompt alone but in chunks of a different size (what a
              prefix that ends mid-chunk does to the rest)
 
-once with separate KV streams per sequence (kv_unified False, the engine's
-setting) and once with one unified cache.  It prints the largest absolute logit
+with separate KV streams per sequence (kv_unified False, the engine's setting)
+and, with --unified, with one unified cache.  It prints the largest absolute logit
 difference and whether the greedy (argmax) token agrees, and the time each way took.
 
     .venv/bin/python bench/prefill_equality.py [--model PATH] [--threads 2] [--batch 512]
+                                               [--unified] [--flash] [--repeat 1]
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 from pathlib import Path
 
@@ -49,14 +51,14 @@ class Context:
     """A context with ``n_seq`` sequences, unified or not, and a decode helper."""
 
     def __init__(self, model: LoadedModel, n_seq: int, batch: int, threads: int,
-                 unified: bool) -> None:
+                 unified: bool, flash: bool = False) -> None:
         params = llama_cpp.llama_context_default_params()
         params.n_ctx = NUM_CTX * n_seq
         params.n_batch = params.n_ubatch = batch
         params.n_seq_max = n_seq
         params.n_threads = params.n_threads_batch = threads
         params.kv_unified = unified
-        params.flash_attn_type = 0
+        params.flash_attn_type = 1 if flash else 0
         params.swa_full = True
         self.model, self.batch_size = model, batch
         self.ctx = llama_cpp.llama_init_from_model(model.model, params)
@@ -138,6 +140,9 @@ def main() -> None:
     parser.add_argument("--model", type=Path)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch", type=int, default=512)
+    parser.add_argument("--unified", action="store_true", help="also with one unified cache")
+    parser.add_argument("--flash", action="store_true", help="flash attention on")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each way (median time)")
     args = parser.parse_args()
     path = args.model or bundled_model()
     params = ContextParams(NUM_CTX, args.batch, 0, True, threads=args.threads, num_parallel=4)
@@ -148,20 +153,23 @@ def main() -> None:
     prompts = [shared + model.tokenize(t, add_bos=False) for t in tails]
     print(f"{path.name}: n_swa {model.n_swa}, prompts of {[len(p) for p in prompts]} tokens "
           f"(a shared prefix of {len(shared)}), batch {args.batch}, {args.threads} threads")
-    for unified in (False, True):
-        print(f"kv_unified={unified}")
-        runs = {}
-        for name, fn in (("apart", lambda c: apart(c, prompts, args.batch)),
-                         ("together", lambda c: together(c, prompts, args.batch)),
-                         ("copied", lambda c: copied(c, prompts, len(shared), args.batch)),
-                         ("rechunked", lambda c: apart(c, prompts, args.batch // 2 + 37))):
-            ctx = Context(model, len(prompts), args.batch, args.threads, unified)
-            started = time.perf_counter()
-            runs[name] = (fn(ctx), time.perf_counter() - started)
-            ctx.close()
-        base = runs["apart"][0]
-        for name, (logits, seconds) in runs.items():
-            compare(name, base, logits, seconds)
+    ways = (("apart", lambda c: apart(c, prompts, args.batch)),
+            ("together", lambda c: together(c, prompts, args.batch)),
+            ("copied", lambda c: copied(c, prompts, len(shared), args.batch)),
+            ("rechunked", lambda c: apart(c, prompts, args.batch // 2 + 37)))
+    for unified in (False, True) if args.unified else (False,):
+        print(f"kv_unified={unified}, flash attention {'on' if args.flash else 'off'}")
+        logits, times = {}, {}
+        for _ in range(args.repeat):  # the ways take turns, so noise hits all alike
+            for name, fn in ways:
+                ctx = Context(model, len(prompts), args.batch, args.threads, unified,
+                              args.flash)
+                started = time.perf_counter()
+                logits[name] = fn(ctx)
+                times.setdefault(name, []).append(time.perf_counter() - started)
+                ctx.close()
+        for name, _ in ways:
+            compare(name, logits["apart"], logits[name], statistics.median(times[name]))
     model.close()
 
 

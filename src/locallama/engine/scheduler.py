@@ -10,8 +10,8 @@ slot with its own KV stream), its own sampler chain, seed and stop sequences.
 A slot keeps its KV cache after its job ends; a new job goes to the free slot
 whose cached tokens share the longest prefix with its prompt and evaluates
 only the rest; a longer prefix held (or being evaluated) in another slot is
-copied instead (``engine/prefill.py``).  A cancelled job (closed stream, dropped connection) leaves its
-slot before the next step.
+copied instead (``engine/prefill.py``).  A cancelled job (closed stream, dropped
+connection) leaves its slot before the next step.
 """
 
 from __future__ import annotations
