@@ -64,7 +64,7 @@ def prompts(runtime: LocalRuntime, round_: int, clients: int) -> list[str]:
     out = []
     for i in range(clients):
         own = OWN.format(topic=topics[i % len(topics)])
-        while len(runtime.tokenize(MODEL, own, add_bos=False)) < 100:
+        while len(runtime.tokenize(MODEL, own)) < 100:
             own += f"{topics[(i + len(own)) % len(topics)]}, "
         out.append(f"{system}\nQuestion {i}: {own}\nAnswer:")
     return out

@@ -25,9 +25,10 @@ QUESTIONS = ["Where is the atlas?", "Is the dog book in?", "Who wrote the old ma
 
 
 def open_model(path: Path, num_parallel: int = 4, num_ctx: int = 512,
-               num_batch: int = 32) -> LoadedModel:
+               num_batch: int = 32, flash_attention: bool = False) -> LoadedModel:
     params = ContextParams(num_ctx=num_ctx, num_batch=num_batch, num_gpu=0, use_mmap=True,
-                           threads=2, num_parallel=num_parallel)
+                           threads=2, num_parallel=num_parallel,
+                           flash_attention=flash_attention)
     model = LoadedModel(path, read_gguf_info(path), params)
     model.scheduler = Scheduler(model)
     return model
@@ -181,6 +182,39 @@ def test_the_scheduler_counts_prompt_tokens_evaluated_and_reused(tiny_gguf):
         assert counts.cached >= counts.shared
     finally:
         model.close()
+
+
+def test_prompts_evaluated_together_under_flash_attention_score_as_alone(tiny_gguf):
+    """With flash attention (batching already moves logits a little) a step's prompt
+    chunks share one llama_decode; scored prompts arriving together still get every
+    token's logprob, close to what each gets alone, and no batch outgrows num_batch."""
+    texts = [f"{q} {SYSTEM[:40 + 20 * i]}" for i, q in enumerate(QUESTIONS)]
+
+    def scored(model: LoadedModel, text: str) -> Job:
+        return Job(model.tokenize(text), resolve_options({"num_predict": 0}), score_top=0,
+                   score_from=1)
+
+    model = open_model(tiny_gguf, flash_attention=True)
+    try:
+        assert model.scheduler.prompts_together
+        jobs = [scored(model, t) for t in texts]
+        threads = [threading.Thread(target=text_of, args=(model, j)) for j in jobs]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        model.close()
+    for one, text in zip(jobs, texts, strict=True):
+        model = open_model(tiny_gguf, flash_attention=True)
+        try:
+            single = scored(model, text)
+            text_of(model, single)
+        finally:
+            model.close()
+        assert len(one.prompt_scores) == len(one.prompt) == len(single.prompt_scores)
+        assert [s.logprob for s in one.prompt_scores[1:]] == pytest.approx(
+            [s.logprob for s in single.prompt_scores[1:]], abs=1e-3)
 
 
 # -- the real model: sliding-window attention (Gemma 3, n_swa 512) -----------------

@@ -20,7 +20,7 @@ metadata moves at once, the tensors are copied at the start of the next
 gemma3:270m (``bench/prefill_equality.py``), the copied prefix gives bitwise the
 logits of evaluating the whole prompt in that sequence.  A sliding-window model
 (Gemma 3) needs the window before the prefix's end still cached in the donor
-(``swa_full`` keeps it; ``Scheduler._can_reuse`` checks it).
+(``swa_full`` keeps it; ``can_reuse`` checks it).
 
 Copying a stream costs a memcpy of ``num_ctx`` cells in every layer, so a copy is
 only made when it saves at least :data:`MIN_SHARED` tokens of evaluation.
@@ -42,6 +42,15 @@ if TYPE_CHECKING:
 #: the fewest tokens a copy must save (a stream copy costs about as much as
 #: evaluating a few tokens of a small model; see bench/shared_prefix.py)
 MIN_SHARED = 32
+
+
+def can_reuse(model, memory, slot: Slot, tokens: int) -> bool:
+    """Whether ``slot``'s first ``tokens`` cached cells can be reused: a sliding-window
+    model (``model.n_swa`` > 0) needs the window before ``tokens`` still cached."""
+    if model.n_swa <= 0:
+        return True
+    lowest = llama_cpp.llama_memory_seq_pos_min(memory, slot.id)
+    return 0 <= lowest <= max(0, tokens - model.n_swa)
 
 
 @dataclass
@@ -104,9 +113,9 @@ class PrefixShare:
     def _copy(self, job: Job, donor: Slot, tokens: int) -> None:
         """Make ``job``'s sequence hold ``donor``'s first ``tokens`` cells."""
         scheduler, slot = self.scheduler, job.slot
-        if not scheduler._can_reuse(donor, tokens):
-            return
         memory = scheduler.memory
+        if not can_reuse(scheduler.model, memory, donor, tokens):
+            return
         llama_cpp.llama_memory_seq_cp(memory, donor.id, slot.id, -1, -1)
         llama_cpp.llama_memory_seq_rm(memory, slot.id, tokens, -1)
         slot.cached = donor.cached[:tokens]

@@ -29,7 +29,7 @@ from locallama.cancel import CLIENT_GONE
 from locallama.engine.job import Job, Piece
 from locallama.engine.model import LoadedModel
 from locallama.engine.params import PromptCounts
-from locallama.engine.prefill import MIN_SHARED, PrefixShare
+from locallama.engine.prefill import MIN_SHARED, PrefixShare, can_reuse
 from locallama.engine.sampling import Sampler
 from locallama.engine.slots import Slot, choose_slot, common_prefix
 from locallama.errors import Cancelled, InvalidRequest, LocallamaError, ServerBusy
@@ -225,20 +225,13 @@ class Scheduler:
             job = self._waiting.popleft()
             slot = choose_slot(free, job.prompt, MIN_SHARED)
             reuse = min(common_prefix(slot.cached, job.prompt), job.logits_from)
-            if reuse and not self._can_reuse(slot, reuse):
+            if reuse and not can_reuse(self.model, self.memory, slot, reuse):
                 reuse = 0
             llama_cpp.llama_memory_seq_rm(self.memory, slot.id, reuse, -1)
             del slot.cached[reuse:]
             job.slot, job.done_prompt, slot.job = slot, reuse, job
             job.stats.prompt_eval_count = len(job.prompt) - reuse
             self.sharing.admitted(job)
-
-    def _can_reuse(self, slot: Slot, reuse: int) -> bool:
-        """A sliding-window model needs the window before ``reuse`` still cached."""
-        if self.model.n_swa <= 0:
-            return True
-        lowest = llama_cpp.llama_memory_seq_pos_min(self.memory, slot.id)
-        return 0 <= lowest <= max(0, reuse - self.model.n_swa)
 
     def _step(self) -> None:
         """One step: the next token of every generating sequence in one batch, then
@@ -268,10 +261,12 @@ class Scheduler:
             if not self.sharing.ready(job):
                 continue  # its prefix is being evaluated in another slot
             start = job.done_prompt
-            size = min(self.num_batch, budget) if self.prompts_together else self.num_batch
+            size = self.num_batch
             if job.score_top is not None and start + size > job.logits_from:
                 # Rows of logits are vocabulary-sized: a few at a time where they are kept.
                 size = min(self.num_batch, max(job.logits_from - start, _SCORE_ROWS))
+            if self.prompts_together:
+                size = min(size, budget)  # one batch of at most num_batch tokens
             chunk = job.prompt[start:start + size]
             if not job.prompt_started:
                 job.prompt_started = time.perf_counter_ns()
