@@ -19,6 +19,7 @@ and this checkout); --llama-server adds llama-server from that binary (--cache-r
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -29,7 +30,16 @@ from pathlib import Path
 
 import httpx
 
-from concurrency import MODEL, NUM_CTX, LlamaServer, Locallama, free_port, percentile, wait_ready
+from concurrency import (
+    MODEL,
+    NUM_CTX,
+    LlamaServer,
+    Locallama,
+    Result,
+    free_port,
+    percentile,
+    wait_ready,
+)
 from locallama.runtime.local import LocalRuntime
 from locallama.settings import Settings
 
@@ -52,6 +62,25 @@ class Tree(Locallama):
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.url = f"http://127.0.0.1:{self.port}"
         wait_ready(self.url + "/", self.process)
+        self.evaluated: list[int] = []  # prompt_eval_count of every answer
+
+    def complete(self, client: httpx.Client, prompt: str, tokens: int):
+        """As Locallama.complete, noting the final line's prompt_eval_count."""
+        body = {"model": MODEL, "prompt": prompt, "raw": True, "stream": True,
+                "options": {"temperature": 0, "num_predict": tokens, "num_ctx": NUM_CTX,
+                            "num_thread": self.threads}}
+        started, first, count, text = time.perf_counter(), None, 0, []
+        with client.stream("POST", self.url + "/api/generate", json=body) as response:
+            response.raise_for_status()
+            for line in response.iter_lines():
+                chunk = json.loads(line)
+                if chunk.get("response"):
+                    first = first or time.perf_counter()
+                    text.append(chunk["response"])
+                if chunk.get("done"):
+                    count = chunk["eval_count"]
+                    self.evaluated.append(chunk.get("prompt_eval_count", 0))
+        return Result(count, (first or time.perf_counter()) - started, "".join(text))
 
 
 def prompts(runtime: LocalRuntime, round_: int, clients: int) -> list[str]:
@@ -133,17 +162,19 @@ def main() -> None:
           f"{min(sizes)}-{max(sizes)} tokens (~900 shared), {args.tokens} tokens each, "
           f"num_ctx {NUM_CTX}, {args.rounds} rounds\n")
     print(f"{'server':<13} {'agg tok/s':>9} {'TTFT p50':>9} {'TTFT p95':>9}"
-          f"  {'agg vs before':>13} {'p50 before/x':>13}")
+          f"  {'agg vs before':>13} {'p50 before/x':>13} {'prompt eval/wave':>16}")
     base = rows["before"]
     for server in servers:
         runs = rows[server.name]
         ttfts = [t for _, ts in runs for t in ts]
+        counts = getattr(server, "evaluated", [])[1:]  # past the warm-up's
+        evaluated = str(sum(counts) // args.rounds) if counts else "-"
         agg = statistics.median(a / b[0] for (a, _), b in zip(runs, base, strict=True))
         p50 = statistics.median(percentile(b[1], 0.5) / percentile(ts, 0.5)
                                 for (_, ts), b in zip(runs, base, strict=True))
         print(f"{server.name:<13} {statistics.median(r[0] for r in runs):>9.1f} "
               f"{percentile(ttfts, 0.5) * 1000:>7.0f}ms {percentile(ttfts, 0.95) * 1000:>7.0f}ms"
-              f"  {agg:>12.2f}x {p50:>12.2f}x")
+              f"  {agg:>12.2f}x {p50:>12.2f}x {evaluated:>16}")
 
 
 if __name__ == "__main__":
