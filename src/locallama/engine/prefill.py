@@ -29,15 +29,12 @@ only made when it saves at least :data:`MIN_SHARED` tokens of evaluation.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any
 
 import llama_cpp
 
+from locallama.engine.job import Job
 from locallama.engine.slots import Slot, common_prefix
-
-if TYPE_CHECKING:
-    from locallama.engine.job import Job
-    from locallama.engine.scheduler import Scheduler
 
 #: the fewest tokens a copy must save.  A copy moves the whole stream: gemma3:270m at
 #: num_ctx 4096 holds 18 layers x 4096 cells x 1 KiB = 72 MiB, a few ms of memcpy,
@@ -68,8 +65,8 @@ class PrefixShare:
     """The scheduler's prefix sharing; every method runs on the scheduler's loop thread
     with its lock held."""
 
-    def __init__(self, scheduler: Scheduler) -> None:
-        self.scheduler = scheduler
+    def __init__(self, scheduler: Any) -> None:
+        self.scheduler = scheduler  # engine.scheduler.Scheduler (it imports this module)
 
     def admitted(self, job: Job) -> None:
         """``job`` just took its slot with ``job.done_prompt`` tokens of its own cache:
