@@ -107,12 +107,13 @@ class Locallama:
 class LlamaServer:
     name = "llama-server"
 
-    def __init__(self, threads: int, parallel: int, model_path: str, binary: str) -> None:
+    def __init__(self, threads: int, parallel: int, model_path: str, binary: str,
+                 extra: tuple[str, ...] = ()) -> None:
         self.port = free_port()
         command = [binary, "--model", model_path, "--host",
                    "127.0.0.1", "--port", str(self.port), "--threads", str(threads),
                    "--threads-batch", str(threads), "--parallel", str(parallel),
-                   "--ctx-size", str(NUM_CTX * parallel), "--n-gpu-layers", "0"]
+                   "--ctx-size", str(NUM_CTX * parallel), "--n-gpu-layers", "0", *extra]
         self.log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - open as long as the server
             "w+", prefix="llama-server-", suffix=".log", delete=False)
         self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT)

@@ -77,7 +77,7 @@ ANSWER = [
     Chunk(text="Hel", logprobs=[tok("Hel", -0.25, ("Hel", -0.25), ("Hi", -INF))]),
     Chunk(),
     Chunk(text="lo", logprobs=[tok("lo", NAN)]),
-    Chunk(done=True, done_reason="length", prompt_tokens=5, eval_count=2),
+    Chunk(done=True, done_reason="length", prompt_tokens=5, prompt_eval_count=3, eval_count=2),
 ]
 CALL = ToolCall("get_weather", {"city": "Paris"})
 CALLS = [Chunk(done=True, done_reason="stop", tool_calls=[CALL], prompt_tokens=5, eval_count=7)]
@@ -100,7 +100,8 @@ def test_a_chat_completion_joins_the_text_and_keeps_every_logprob():
         {"token": "Hel", "logprob": -0.25, "bytes": [72, 101, 108]},
         {"token": "Hi", "logprob": -9999.0, "bytes": [72, 105]}]}
     assert lo["logprob"] is None and lo["top_logprobs"] == []
-    assert out["usage"] == {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}
+    assert out["usage"] == {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7,
+                            "prompt_tokens_details": {"cached_tokens": 2}}
 
 
 def test_a_chat_completion_without_logprobs_has_null_logprobs():
@@ -128,13 +129,15 @@ def test_text_and_tool_calls_together_keep_the_text():
 
 def test_n_choices_count_the_prompt_once_and_every_completion():
     second = [Chunk(text="Hi"), Chunk(done=True, done_reason="stop", prompt_tokens=5,
-                                      eval_count=1)]
+                                      prompt_eval_count=5, eval_count=1)]
     out = chat_completion(HEAD, [ANSWER, second], logprobs=False)
     ChatCompletion.model_validate_json(dumps(out))
     assert [c["index"] for c in out["choices"]] == [0, 1]
     assert [c["message"]["content"] for c in out["choices"]] == ["Hello", "Hi"]
     assert [c["finish_reason"] for c in out["choices"]] == ["length", "stop"]
-    assert out["usage"] == {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}
+    # the prompt is cached only as far as every choice found it cached
+    assert out["usage"] == {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8,
+                            "prompt_tokens_details": {"cached_tokens": 0}}
 
 
 # -- chat.completion.chunk ---------------------------------------------------------------------
@@ -190,7 +193,7 @@ def test_a_chat_stream_sends_the_tool_calls_on_the_final_delta():
 
 def test_a_chat_stream_of_n_choices_sends_them_in_turn_and_sums_the_usage():
     second = [Chunk(text="Hi"), Chunk(done=True, done_reason="stop", text="!",
-                                      prompt_tokens=5, eval_count=2)]
+                                      prompt_tokens=5, prompt_eval_count=5, eval_count=2)]
     events = chat_events([ANSWER, second], logprobs=False, include_usage=True)
     indexes = [e["choices"][0]["index"] for e in events[:-1]]
     assert indexes == [0, 0, 0, 0, 1, 1, 1]
@@ -198,7 +201,8 @@ def test_a_chat_stream_of_n_choices_sends_them_in_turn_and_sums_the_usage():
                      if e["choices"][0]["index"] == i) for i in (0, 1)]
     assert texts == ["Hello", "Hi!"]  # the final chunk's text is not lost
     assert events[-1]["usage"] == {"prompt_tokens": 5, "completion_tokens": 4,
-                                   "total_tokens": 9}
+                                   "total_tokens": 9,
+                                   "prompt_tokens_details": {"cached_tokens": 0}}
 
 
 # -- text_completion ----------------------------------------------------------------------------
@@ -216,7 +220,8 @@ def run(prompt: str | list[int], index: int = 0, **fields) -> Run:
 SCORED = [Chunk(prompt_logprobs=[tok("a", NAN), tok("b", -1.0, ("c", -0.5))]),
           Chunk(text=" x", logprobs=[tok(" x", -0.5, ("y", -1.5), (" x", -0.5))]),
           Chunk(text="y", logprobs=[tok("y", -INF)]),
-          Chunk(done=True, done_reason="stop", prompt_tokens=2, eval_count=2)]
+          Chunk(done=True, done_reason="stop", prompt_tokens=2, prompt_eval_count=2,
+                eval_count=2)]
 
 
 def test_echo_puts_the_scored_prompt_before_the_completion():
@@ -235,7 +240,8 @@ def test_echo_puts_the_scored_prompt_before_the_completion():
     # the alternatives and the chosen token; none for the token without a value
     assert lp["top_logprobs"] == [None, {"c": -0.5, "b": -1.0}, {"y": -1.5, " x": -0.5},
                                   {"y": -9999.0}]
-    assert out["usage"] == {"prompt_tokens": 2, "completion_tokens": 2, "total_tokens": 4}
+    assert out["usage"] == {"prompt_tokens": 2, "completion_tokens": 2, "total_tokens": 4,
+                            "prompt_tokens_details": {"cached_tokens": 0}}
 
 
 def test_without_echo_the_offsets_start_after_the_prompt():
@@ -255,14 +261,15 @@ def test_echo_of_token_ids_spells_the_prompt_by_its_scored_tokens():
 def test_completions_usage_counts_each_prompt_once_over_its_choices():
     def final(prompt_tokens: int, eval_count: int) -> list[Chunk]:
         return [Chunk(text="z"), Chunk(done=True, prompt_tokens=prompt_tokens,
-                                       eval_count=eval_count)]
+                                       prompt_eval_count=1, eval_count=eval_count)]
 
     answers = [(run("a", 0), final(3, 1)), (run("a", 0), final(3, 2)),
                (run("bb", 1), final(7, 4)), (run("bb", 1), final(7, 8))]
     out = text_completion(Head("cmpl-1", 1, "tiny"), answers)
     Completion.model_validate_json(dumps(out))
     assert [c["index"] for c in out["choices"]] == [0, 1, 2, 3]
-    assert out["usage"] == {"prompt_tokens": 10, "completion_tokens": 15, "total_tokens": 25}
+    assert out["usage"] == {"prompt_tokens": 10, "completion_tokens": 15, "total_tokens": 25,
+                            "prompt_tokens_details": {"cached_tokens": 2 + 6}}
 
 
 def test_a_completion_stream_matches_the_whole_answer():

@@ -85,7 +85,9 @@ def test_infill_whole_answer_has_llama_servers_completion_fields(url):
     layout = [*snippet, *words(url, "def sub(a, b): return a - b"), BOS_ID, PRE, *prefix,
               *words(url, "    return"), SUF, *words(url, "\n"), MID]
     assert body["tokens_evaluated"] == len(layout)
-    assert set(body["timings"]) >= {"prompt_n", "predicted_n", "predicted_per_second"}
+    assert set(body["timings"]) >= {"cache_n", "prompt_n", "predicted_n",
+                                    "predicted_per_second"}
+    assert body["timings"]["cache_n"] == body["tokens_cached"]
 
 
 def test_infill_streams_events_then_a_last_one_with_stop(url):

@@ -99,7 +99,8 @@ def stop_type(final: Chunk) -> str:
 def _timings(final: Chunk) -> JSON:
     prompt_ms = final.prompt_eval_duration / 1e6
     predicted_ms = final.eval_duration / 1e6
-    return {
+    return {  # cache_n: prompt tokens reused from a KV cache (llama-server's name)
+        "cache_n": max(0, final.prompt_tokens - final.prompt_eval_count),
         "prompt_n": final.prompt_eval_count, "prompt_ms": prompt_ms,
         "prompt_per_token_ms": prompt_ms / final.prompt_eval_count
         if final.prompt_eval_count else 0.0,

@@ -98,14 +98,19 @@ def tag_of(m: dict[str, Any]) -> ModelEntry:
 def running_json(info: LoadedModelInfo) -> dict[str, Any]:
     """One model of /api/ps; kept until stopped (no expiry), it expires ``FOREVER`` from
     now, as Ollama shows it.  ``num_parallel`` is not on the wire; ``pid`` and ``rss``
-    (the runner's process and its resident bytes) and, under ``serve --ray``, ``replica``
-    and ``node`` are locallama's, present when known."""
+    (the runner's process and its resident bytes), the prompt token counters
+    (``prompt_eval_count``, ``prompt_cached_count``, ``prompt_shared_count``: evaluated,
+    reused from a KV cache, copied from another slot) and, under ``serve --ray``,
+    ``replica`` and ``node`` are locallama's, present when known."""
     expires = info.expires_at or datetime.now(UTC) + FOREVER
     body = {"name": info.name, "model": info.name, "size": info.size,
             "digest": _hex(info.digest), "details": details_json(info.details),
             "expires_at": timestamp(expires), "size_vram": info.size_vram,
             "context_length": info.context_length}
-    extra = (("pid", info.pid), ("rss", info.rss), ("replica", info.replica), ("node", info.node))
+    extra = (("pid", info.pid), ("rss", info.rss), ("prompt_eval_count", info.prompt_eval_count),
+             ("prompt_cached_count", info.prompt_cached_count),
+             ("prompt_shared_count", info.prompt_shared_count),
+             ("replica", info.replica), ("node", info.node))
     return body | {k: v for k, v in extra if v is not None}
 
 
@@ -117,6 +122,9 @@ def running_of(m: dict[str, Any]) -> LoadedModelInfo:
         size=m.get("size", 0), expires_at=_expiry(m.get("expires_at")),
         context_length=m.get("context_length", 0), details=details_of(m.get("details")),
         size_vram=m.get("size_vram", 0), pid=m.get("pid"), rss=m.get("rss"),
+        prompt_eval_count=m.get("prompt_eval_count"),
+        prompt_cached_count=m.get("prompt_cached_count"),
+        prompt_shared_count=m.get("prompt_shared_count"),
         replica=m.get("replica"), node=m.get("node"))
 
 

@@ -80,20 +80,28 @@ class Usage:
     """Token counts of an answer, summed over its choices as OpenAI counts them."""
 
     prompts: dict[int, int] = field(default_factory=dict)  # prompt index -> its tokens
+    cached: dict[int, int] = field(default_factory=dict)  # ... -> of those from a cache
     completion: int = 0
 
     def add(self, final: Chunk, prompt_index: int = 0) -> None:
         """Count one choice from its final chunk (``prompt_tokens``, ``eval_count``);
-        choices of one prompt share it, so it counts once."""
+        choices of one prompt share it, so it counts once, and its cached part is the
+        least any of its choices found cached (``prompt_tokens - prompt_eval_count``)."""
         self.prompts[prompt_index] = max(self.prompts.get(prompt_index, 0),
                                          final.prompt_tokens)
+        cached = max(0, final.prompt_tokens - final.prompt_eval_count)
+        self.cached[prompt_index] = min(self.cached.get(prompt_index, cached), cached)
         self.completion += final.eval_count
 
-    def json(self) -> dict[str, int]:
-        """``{"prompt_tokens", "completion_tokens", "total_tokens"}``."""
+    def json(self) -> dict:
+        """``{"prompt_tokens", "completion_tokens", "total_tokens",
+        "prompt_tokens_details": {"cached_tokens"}}``: cached tokens are the prompt's
+        tokens reused from a KV cache (the slot's own or copied from another slot)
+        rather than evaluated, as OpenAI's prompt caching reports them."""
         prompt = sum(self.prompts.values())
         return {"prompt_tokens": prompt, "completion_tokens": self.completion,
-                "total_tokens": prompt + self.completion}
+                "total_tokens": prompt + self.completion,
+                "prompt_tokens_details": {"cached_tokens": sum(self.cached.values())}}
 
 
 def finish_reason(final: Chunk) -> str:

@@ -22,7 +22,9 @@ def ps(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> Non
             {"name": i.name, "id": _id(i.digest), "digest": i.digest, "size": i.size,
              "processor": processor(i), "context_length": i.context_length,
              "expires_at": i.expires_at.isoformat() if i.expires_at else None,
-             "pid": i.pid, "rss": i.rss}
+             "pid": i.pid, "rss": i.rss, "prompt_eval_count": i.prompt_eval_count,
+             "prompt_cached_count": i.prompt_cached_count,
+             "prompt_shared_count": i.prompt_shared_count}
             | ({"replica": i.replica, "node": i.node} if i.replica else {})
             for i in infos
         ])

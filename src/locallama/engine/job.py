@@ -57,6 +57,7 @@ class Job:
         self.slot: Any = None  # the scheduler's slot
         self.sampler: Any = None  # engine.sampling.Sampler
         self.done_prompt = 0  # prompt tokens in the KV cache
+        self.wait: Any = None  # engine.prefill.Wait: a prefix another slot is evaluating
         self.next_token: int | None = None  # sampled, not yet evaluated
         self.generated: list[int] = []
         self.matcher = StopMatcher(self.stops)
@@ -67,6 +68,11 @@ class Job:
         self.prompt_started = 0
         self.eval_started = 0
         self.embeddings: dict[int, Any] = {}  # image start -> (embeddings, non_causal)
+
+    @property
+    def prompt_pending(self) -> bool:
+        """Whether prompt tokens remain to be evaluated (or copied)."""
+        return self.done_prompt < len(self.prompt)
 
     @property
     def logits_from(self) -> int:

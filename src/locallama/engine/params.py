@@ -40,6 +40,7 @@ class ContextParams:
 class GenerationStats:
     prompt_tokens: int = 0  # the whole prompt
     prompt_eval_count: int = 0  # evaluated now (the rest came from the cache)
+    prompt_shared_count: int = 0  # of the cached rest, copied from another slot's cache
     prompt_eval_duration: int = 0
     eval_count: int = 0
     eval_duration: int = 0
@@ -49,3 +50,17 @@ class GenerationStats:
     tokens: tuple[int, ...] = ()  # prompt + generated, Ollama's ``context``
 
 
+@dataclass
+class PromptCounts:
+    """Prompt tokens of a model's finished jobs: evaluated, taken from a cache (its own
+    slot's or another's), and of those copied from another slot (``ps``)."""
+
+    evaluated: int = 0
+    cached: int = 0
+    shared: int = 0
+
+    def add(self, stats: GenerationStats) -> None:
+        """Count one job's ``GenerationStats``."""
+        self.evaluated += stats.prompt_eval_count
+        self.cached += max(0, stats.prompt_tokens - stats.prompt_eval_count)
+        self.shared += stats.prompt_shared_count

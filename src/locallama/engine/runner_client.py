@@ -36,7 +36,7 @@ from typing import Any
 from locallama.cancel import CLIENT_GONE
 from locallama.engine.fim import FimTokens
 from locallama.engine.job import Job, Piece
-from locallama.engine.params import ContextParams
+from locallama.engine.params import ContextParams, PromptCounts
 from locallama.errors import BadModelFile, Cancelled, LocallamaError, RunnerStopped
 from locallama.gguf_info import GGUFInfo
 
@@ -377,6 +377,7 @@ class RunnerScheduler:
     def __init__(self, runner: Runner, slots: int) -> None:
         self.runner = runner
         self.slots = [None] * slots  # how many sequences run at once (scoring fans out)
+        self.prompt_counts = PromptCounts()  # prompt tokens evaluated / reused, for ps
 
     def submit(self, job: Job) -> Iterator[Piece]:
         """Queue ``job`` in the runner and return its pieces (as ``Scheduler.submit``):
@@ -417,6 +418,7 @@ class RunnerScheduler:
                     finished = True
                     stats, scores, job.started, job.prompt_started = rest
                     job.stats = stats
+                    self.prompt_counts.add(stats)
                     if scores is not None:
                         job.prompt_scores = scores
                     return

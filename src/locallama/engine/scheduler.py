@@ -9,8 +9,9 @@ slot with its own KV stream), its own sampler chain, seed and stop sequences.
 
 A slot keeps its KV cache after its job ends; a new job goes to the free slot
 whose cached tokens share the longest prefix with its prompt and evaluates
-only the rest.  A cancelled job (closed stream, dropped connection) leaves its
-slot before the next step.
+only the rest; a longer prefix held (or being evaluated) in another slot is
+copied instead (``engine/prefill.py``).  A cancelled job (closed stream, dropped
+connection) leaves its slot before the next step.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ import llama_cpp
 from locallama.cancel import CLIENT_GONE
 from locallama.engine.job import Job, Piece
 from locallama.engine.model import LoadedModel
+from locallama.engine.params import PromptCounts
+from locallama.engine.prefill import MIN_SHARED, PrefixShare, can_reuse
 from locallama.engine.sampling import Sampler
 from locallama.engine.slots import Slot, choose_slot, common_prefix
 from locallama.engine.vision import decode_image, image_at, prepare, reuse_limit, text_run
@@ -53,6 +56,13 @@ class Scheduler:
         self.memory = llama_cpp.llama_get_memory(self.ctx)
         self.batch = llama_cpp.llama_batch_init(self.num_batch, 0, 1)
         self.slots = [Slot(i) for i in range(params.num_parallel)]
+        self.sharing = PrefixShare(self)  # prefixes copied across slots (engine/prefill.py)
+        self.prompt_counts = PromptCounts()  # prompt tokens evaluated / reused, for ps
+        # Prompt chunks of several sequences in one llama_decode: llama.cpp then splits
+        # the batch into equal-length pieces per sequence, which changes a prompt's
+        # logits (bench/prefill_equality.py), so only where batching already does
+        # (flash attention on: LOCALLAMA_FLASH_ATTENTION).
+        self.prompts_together = params.flash_attention
         self._waiting: collections.deque[Job] = collections.deque()
         self._cond = threading.Condition()
         self._closed = False
@@ -218,27 +228,22 @@ class Scheduler:
             if not free:
                 return
             job = self._waiting.popleft()
-            slot = choose_slot(free, job.prompt)
+            slot = choose_slot(free, job.prompt, MIN_SHARED)
             reuse = min(common_prefix(slot.cached, job.prompt), job.logits_from)
             if job.images:
                 reuse = reuse_limit(job, reuse)  # never into the middle of an image
-            if reuse and not self._can_reuse(slot, reuse):
+            if reuse and not can_reuse(self.model, self.memory, slot, reuse):
                 reuse = 0
             llama_cpp.llama_memory_seq_rm(self.memory, slot.id, reuse, -1)
             del slot.cached[reuse:]
             job.slot, job.done_prompt, slot.job = slot, reuse, job
             job.stats.prompt_eval_count = len(job.prompt) - reuse
-
-    def _can_reuse(self, slot: Slot, reuse: int) -> bool:
-        """A sliding-window model needs the window before ``reuse`` still cached."""
-        if self.model.n_swa <= 0:
-            return True
-        lowest = llama_cpp.llama_memory_seq_pos_min(self.memory, slot.id)
-        return 0 <= lowest <= max(0, reuse - self.model.n_swa)
+            self.sharing.admitted(job)
 
     def _step(self) -> None:
         """One step: the next token of every generating sequence in one batch, then
-        prompt chunks, each in a batch of its own, up to num_batch prompt tokens.
+        prompt chunks, each in a batch of its own (all in one with
+        ``prompts_together``), up to num_batch prompt tokens.
 
         Keeping a prompt chunk out of the generating sequences' batch is what makes
         batching invisible in the output: llama.cpp splits a mixed batch into
@@ -255,11 +260,13 @@ class Scheduler:
                 entries.append((job, [job.next_token], None))
                 job.next_token = None
             self._decode(entries)
-        budget = self.num_batch
+        budget, together = self.num_batch, []
         for job in sorted((j for j in running if j.done_prompt < len(j.prompt)
                            and not j.cancelled), key=lambda j: j.started):
             if budget <= 0:
                 break
+            if not self.sharing.ready(job):
+                continue  # its prefix is being evaluated in another slot
             start = job.done_prompt
             if job.images and (image := image_at(job, start)) is not None:
                 budget -= decode_image(self, job, image)  # a batch of its own
@@ -269,12 +276,19 @@ class Scheduler:
             if job.score_top is not None and start + size > job.logits_from:
                 # Rows of logits are vocabulary-sized: a few at a time where they are kept.
                 size = min(self.num_batch, max(job.logits_from - start, _SCORE_ROWS))
+            if self.prompts_together:
+                size = min(size, budget)  # one batch of at most num_batch tokens
             chunk = job.prompt[start:start + size]
             if not job.prompt_started:
                 job.prompt_started = time.perf_counter_ns()
             job.done_prompt += len(chunk)
             budget -= len(chunk)
-            self._decode([(job, chunk, start)])
+            if self.prompts_together:
+                together.append((job, chunk, start))
+            else:
+                self._decode([(job, chunk, start)])
+        if together:
+            self._decode(together)
 
     def _decode(self, entries: list[tuple[Job, list[int], int | None]]) -> None:
         """Evaluate ``entries`` (job, tokens, prompt position of the first or None for a
@@ -423,6 +437,8 @@ class Scheduler:
         job.finished = True
         stats = job.stats
         stats.tokens = (*job.prompt, *job.generated)
+        if job.slot is not None:
+            self.prompt_counts.add(stats)
         if job.eval_started:
             stats.eval_duration = time.perf_counter_ns() - job.eval_started
         if job.sampler is not None:

@@ -116,6 +116,7 @@ def loaded_info(entry: Entry) -> LoadedModelInfo:
         datetime.fromtimestamp(entry.expires_at or time.time() + (entry.keep_alive or 0),
                                tz=UTC))
     info = entry.model.info
+    counts = getattr(getattr(entry.model, "scheduler", None), "prompt_counts", None)
     return LoadedModelInfo(
         name=entry.name, digest=entry.digest, size=entry.size, expires_at=expires,
         context_length=entry.model.params.num_ctx,
@@ -123,6 +124,9 @@ def loaded_info(entry: Entry) -> LoadedModelInfo:
         num_parallel=entry.params.num_parallel,
         pid=getattr(entry.model, "pid", None),
         rss=entry.model.rss() if hasattr(entry.model, "rss") else None,
+        prompt_eval_count=counts.evaluated if counts else None,
+        prompt_cached_count=counts.cached if counts else None,
+        prompt_shared_count=counts.shared if counts else None,
     )
 
 

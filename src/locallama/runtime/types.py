@@ -361,6 +361,11 @@ class LoadedModelInfo:
     rss: int | None = None  # bytes the runner has resident in memory, measured now
     replica: str | None = None  # serve --ray: the Ray Serve replica that holds it
     node: str | None = None  # serve --ray: the address of the node that replica runs on
+    # prompt tokens of the requests it finished since it loaded: evaluated, reused from
+    # a KV cache instead, and of those copied from another slot (None: not known)
+    prompt_eval_count: int | None = None
+    prompt_cached_count: int | None = None
+    prompt_shared_count: int | None = None
 
 
 @dataclass
