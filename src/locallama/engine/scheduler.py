@@ -316,10 +316,12 @@ class Scheduler:
         chained = [d for d in due if not d[0].sampler.greedy]
         pooled = self._pool.map(lambda d: d[0].sampler.sample(self.ctx, d[1]), chained) \
             if len(chained) > 1 else None
-        tokens = {row: job.sampler.sample(self.ctx, row) for job, row in due
-                  if pooled is None or job.sampler.greedy}
-        if pooled is not None:
-            tokens.update((row, token) for (_, row), token in zip(chained, pooled, strict=True))
+        try:
+            tokens = {row: job.sampler.sample(self.ctx, row) for job, row in due
+                      if pooled is None or job.sampler.greedy}
+        finally:  # the pool's draws end before anything else touches the context
+            drawn = list(pooled) if pooled is not None else []
+        tokens.update((row, token) for (_, row), token in zip(chained, drawn, strict=False))
         return tokens
 
     def _prompt_row(self, job: Job, row: int, position: int, now: int) -> None:
