@@ -10,9 +10,14 @@ checks, hand-offs: everything between two decodes), and the tokens/s of the wave
 and, with a runner, the CPU time the calling process spent per token (reading the
 runner's messages, building chunks).  No HTTP: bench/concurrency.py measures that.
 
+First, a table of sampling alone (the step's costliest part outside llama_decode):
+CPU µs per step to draw 1 and 8 rows of real logits with locallama's Sampler against
+llama.cpp's own chain for the same options (penalties, greedy or top-k/top-p/dist),
+on a thread pool of --threads as the scheduler ran it before.
+
     .venv/bin/python bench/decode_profile.py [--streams 1,8] [--tokens 128]
         [--threads 2] [--rounds 3] [--modes runner,inprocess] [--temperature 0]
-        [--py-spy DIR]
+        [--py-spy DIR] [--sampling-only]
 
 Medians over rounds; modes alternate round by round so that machine noise hits both.
 With --py-spy DIR (py-spy from the `bench` extra), one more 8-stream wave per mode
@@ -133,6 +138,94 @@ def py_spy(mode: Mode, out: Path, tokens: int, temperature: float) -> None:
     print(f"py-spy: {target}", file=sys.stderr)
 
 
+def llama_chain(options, n_vocab: int, history: list[int]):
+    """llama.cpp's chain for ``options`` with every step in C (the penalties too)."""
+    import llama_cpp
+
+    add = llama_cpp.llama_sampler_chain_add
+    chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
+    penalties = llama_cpp.llama_sampler_init_penalties(
+        n_vocab, options.repeat_last_n, options.repeat_penalty, 0.0, 0.0)
+    for token in history[-options.repeat_last_n:]:
+        llama_cpp.llama_sampler_accept(penalties, token)
+    add(chain, penalties)
+    if options.temperature <= 0:
+        add(chain, llama_cpp.llama_sampler_init_greedy())
+    else:
+        add(chain, llama_cpp.llama_sampler_init_top_k(options.top_k))
+        add(chain, llama_cpp.llama_sampler_init_top_p(options.top_p, 1))
+        add(chain, llama_cpp.llama_sampler_init_temp(options.temperature))
+        add(chain, llama_cpp.llama_sampler_init_dist(options.seed))
+    return chain
+
+
+def sampling_table(model_path: str, threads: int, temperature: float) -> None:
+    """CPU per step of drawing 1 and 8 rows: llama.cpp's chain (on a pool, as before)
+    against engine/sampling.py's Sampler (as the scheduler now runs it)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import llama_cpp
+
+    from locallama.engine.model import LoadedModel
+    from locallama.engine.params import ContextParams
+    from locallama.engine.sampling import Sampler
+    from locallama.gguf_info import read_gguf_info
+    from locallama.options import resolve_options
+
+    model = LoadedModel(Path(model_path), read_gguf_info(model_path),
+                        ContextParams(512, 512, 0, True, threads=threads, num_parallel=8))
+    ctx = model.new_context(512 * 8, 8, 512, threads)
+    batch = llama_cpp.llama_batch_init(512, 0, 1)
+    prompt = model.tokenize("A short history of the printing press:")
+    n = 0
+    for seq in range(8):
+        for k, token in enumerate(prompt):
+            batch.token[n], batch.pos[n], batch.n_seq_id[n] = token, k, 1
+            batch.seq_id[n][0], batch.logits[n] = seq, k == len(prompt) - 1
+            n += 1
+    batch.n_tokens = n
+    assert llama_cpp.llama_decode(ctx, batch) == 0
+    rows = [(seq + 1) * len(prompt) - 1 for seq in range(8)]
+    options = resolve_options({"temperature": temperature, "seed": 1})
+    pool = ThreadPoolExecutor(threads)
+    print(f"\nSampling one step's rows, temperature {temperature} (CPU µs per step, "
+          f"median of 30)\n{'rows':>4} {'llama.cpp chain':>16} {'Sampler':>9} {'ratio':>7}")
+    try:
+        for count in (1, 8):
+            chains = [llama_chain(options, model.n_vocab, prompt) for _ in range(count)]
+            ours = [Sampler(options, model.n_vocab, NUM_CTX, history=prompt)
+                    for _ in range(count)]
+            spent = {}
+            for name in ("chain", "ours"):
+                runs = []
+                for _ in range(30):
+                    cpu = time.process_time_ns()
+                    if name == "chain" and count > 1:
+                        list(pool.map(lambda d: llama_cpp.llama_sampler_sample(d[0], ctx, d[1]),
+                                      zip(chains, rows, strict=False)))
+                    elif name == "chain":
+                        llama_cpp.llama_sampler_sample(chains[0], ctx, rows[0])
+                    elif not ours[0].greedy and count > 1:
+                        list(pool.map(lambda d: d[0].sample(ctx, d[1]),
+                                      zip(ours, rows, strict=False)))
+                    else:
+                        for sampler, row in zip(ours, rows, strict=False):
+                            sampler.sample(ctx, row)
+                    runs.append(time.process_time_ns() - cpu)
+                spent[name] = statistics.median(runs) / 1e3
+            print(f"{count:>4} {spent['chain']:>16.0f} {spent['ours']:>9.0f} "
+                  f"{spent['chain'] / max(spent['ours'], 1e-3):>6.1f}x")
+            for chain in chains:
+                llama_cpp.llama_sampler_free(chain)
+            for sampler in ours:
+                sampler.close()
+    finally:
+        pool.shutdown()
+        llama_cpp.llama_batch_free(batch)
+        llama_cpp.llama_free(ctx)
+        model.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--streams", default="1,8")
@@ -142,8 +235,21 @@ def main() -> None:
     parser.add_argument("--modes", default="runner,inprocess")
     parser.add_argument("--temperature", type=float, default=0.0)
     parser.add_argument("--py-spy", type=Path, help="record flame graphs into this folder")
+    parser.add_argument("--sampling-only", action="store_true",
+                        help="only the sampling table (seconds, not minutes)")
     args = parser.parse_args()
     waves = [int(s) for s in args.streams.split(",")]
+    from locallama.runtime.local import LocalRuntime
+    from locallama.settings import Settings
+
+    runtime = LocalRuntime(Settings.from_env())
+    if not runtime.store.exists(MODEL):
+        runtime.pull(MODEL)
+    model_path = str(runtime.store.get(MODEL).model_path)
+    runtime.close()
+    sampling_table(model_path, args.threads, args.temperature)
+    if args.sampling_only:
+        return
     tmp = Path(tempfile.mkdtemp(prefix="decode-profile-"))
     modes = [Mode(name, max(waves), args.threads, tmp / f"{name}.trace")
              for name in args.modes.split(",")]
