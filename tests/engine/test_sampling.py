@@ -185,3 +185,62 @@ def test_closing_twice_is_harmless(model):
     chain = sampler(model, temperature=0)
     chain.close()
     chain.close()
+
+
+# -- the shortcuts draw what llama.cpp's chain draws ------------------------------------
+
+
+def reference_chain(model: LoadedModel, history: list[int], seed: int, temperature: float,
+                    repeat_penalty: float, top_k: int = 40, grammar: str | None = None):
+    """llama.cpp's own chain for these options, every step in C (penalties included)."""
+    chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
+    if grammar:
+        llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_grammar(
+            model.vocab, grammar.encode(), b"root"))
+    penalties = llama_cpp.llama_sampler_init_penalties(model.n_vocab, 64, repeat_penalty,
+                                                       0.0, 0.0)
+    for token in history[-64:]:
+        llama_cpp.llama_sampler_accept(penalties, token)
+    llama_cpp.llama_sampler_chain_add(chain, penalties)
+    if temperature <= 0:
+        llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_greedy())
+    else:
+        llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_top_k(top_k))
+        llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_top_p(0.9, 1))
+        llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_temp(temperature))
+        llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_dist(seed))
+    return chain
+
+
+@pytest.mark.parametrize("wishes", [
+    {"temperature": 0, "repeat_penalty": 1.1},
+    {"temperature": 0, "repeat_penalty": 5.0},
+    {"temperature": 0, "repeat_penalty": 0.5},  # below 1: repeats favoured
+    {"temperature": 1.0, "repeat_penalty": 3.0, "seed": 7},
+    {"temperature": 0, "repeat_penalty": 2.0, "grammar": 'root ::= [a-z ]+ "."'},
+], ids=["greedy", "greedy-strong", "greedy-favour", "seeded", "grammar"])
+def test_the_penalty_and_greedy_shortcuts_draw_llama_cpp_s_tokens(model, context, wishes):
+    """60 steps of the same text: each step's token is the one llama.cpp's chain draws,
+    and the logits are the model's own afterwards (logprobs read them)."""
+    wishes = dict(wishes)
+    grammar = wishes.pop("grammar", None)
+    history = model.tokenize(PROMPT)
+    options = resolve_options({"top_k": 40, "top_p": 0.9, "repeat_last_n": 64, **wishes})
+    ours = Sampler(options, model.n_vocab, N_CTX, history=history, grammar=grammar,
+                   vocab=model.vocab)
+    theirs = reference_chain(model, history, wishes.get("seed", 0), wishes["temperature"],
+                             wishes["repeat_penalty"], grammar=grammar)
+    penalised = 0
+    try:
+        for _ in range(60):
+            before = context.logits()
+            token = ours.sample(context.ctx)
+            assert np.array_equal(context.logits(), before)  # restored
+            assert token == llama_cpp.llama_sampler_sample(theirs, context.ctx, -1)
+            penalised += token != int(before.argmax())
+            context.feed([token])
+    finally:
+        ours.close()
+        llama_cpp.llama_sampler_free(theirs)
+    if wishes["temperature"] == 0 and not grammar and wishes["repeat_penalty"] > 1:
+        assert penalised  # the penalty changed some pick: the shortcut was tested on it

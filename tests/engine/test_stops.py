@@ -1,4 +1,7 @@
-from locallama.engine.stops import StopMatcher, Utf8Stream
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from locallama.engine.stops import StopMatcher, Utf8Stream, partial_suffix
 
 
 def run(stops, pieces):
@@ -54,3 +57,14 @@ def test_the_result_names_the_stop_that_matched():
     assert (first.text, first.stop) == ("one ", None)
     result = matcher.feed("s> two END")  # the earliest in the text, split across pieces
     assert (result.text, result.stopped, result.stop) == ("", True, "</s>")
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet="ab<>/é", max_size=12),
+       st.lists(st.text(alphabet="ab<>/é", min_size=1, max_size=6), max_size=4))
+def test_the_held_back_tail_is_the_longest_one_a_word_can_still_grow_from(text, words):
+    """partial_suffix against its definition, tried for every length."""
+    longest = max((n for w in words for n in range(1, min(len(w) - 1, len(text)) + 1)
+                   if text.endswith(w[:n])), default=0)
+    assert partial_suffix(text, tuple(words)) == longest
+

@@ -183,6 +183,9 @@ def serve(fd: int, parent: int | None = None) -> None:
     except (OSError, EOFError):
         os._exit(0)
     _log_to_stderr()
+    from locallama.engine import decode_trace
+
+    decode_trace.install_from_env()  # LOCALLAMA_DECODE_TRACE: bench/decode_profile.py
     try:
         model, facts = _load(message)
     except Exception as exc:  # noqa: BLE001 - told to the parent, which raises it

@@ -154,10 +154,11 @@ class Runner:
             except Exception as exc:  # noqa: BLE001 - a message that does not unpickle
                 self.log.append(f"locallama: unreadable runner message: {exc}")
                 break
-            for message in batch:
-                rid = message[1] if message[0] not in ("ready", "load_error") else 0
-                with self._lock:
-                    waiter = self._waiters.get(rid)
+            with self._lock:  # once per frame (a busy runner sends a step's pieces in one)
+                waiters = self._waiters
+                routed = [(waiters.get(message[1] if message[0] not in ("ready", "load_error")
+                                       else 0), message) for message in batch]
+            for waiter, message in routed:
                 if waiter is not None:
                     waiter.put(message)
         self._ended()

@@ -334,14 +334,20 @@ class Scheduler:
         return position == len(job.prompt) - 1 and job.options.num_predict != 0
 
     def _sample_all(self, due: list[tuple[Job, int]]) -> dict[int, int]:
-        """Sample every due row; the chains run side by side on the worker threads (a
-        chain over a large vocabulary costs about a millisecond, and the cores would
-        otherwise idle between decodes)."""
-        if len(due) > 1:
-            drawn = list(self._pool.map(lambda d: d[0].sampler.sample(self.ctx, d[1]), due))
-        else:
-            drawn = [job.sampler.sample(self.ctx, row) for job, row in due]
-        return {row: token for (_, row), token in zip(due, drawn, strict=True)}
+        """Sample every due row; llama.cpp chains run side by side on the worker threads
+        (a chain over a large vocabulary costs a few hundred microseconds, and the cores
+        would otherwise idle between decodes).  Greedy rows (an argmax, tens of
+        microseconds) are drawn on this thread meanwhile: a hand-off costs more."""
+        chained = [d for d in due if not d[0].sampler.greedy]
+        pooled = self._pool.map(lambda d: d[0].sampler.sample(self.ctx, d[1]), chained) \
+            if len(chained) > 1 else None
+        try:
+            tokens = {row: job.sampler.sample(self.ctx, row) for job, row in due
+                      if pooled is None or job.sampler.greedy}
+        finally:  # the pool's draws end before anything else touches the context
+            drawn = list(pooled) if pooled is not None else []
+        tokens.update((row, token) for (_, row), token in zip(chained, drawn, strict=False))
+        return tokens
 
     def _prompt_row(self, job: Job, row: int, position: int, now: int) -> None:
         """Logits of a prompt token: score the next one; at the prompt's end, start."""

@@ -28,10 +28,11 @@ class StopMatcher:
         if not self.stops:
             return StopResult(piece, False)
         buffer = self._pending + piece
-        first = min(
-            ((buffer.find(s), s) for s in self.stops if s in buffer),
-            default=None,
-        )
+        first = None  # (where, which): the earliest, then the smallest on a tie
+        for stop in self.stops:
+            at = buffer.find(stop)
+            if at >= 0 and (first is None or (at, stop) < first):
+                first = (at, stop)
         if first is not None:
             self._pending = ""
             return StopResult(buffer[: first[0]], True, first[1])
@@ -49,13 +50,20 @@ class StopMatcher:
 def partial_suffix(text: str, words: tuple[str, ...]) -> int:
     """Length (characters) of the longest tail of ``text`` that is a proper prefix of
     one of ``words``: what a stream must hold back, since the next piece may complete
-    it (stop sequences here, markers in ``markers.py``)."""
-    best = 0
+    it (stop sequences here, markers in ``markers.py``).
+
+    Runs once per token per stream: only the prefixes that end with ``text``'s last
+    character are tried, found with ``rfind`` (usually none)."""
+    if not text:
+        return 0
+    last, best = text[-1], 0
     for word in words:
-        for n in range(min(len(word) - 1, len(text)), best, -1):
-            if text.endswith(word[:n]):
-                best = n
+        i = word.rfind(last, 0, min(len(word) - 1, len(text)))
+        while i >= best:  # the prefix word[:i + 1] ends with ``last``; longest first
+            if text.endswith(word[:i + 1]):
+                best = i + 1
                 break
+            i = word.rfind(last, 0, i)
     return best
 
 
