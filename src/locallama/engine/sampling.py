@@ -140,6 +140,10 @@ class Sampler:
         logits = self._logits(ctx, index)
         if window is not None:  # llama_sampler_penalties_apply, on the window's tokens
             ids = np.fromiter(self._counts, dtype=np.intp, count=len(self._counts))
+            if len(ids) and (ids.min() < 0 or ids.max() >= len(logits)):
+                # an image's placeholder positions (negative ids, engine/vision_types.py)
+                # hold a window slot but are no token: no logit to penalize
+                ids = ids[(ids >= 0) & (ids < len(logits))]
             kept = logits[ids]
             logits[ids] = np.where(kept <= 0, kept * self._repeat, kept / self._repeat)
         try:
