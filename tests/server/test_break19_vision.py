@@ -167,3 +167,26 @@ def test_a_webp_image_is_seen(runtime, tiny_gguf: Path, tmp_path: Path) -> None:
         base64.b64encode(webp.getvalue()).decode()], options={"num_predict": 2})
     chunks = list(runtime.generate(request))
     assert chunks[-1].done
+
+
+def test_a_model_whose_projector_blob_is_missing_is_broken_not_a_traceback(
+        runtime, tiny_gguf: Path, tmp_path: Path) -> None:
+    # running it raised FileNotFoundError from the loader's os.path.getsize (a raw
+    # traceback on the CLI, a 500 on the server) though `list` called it BROKEN
+    from locallama.errors import BadModelFile
+    from locallama.runtime.types import GenerateRequest
+    from locallama.store import manifests as mf
+    from locallama.store import parse_name
+
+    projector = write_tiny_projector(tmp_path / "mmproj.gguf")
+    create(runtime, "seer", f"FROM {tiny_gguf}\nFROM {projector}\n", tmp_path)
+    record = runtime.store.get(parse_name("seer"))
+    digest = record.manifest.first(mf.MEDIA_PROJECTOR).digest
+    runtime.store.blobs.path(digest).unlink()
+    with pytest.raises(BadModelFile, match="projector blob .* is missing"):
+        list(runtime.generate(GenerateRequest(model="seer", prompt="hi",
+                                              options={"num_predict": 1})))
+    with pytest.raises(BadModelFile, match="locallama rm seer"):
+        runtime.show("seer")
+    runtime.delete("seer")
+    assert "seer:latest" not in [e.name.display for e in runtime.list()]
