@@ -284,8 +284,8 @@ def uploaded_folder(files: dict[str, str] | None, blob_path: Callable[[str], Pat
                     ) -> dict[str, Path]:
     """An uploaded model folder's files: relative name -> the blob uploaded for it
     ({} when ``files`` is absent or one GGUF file).  A name is a relative path of
-    ``/``-separated parts, none empty, ``.`` or ``..``, no backslash or NUL:
-    InvalidRequest otherwise, as for an unknown digest."""
+    ``/``-separated parts, none empty, ``.`` or ``..``, no backslash or NUL, and not
+    the folder of another name: InvalidRequest otherwise, as for an unknown digest."""
     if not files or not is_folder_upload(files):
         return {}
     out = {}
@@ -296,6 +296,12 @@ def uploaded_folder(files: dict[str, str] | None, blob_path: Callable[[str], Pat
             raise InvalidRequest(f"files: {name[:100]!r} is not a relative file name "
                                  "inside the model folder")
         out[name] = blob_path(digest)
+    for name in out:  # "a" and "a/b": a name that is a file cannot be a folder too
+        parts = name.split("/")
+        if folder := next((d for d in ("/".join(parts[:i]) for i in range(1, len(parts)))
+                           if d in out), None):
+            raise InvalidRequest(f"files: {folder[:100]!r} is both a file and the folder of "
+                                 f"{name[:100]!r}")
     return out
 
 

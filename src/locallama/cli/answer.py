@@ -36,12 +36,27 @@ def answer_once(runtime: Runtime, model: str, prompt: str, verbose: bool,
                 think: Think = None, hide_thinking: bool = False) -> None:
     """One answer to ``prompt`` on stdout (its thinking as ``stream_to_stdout`` shows
     it), with the timings on stderr when ``verbose``."""
-    request = GenerateRequest(model=model, prompt=prompt, think=think)
+    prompt, images = _attached_images(runtime, model, prompt)
+    request = GenerateRequest(model=model, prompt=prompt, think=think, images=images or None)
     final = stream_to_stdout(runtime.generate(request), hide_thinking)
     sys.stdout.write("\n")
     sys.stdout.flush()
     if verbose and final is not None:
         err_console.print(timing_block(final), markup=False)
+
+
+def _attached_images(runtime: Runtime, model: str, prompt: str) -> tuple[str, list[str]]:
+    """Image file paths in a vision model's prompt taken out of it as its images, as
+    ``ollama run MODEL "what is in ./cat.png"`` does (and the REPL, repl_images);
+    another model's prompt is left as it is."""
+    if "/" not in prompt or "vision" not in (runtime.show(model).capabilities or []):
+        return prompt, []
+    from locallama.cli.repl_images import attach_images
+
+    prompt, images, files = attach_images(prompt, runtime.settings.max_image_bytes)
+    for path in files:
+        err_console.print(f"Added image '{path}'", markup=False, soft_wrap=True)
+    return prompt, images
 
 
 def stream_to_stdout(chunks, hide_thinking: bool = False) -> Chunk | None:

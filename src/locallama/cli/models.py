@@ -134,6 +134,18 @@ def _print_details(d) -> None:
     for label, value in rows:
         if value is not None:
             console.print(f"    {label:<20}{value}")
+    if d.capabilities:  # as ollama show prints them: a vision model's is seen here
+        console.print("\n  Capabilities")
+        for capability in d.capabilities:
+            console.print(f"    {capability}", markup=False)
+    if d.projector_info:
+        info = d.projector_info
+        console.print("\n  Projector")
+        for label, key in (("architecture", "general.architecture"),
+                           ("embedding length", "clip.vision.embedding_length"),
+                           ("dimensions", "clip.vision.projection_dim")):
+            if info.get(key) is not None:
+                console.print(f"    {label:<20}{info[key]}", markup=False)
     if d.parameters:
         console.print("\n  Parameters")
         for line in _parameter_lines(d.parameters).splitlines():

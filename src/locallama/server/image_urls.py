@@ -66,7 +66,10 @@ async def fetch_image(url: str, settings: Settings) -> str:
                              "here (LOCALLAMA_IMAGE_FETCH=off); send it as a data URL",
                              "image_url")
     try:
-        async with httpx.AsyncClient(timeout=settings.image_fetch_timeout) as client, \
+        # the limit is for the whole fetch (httpx's own is per read: a server sending a
+        # byte a second would never reach it)
+        async with asyncio.timeout(settings.image_fetch_timeout), \
+                httpx.AsyncClient(timeout=settings.image_fetch_timeout) as client, \
                 _follow(client, url, shown, settings.image_fetch == "public") as answer:
             if answer.status_code // 100 != 2:
                 raise InvalidRequest(f"the image at {shown} could not be fetched: HTTP "
@@ -82,7 +85,7 @@ async def fetch_image(url: str, settings: Settings) -> str:
                 raise InvalidRequest(
                     f"the image at {shown} is larger than {format_bytes(limit)} "
                     "(LOCALLAMA_MAX_IMAGE_BYTES)", "image_url")
-    except httpx.TimeoutException:
+    except (httpx.TimeoutException, TimeoutError):
         raise InvalidRequest(f"the image at {shown} could not be fetched within "
                              f"{settings.image_fetch_timeout:g} s (LOCALLAMA_IMAGE_FETCH_TIMEOUT)",
                              "image_url") from None
@@ -108,7 +111,7 @@ class _follow:
             if self.public:
                 await _check_public(url, self.shown)
             answer = await self.client.send(self.client.build_request("GET", url), stream=True)
-            if not answer.is_redirect:
+            if not answer.has_redirect_location:  # a 3xx without Location is the answer
                 self.answer = answer
                 return answer
             await answer.aclose()

@@ -150,7 +150,7 @@ def _split_from(modelfile: Modelfile, base_dir: Path) -> tuple[str, list[Path]]:
     """The FROM lines as (the model's, the projector files): the first FROM is the
     model's unless it is a projector file (GGUF architecture "clip", as Ollama tells
     them apart; its /api/create ``files`` have no order), then the first that is not.
-    Every other FROM must be a projector (``projector_source``'s errors)."""
+    The other FROM must be a projector (``projector_source``'s errors), one at most."""
     if not modelfile.projectors:
         return modelfile.from_, []
     values = [modelfile.from_, *modelfile.projectors]
@@ -159,7 +159,11 @@ def _split_from(modelfile: Modelfile, base_dir: Path) -> tuple[str, list[Path]]:
         model = next((v for v in values[1:] if not _is_projector(v, base_dir)), model)
     rest = list(values)
     rest.remove(model)
-    return model, [projector_source(v, base_dir) for v in rest]
+    projectors = [projector_source(v, base_dir) for v in rest]
+    if len(projectors) > 1:  # llama.cpp's mtmd loads one: a second would go unused
+        raise InvalidRequest(f"FROM {rest[1]}: a model takes one vision projector, and "
+                             f"FROM {rest[0]} is already its projector")
+    return model, projectors
 
 
 def _is_projector(value: str, base_dir: Path) -> bool:

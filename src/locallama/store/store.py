@@ -164,6 +164,10 @@ class Store:
         model_path = self.blobs.path(model_layer.digest)
         if not model_path.is_file():
             raise BadModelFile(f"{name.display}: model blob {model_layer.digest} is missing")
+        projectors = [self.blobs.path(la.digest) for la in manifest.all(mf.MEDIA_PROJECTOR)]
+        for layer, projector in zip(manifest.all(mf.MEDIA_PROJECTOR), projectors, strict=True):
+            if not projector.is_file():  # loading would fail on it, deep in the engine
+                raise BadModelFile(f"{name.display}: projector blob {layer.digest} is missing")
         template = self._text(manifest, mf.MEDIA_TEMPLATE)
         system = self._text(manifest, mf.MEDIA_SYSTEM)
         params = self._json(manifest, mf.MEDIA_PARAMS, {})
@@ -181,7 +185,7 @@ class Store:
             messages=messages if isinstance(messages, list) else [],
             licenses=[self._blob_text(la.digest) for la in manifest.all(mf.MEDIA_LICENSE)],
             adapters=[self.blobs.path(la.digest) for la in manifest.all(mf.MEDIA_ADAPTER)],
-            projectors=[self.blobs.path(la.digest) for la in manifest.all(mf.MEDIA_PROJECTOR)],
+            projectors=projectors,
         )
 
     # -- changes --------------------------------------------------------------
