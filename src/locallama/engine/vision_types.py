@@ -67,8 +67,37 @@ def decode_images(images: list[str] | None, field: str = "images") -> list[bytes
             raise InvalidRequest(f"{field}[{i}] is not valid base64", f"{field}[{i}]") from None
         if not data:
             raise InvalidRequest(f"{field}[{i}] is empty", f"{field}[{i}]")
-        out.append(data)
+        out.append(_png_from_webp(data, f"{field}[{i}]") if is_webp(data) else data)
     return out
+
+
+def is_webp(data: bytes) -> bool:
+    """A WebP file (a RIFF container of kind ``WEBP``), which llama.cpp's image decoder
+    (stb_image) does not read."""
+    return len(data) >= 12 and data[:4] == b"RIFF" and data[8:12] == b"WEBP"
+
+
+def _png_from_webp(data: bytes, field: str) -> bytes:
+    """A WebP image as PNG bytes (Pillow), for mtmd to read.  InvalidRequest naming
+    ``field`` when it does not decode or is a decompression bomb (Pillow's limit)."""
+    import io
+    import warnings
+
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data), formats=["WEBP"]) as image:
+                image.seek(0)  # an animated WebP: its first frame
+                png = io.BytesIO()
+                image.convert("RGBA" if image.mode in ("RGBA", "LA", "PA") else "RGB").save(
+                    png, "PNG", compress_level=1)
+    except (OSError, ValueError, Image.DecompressionBombWarning,
+            Image.DecompressionBombError) as exc:
+        raise InvalidRequest(f"{field} is not a WebP image that can be read: {exc}",
+                             field) from None
+    return png.getvalue()
 
 
 def spans_with_data(found: list[tuple[int, int, str]], images: list[bytes],
