@@ -81,6 +81,8 @@ class Usage:
 
     prompts: dict[int, int] = field(default_factory=dict)  # prompt index -> its tokens
     completion: int = 0
+    drafted: int = 0  # speculative decoding: tokens drafted ...
+    accepted: int = 0  # ... and accepted
 
     def add(self, final: Chunk, prompt_index: int = 0) -> None:
         """Count one choice from its final chunk (``prompt_tokens``, ``eval_count``);
@@ -88,12 +90,22 @@ class Usage:
         self.prompts[prompt_index] = max(self.prompts.get(prompt_index, 0),
                                          final.prompt_tokens)
         self.completion += final.eval_count
+        self.drafted += final.draft_n
+        self.accepted += final.draft_n_accepted
 
-    def json(self) -> dict[str, int]:
-        """``{"prompt_tokens", "completion_tokens", "total_tokens"}``."""
+    def json(self) -> dict[str, Any]:
+        """``{"prompt_tokens", "completion_tokens", "total_tokens"}``; where speculative
+        decoding drafted tokens, ``completion_tokens_details`` counts them as OpenAI's
+        predicted outputs do (``accepted_prediction_tokens``,
+        ``rejected_prediction_tokens``)."""
         prompt = sum(self.prompts.values())
-        return {"prompt_tokens": prompt, "completion_tokens": self.completion,
-                "total_tokens": prompt + self.completion}
+        out: dict[str, Any] = {"prompt_tokens": prompt, "completion_tokens": self.completion,
+                               "total_tokens": prompt + self.completion}
+        if self.drafted:
+            out["completion_tokens_details"] = {
+                "accepted_prediction_tokens": self.accepted,
+                "rejected_prediction_tokens": self.drafted - self.accepted}
+        return out
 
 
 def finish_reason(final: Chunk) -> str:

@@ -43,5 +43,7 @@ class GenerationStats:
     stop_sequence: str | None = None  # the stop string that ended generation, if one did
     truncated: bool = False
     tokens: tuple[int, ...] = ()  # prompt + generated, Ollama's ``context``
+    draft_n: int = 0  # speculative decoding: tokens drafted (llama-server's timings names)
+    draft_n_accepted: int = 0  # ... and accepted by the target
 
 

@@ -184,6 +184,7 @@ class LocalRuntime:
             prompt_logprobs=job.prompt_scores if first else None,
             tool_calls=tool_calls or None,
             prompt_tokens=stats.prompt_tokens,
+            draft_n=stats.draft_n, draft_n_accepted=stats.draft_n_accepted,
             warnings=warnings,
         )
 
