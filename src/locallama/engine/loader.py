@@ -86,10 +86,12 @@ class ModelLoader:
 
     @contextmanager
     def use(self, path: Path, options: Options, *, embedding: bool = False, name: str = "",
-            digest: str = "", keep_alive: float | None = 300.0
+            digest: str = "", keep_alive: float | None = 300.0, draft: Path | None = None
             ) -> Iterator[tuple[LoadedModel | EmbeddingModel, int]]:
-        """Hold a loaded model for one request; yields it and the ns spent loading it."""
-        entry, load_ns = self._acquire(path, options, embedding, name, digest, keep_alive)
+        """Hold a loaded model for one request; yields it and the ns spent loading it.
+        ``draft``: a draft model's file, loaded beside it for speculative decoding."""
+        entry, load_ns = self._acquire(path, options, embedding, name, digest, keep_alive,
+                                       draft)
         try:
             yield entry.model, load_ns
         finally:
@@ -98,10 +100,11 @@ class ModelLoader:
     # -- acquiring ---------------------------------------------------------------
 
     def _acquire(self, path: Path, options: Options, embedding: bool, name: str, digest: str,
-                 keep_alive: float | None) -> tuple[Entry, int]:
+                 keep_alive: float | None, draft: Path | None = None) -> tuple[Entry, int]:
         info = self.info(path)
         key = (path, embedding)
-        wanted = ContextParams.from_options(options, info, embedding)
+        wanted = dataclasses.replace(ContextParams.from_options(options, info, embedding),
+                                     draft=draft)
         freed = 0  # what unloading the same model with other parameters gave back
         with self._lock:
             while True:
@@ -154,6 +157,9 @@ class ModelLoader:
         params = dataclasses.replace(wanted, num_parallel=parallel,
                                      flash_attention=self.flash_attention)
         need = estimate_memory(info, params.num_ctx, params.num_parallel).total
+        if params.draft is not None:  # the draft model and its own KV cache
+            need += estimate_memory(self.info(params.draft), params.num_ctx,
+                                    params.num_parallel).total
         while True:
             others = [e for e in self._loaded.values()]
             have = self._memory() + freed
@@ -195,12 +201,14 @@ class ModelLoader:
 
                 model = EmbeddingModel(path, info, entry.params)
             else:
+                from locallama.engine.draft import open_draft
                 from locallama.engine.model import LoadedModel
                 from locallama.engine.scheduler import Scheduler
 
                 model = LoadedModel(path, info, entry.params)
                 try:
-                    model.scheduler = Scheduler(model, self.max_queue, entry.name)
+                    model.scheduler = Scheduler(model, self.max_queue, entry.name,
+                                                draft=open_draft(model))
                 except BaseException:
                     model.close()
                     raise
@@ -314,6 +322,9 @@ class ModelLoader:
 
 def _same(loaded: ContextParams, wanted: ContextParams) -> bool:
     """Whether a loaded context serves a request (the loader chooses num_parallel and
-    flash attention, not the request)."""
-    chosen = {"num_parallel": 0, "flash_attention": False}
+    flash attention, not the request; a request that names no draft model takes the
+    model with or without one)."""
+    if wanted.draft is not None and wanted.draft != loaded.draft:
+        return False
+    chosen = {"num_parallel": 0, "flash_attention": False, "draft": None}
     return dataclasses.replace(loaded, **chosen) == dataclasses.replace(wanted, **chosen)

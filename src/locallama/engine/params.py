@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from locallama.gguf_info import GGUFInfo
 from locallama.options import Options
@@ -20,6 +21,7 @@ class ContextParams:
     threads: int = 1
     num_parallel: int = 1  # sequences decoded together, each with num_ctx tokens
     flash_attention: bool = False
+    draft: Path | None = None  # a draft model for speculative decoding (engine/draft.py)
 
     @classmethod
     def from_options(cls, options: Options, info: GGUFInfo, embedding: bool = False,

@@ -134,8 +134,10 @@ class LocalRuntime:
              build: Callable[[LoadedModel], Prompt], shape: StreamShape) -> Iterator[Chunk]:
         """The one streaming path under generate and chat (and so under both faces)."""
         started = time.perf_counter_ns()
+        draft = record.params.get("draft_model")  # speculative decoding's draft model
         use = self.loader.use(record.model_path, options, name=record.name.display,
-                              digest=record.digest, keep_alive=shape.keep_alive)
+                              digest=record.digest, keep_alive=shape.keep_alive,
+                              draft=self._record(draft).model_path if draft else None)
         with use as (model, load_ns):
             prompt = build(model)
             stops = tuple(dict.fromkeys((*options.stop, *prompt.stops)))

@@ -92,6 +92,8 @@ def create_model(
         source_file = source if source is not None else base.model_path
         model_layers, info = _quantized(store, source_file, info, quantize, report, check)
 
+    if "draft_model" in params:
+        _check_draft(store, params["draft_model"], info)
     template = modelfile.template if modelfile.template is not None else _get(base, "template")
     system = modelfile.system if modelfile.system is not None else _get(base, "system")
     merged_params = {**(base.params if base else {}), **params}
@@ -115,6 +117,20 @@ def create_model(
     say("writing manifest")
     store.write_manifest(name, manifest)
     return store.get(name)
+
+
+def _check_draft(store: Store, name: str, info: GGUFInfo) -> None:
+    """``PARAMETER draft_model NAME`` names a stored model with the same vocabulary size
+    and tokenizer (llama.cpp compares every token's text when both are loaded)."""
+    draft = store.get(parse_name(name))  # ModelNotFound names it
+    theirs = read_gguf_info(draft.model_path)
+    mine_tok = info.metadata.get("tokenizer.ggml.model")
+    their_tok = theirs.metadata.get("tokenizer.ggml.model")
+    if (theirs.vocab_size, their_tok) != (info.vocab_size, mine_tok):
+        raise InvalidRequest(
+            f"draft_model {name}: its vocabulary ({theirs.vocab_size} tokens, {their_tok}) "
+            f"is not the model's ({info.vocab_size} tokens, {mine_tok}); a draft model must "
+            "use the same tokenizer")
 
 
 def _check(store: Store, check: LoadCheck | None, path: Path, digest: str,
