@@ -22,6 +22,7 @@ from locallama.engine.slots import common_prefix
 from locallama.errors import InvalidRequest, LocallamaError
 from locallama.gguf_info import read_gguf_info
 
+
 def check_vocab(target: LoadedModel, draft: LoadedModel, name: str = "the draft model") -> None:
     """InvalidRequest unless ``draft`` spells every token as ``target`` does (llama.cpp's
     ``common_speculative_are_compatible``: same vocabulary type, size, BOS/EOS and token
