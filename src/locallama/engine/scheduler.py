@@ -29,7 +29,12 @@ from locallama.engine.job import Job, Piece
 from locallama.engine.model import LoadedModel
 from locallama.engine.sampling import Sampler
 from locallama.engine.slots import Slot, choose_slot, common_prefix
-from locallama.engine.speculative import Speculator, batch_matches_steps, verify
+from locallama.engine.speculative import (
+    PROBE_TEXT,
+    Speculator,
+    batch_matches_steps,
+    verify,
+)
 from locallama.errors import Cancelled, InvalidRequest, LocallamaError, ServerBusy
 from locallama.runtime.types import TokenLogprob
 
@@ -56,7 +61,7 @@ class Scheduler:
         # speculative decoding: drafts and their checks; whether this model's batched
         # logits equal single steps' is asked (once) by the loop thread
         self.spec = Speculator(draft, exact=lambda: self.num_batch >= 7 and batch_matches_steps(
-            self.ctx, self.batch, model.n_vocab))
+            self.ctx, self.batch, model.n_vocab, model.tokenize(PROBE_TEXT)))
         self._waiting: collections.deque[Job] = collections.deque()
         self._cond = threading.Condition()
         self._closed = False
