@@ -29,12 +29,7 @@ from locallama.engine.job import Job, Piece
 from locallama.engine.model import LoadedModel
 from locallama.engine.sampling import Sampler
 from locallama.engine.slots import Slot, choose_slot, common_prefix
-from locallama.engine.speculative import (
-    PROBE_TEXT,
-    Speculator,
-    batch_matches_steps,
-    verify,
-)
+from locallama.engine.speculative import PROBE_TEXT, Speculator, batch_matches_steps, verify
 from locallama.errors import Cancelled, InvalidRequest, LocallamaError, ServerBusy
 from locallama.runtime.types import TokenLogprob
 
