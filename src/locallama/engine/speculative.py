@@ -23,6 +23,7 @@ distribution; a grammar in the chain sees the accepted tokens in order.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 
 import llama_cpp
@@ -136,11 +137,15 @@ class Speculator:
         self.draft = draft
         self._exact = exact
         self._exact_known: bool | None = None
+        self._probing = threading.Lock()  # one probe: a second caller waits for its answer
 
     def exact(self) -> bool:
-        if self._exact_known is None:
-            self._exact_known = bool(self._exact()) if self._exact is not None else False
-        return self._exact_known
+        """The probe's answer, asked once (the loop thread asks first, on a fresh
+        context; any other caller waits for that answer rather than probe beside it)."""
+        with self._probing:
+            if self._exact_known is None:
+                self._exact_known = bool(self._exact()) if self._exact is not None else False
+            return self._exact_known
 
     def wanted(self, options: Options) -> bool:
         """Whether a job with ``options`` speculates at all."""
