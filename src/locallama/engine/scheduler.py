@@ -55,7 +55,7 @@ class Scheduler:
         self.slots = [Slot(i) for i in range(params.num_parallel)]
         # speculative decoding: drafts and their checks; whether this model's batched
         # logits equal single steps' is asked (once) by the loop thread
-        self.spec = Speculator(draft, exact=lambda: self.num_batch >= 7 and batch_matches_steps(
+        self.spec = Speculator(draft, exact=lambda: self.num_batch >= 15 and batch_matches_steps(
             self.ctx, self.batch, model.n_vocab, model.tokenize(PROBE_TEXT)))
         self._waiting: collections.deque[Job] = collections.deque()
         self._cond = threading.Condition()

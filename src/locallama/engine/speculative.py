@@ -197,19 +197,22 @@ class Speculator:
 
 #: the probe's text: ordinary tokens (rare ones, such as ids spread over a large
 #: vocabulary, can agree where ordinary text does not: gemma3:270m's Q4_K_M did)
-PROBE_TEXT = "The quick brown fox jumps over the lazy dog, and then it runs home."
+PROBE_TEXT = ("The quick brown fox jumps over the lazy dog, and then it runs home. "
+              "def add(a, b):\n    return a + b\n\nprint(add(2, 3))  # prints 5\n")
 
 
 def batch_matches_steps(ctx, batch, n_vocab: int, tokens: Sequence[int], seq_id: int = 0,
-                        n: int = 4) -> bool:
+                        n: int = 12) -> bool:
     """Whether ``ctx``'s model gives bit-identical logits for ``n`` tokens of a sequence
     evaluated in one batch and one at a time, after the first of ``tokens`` (which
     holds at least n + 3 ordinary tokens, say PROBE_TEXT's).  Uses sequence ``seq_id``
     of the context (``batch`` holds at least ``n + 3`` tokens) and leaves it empty; for
-    a fresh context, before any job.  Costs n + 1 evaluations."""
+    a fresh context, before any job.  Costs n + 1 evaluations.  A passed probe is
+    evidence, not proof: agreement can depend on the tokens (see PROBE_TEXT)."""
     memory = llama_cpp.llama_get_memory(ctx)
     tokens = list(tokens[:n + 3])
-    if len(tokens) < n + 3:
+    n = len(tokens) - 3
+    if n < 1:
         return False
 
     def decode(part: list[int], first: int) -> bool:
