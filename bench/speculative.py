@@ -32,7 +32,8 @@ from locallama.runtime.types import GenerateRequest
 from locallama.settings import Settings
 
 SOURCE = Path(__file__).resolve().parent.parent / "src/locallama/engine/scheduler.py"
-MODES = {"off (draft_max 0)": 0, "auto (draft_max -1)": -1, "on (draft_max 8)": 8}
+MODES = {"off (draft_max 0)": 0, "auto (draft_max -1)": -1, "on (draft_max 8)": 8,
+         "on (draft_max 32)": 32, "on (draft_max 64)": 64}
 SERVER_CONFIGS = {
     "llama-server, no speculation": [],
     "llama-server ngram-simple (defaults n=12 m=48)": ["--spec-type", "ngram-simple"],
