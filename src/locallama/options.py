@@ -48,6 +48,14 @@ class Options:
     mirostat_eta: float = 0.1
     # llama.cpp's --cache-type-k/-v for both: f16, q8_0, q4_0; "": LOCALLAMA_KV_CACHE_TYPE
     kv_cache_type: str = ""
+    # Speculative decoding (engine/speculative.py), llama.cpp's names: the most tokens
+    # drafted per step (-1: the scheduler's choice, on where it keeps greedy output
+    # exact; 0: off; --spec-draft-n-max, /completion's speculative.n_max;
+    # ``draft_num_predict`` is an alias), the fewest worth checking (speculative.n_min)
+    # and the n-gram prompt lookup matches (speculative.ngram_size_n)
+    draft_max: int = -1
+    draft_min: int = 1
+    spec_ngram_size_n: int = 3
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -73,11 +81,18 @@ _TYPES = {
     name: (tuple if name == "stop" else type(getattr(Options(), name))) for name in _FIELDS
 }
 OPTION_NAMES = tuple(_FIELDS)
+#: other names of options (llama.cpp's and Ollama-style spellings)
+OPTION_ALIASES = {"draft_num_predict": "draft_max"}
+#: Modelfile parameters that are about the model, not one generation: kept as strings
+#: in the manifest's params, never an option (``draft_model``: the draft model's name)
+MODEL_PARAMETERS = ("draft_model",)
 
 #: the most threads ``num_thread`` may ask for: ggml's GGML_MAX_N_THREADS, the size of
 #: its CPU backend's thread tables (ggml.h).  Past it the OpenMP runtime may fail to
 #: create the threads and abort the whole process (100000 did).
 MAX_THREADS = 512
+#: the most tokens one speculative step may draft (a step's batch is draft + 1 tokens)
+MAX_DRAFT = 64
 
 
 def coerce_option(name: str, value: Any) -> Any:
@@ -85,7 +100,7 @@ def coerce_option(name: str, value: Any) -> Any:
     naming the option: a whole number for int options (5.0 is 5), a finite number for
     float ones (NaN and infinity, which Python's JSON reads and ``float`` parses, are
     refused), true/false for bools, a string or list of strings for ``stop``."""
-    kind = _TYPES.get(name)
+    kind = _TYPES.get(OPTION_ALIASES.get(name, name))
     if kind is None:
         raise InvalidRequest(f"unknown option {name!r}")
     try:
@@ -131,6 +146,9 @@ def parse_parameters(pairs: list[tuple[str, str]]) -> dict[str, Any]:
     """Type the PARAMETER lines of a Modelfile; ``stop`` may repeat and accumulates."""
     params: dict[str, Any] = {}
     for name, raw in pairs:
+        if name in MODEL_PARAMETERS:
+            params[name] = raw
+            continue
         value = coerce_option(name, raw)
         if name == "stop":
             params["stop"] = [*params.get("stop", []), *value]
@@ -148,6 +166,9 @@ def resolve_options(*layers: Mapping[str, Any] | None, strict: bool = False) -> 
     merged: dict[str, Any] = {}
     for layer in layers:
         for name, value in (layer or {}).items():
+            if name in MODEL_PARAMETERS:
+                continue
+            name = OPTION_ALIASES.get(name, name)
             if name not in _TYPES:
                 if strict:
                     raise InvalidRequest(f"unknown option {name!r}")
@@ -182,6 +203,13 @@ def _check_ranges(o: Options) -> None:
         problems.append(f"num_thread must be at most {MAX_THREADS} (0: the physical cores)")
     if o.mirostat not in (0, 1, 2):
         problems.append("mirostat must be 0, 1 or 2")
+    if not -1 <= o.draft_max <= MAX_DRAFT:
+        problems.append(f"draft_max must be -1 (automatic), 0 (no speculative decoding) "
+                        f"or at most {MAX_DRAFT}")
+    if o.draft_min < 0:
+        problems.append("draft_min must not be negative")
+    if not 1 <= o.spec_ngram_size_n <= 64:
+        problems.append("spec_ngram_size_n must be between 1 and 64")
     if problems:
         raise InvalidRequest("; ".join(problems))
 

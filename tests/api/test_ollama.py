@@ -307,7 +307,7 @@ FINAL = Chunk(
               logprob("c", -math.inf)],
     prompt_logprobs=[logprob("<s>", math.nan), logprob("Hi", -3.5)],
     tool_calls=[ToolCall("f", {"x": 1}, "call_a"), ToolCall("g")], prompt_tokens=5,
-    warnings=["prompt truncated"], thinking="so")
+    warnings=["prompt truncated"], thinking="so", draft_n=9, draft_n_accepted=7)
 
 
 def test_the_final_example_sets_every_field():

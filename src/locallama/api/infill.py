@@ -108,7 +108,8 @@ def _timings(final: Chunk) -> JSON:
         "predicted_n": final.eval_count, "predicted_ms": predicted_ms,
         "predicted_per_token_ms": predicted_ms / final.eval_count if final.eval_count else 0.0,
         "predicted_per_second": final.eval_rate,
-    }
+    } | ({"draft_n": final.draft_n, "draft_n_accepted": final.draft_n_accepted}
+         if final.draft_n else {})
 
 
 def final_fields(model: str, final: Chunk, content: str) -> JSON:

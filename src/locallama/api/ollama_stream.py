@@ -118,6 +118,8 @@ def _chunk_fields(out: dict[str, Any], chunk: Chunk, context: bool) -> dict[str,
             "prompt_eval_duration": chunk.prompt_eval_duration,
             "eval_count": chunk.eval_count, "eval_duration": chunk.eval_duration,
             "prompt_tokens": chunk.prompt_tokens}
+    if chunk.draft_n:  # speculative decoding's counts, llama-server's names
+        out |= {"draft_n": chunk.draft_n, "draft_n_accepted": chunk.draft_n_accepted}
     if chunk.warnings:
         out["warnings"] = chunk.warnings
     return out
@@ -158,6 +160,7 @@ def chunk_of(line: dict[str, Any], chat: bool) -> Chunk:
         total_duration=line.get("total_duration", 0), context=context,
         logprobs=logprobs, prompt_logprobs=prompt_logprobs, tool_calls=tool_calls,
         prompt_tokens=line.get("prompt_tokens", whole_prompt),
+        draft_n=line.get("draft_n", 0), draft_n_accepted=line.get("draft_n_accepted", 0),
         warnings=list(line.get("warnings") or []),
     )
 

@@ -82,6 +82,8 @@ class Usage:
     prompts: dict[int, int] = field(default_factory=dict)  # prompt index -> its tokens
     cached: dict[int, int] = field(default_factory=dict)  # ... -> of those from a cache
     completion: int = 0
+    drafted: int = 0  # speculative decoding: tokens drafted ...
+    accepted: int = 0  # ... and accepted
 
     def add(self, final: Chunk, prompt_index: int = 0) -> None:
         """Count one choice from its final chunk (``prompt_tokens``, ``eval_count``);
@@ -92,16 +94,27 @@ class Usage:
         cached = max(0, final.prompt_tokens - final.prompt_eval_count)
         self.cached[prompt_index] = min(self.cached.get(prompt_index, cached), cached)
         self.completion += final.eval_count
+        self.drafted += final.draft_n
+        self.accepted += final.draft_n_accepted
 
-    def json(self) -> dict:
+    def json(self) -> dict[str, Any]:
         """``{"prompt_tokens", "completion_tokens", "total_tokens",
         "prompt_tokens_details": {"cached_tokens"}}``: cached tokens are the prompt's
         tokens reused from a KV cache (the slot's own or copied from another slot)
-        rather than evaluated, as OpenAI's prompt caching reports them."""
+        rather than evaluated, as OpenAI's prompt caching reports them.  Where
+        speculative decoding drafted tokens, ``completion_tokens_details`` counts them
+        as OpenAI's predicted outputs do (``accepted_prediction_tokens``,
+        ``rejected_prediction_tokens``)."""
         prompt = sum(self.prompts.values())
-        return {"prompt_tokens": prompt, "completion_tokens": self.completion,
-                "total_tokens": prompt + self.completion,
-                "prompt_tokens_details": {"cached_tokens": sum(self.cached.values())}}
+        out: dict[str, Any] = {"prompt_tokens": prompt, "completion_tokens": self.completion,
+                               "total_tokens": prompt + self.completion,
+                               "prompt_tokens_details": {"cached_tokens":
+                                                         sum(self.cached.values())}}
+        if self.drafted:
+            out["completion_tokens_details"] = {
+                "accepted_prediction_tokens": self.accepted,
+                "rejected_prediction_tokens": self.drafted - self.accepted}
+        return out
 
 
 def finish_reason(final: Chunk) -> str:

@@ -59,6 +59,7 @@ class Job:
         self.done_prompt = 0  # prompt tokens in the KV cache
         self.wait: Any = None  # engine.prefill.Wait: a prefix another slot is evaluating
         self.next_token: int | None = None  # sampled, not yet evaluated
+        self.drafter: Any = None  # speculative decoding's state (engine/speculative.py)
         self.generated: list[int] = []
         self.matcher = StopMatcher(self.stops)
         self.utf8 = Utf8Stream()

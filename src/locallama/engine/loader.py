@@ -93,13 +93,15 @@ class ModelLoader:
 
     @contextmanager
     def use(self, path: Path, options: Options, *, embedding: bool = False, name: str = "",
-            digest: str = "", keep_alive: float | None = 300.0, projector: Path | None = None
-            ) -> Iterator[tuple[LoadedModel | EmbeddingModel, int]]:
+            digest: str = "", keep_alive: float | None = 300.0, projector: Path | None = None,
+            draft: Path | None = None) -> Iterator[tuple[LoadedModel | EmbeddingModel, int]]:
         """Hold a loaded model for one request; yields it and the ns spent loading it.
         ``projector``: a vision projector GGUF loaded beside a generation model (the same
-        model with another projector, or none, is another load)."""
+        model with another projector, or none, is another load).  ``draft``: a draft
+        model's file, loaded beside it for speculative decoding."""
         entry, load_ns = self._acquire(path, options, embedding, name, digest, keep_alive,
-                                       None if embedding or projector is None else str(projector))
+                                       None if embedding or projector is None else str(projector),
+                                       draft)
         try:
             yield entry.model, load_ns
         finally:
@@ -108,11 +110,12 @@ class ModelLoader:
     # -- acquiring ---------------------------------------------------------------
 
     def _acquire(self, path: Path, options: Options, embedding: bool, name: str, digest: str,
-                 keep_alive: float | None, projector: str | None = None) -> tuple[Entry, int]:
+                 keep_alive: float | None, projector: str | None = None,
+                 draft: Path | None = None) -> tuple[Entry, int]:
         info = self.info(path)
         key = (path, embedding)
         wanted = ContextParams.from_options(options, info, embedding)
-        wanted = dataclasses.replace(wanted, repack=self.repack,
+        wanted = dataclasses.replace(wanted, repack=self.repack, draft=draft,
                                      kv_cache_type=wanted.kv_cache_type or self.kv_cache_type)
         if projector:
             wanted = dataclasses.replace(wanted, projector=projector)
@@ -175,6 +178,9 @@ class ModelLoader:
         need = estimate_memory(info, params.num_ctx, params.num_parallel, per_element).total
         if params.projector:  # its weights (a little more while it encodes an image)
             need += os.path.getsize(params.projector)
+        if params.draft is not None:  # the draft model and its own KV cache
+            need += estimate_memory(self.info(params.draft), params.num_ctx,
+                                    params.num_parallel, per_element).total
         while True:
             others = [e for e in self._loaded.values()]
             have = self._memory() + freed
@@ -216,12 +222,14 @@ class ModelLoader:
 
                 model = EmbeddingModel(path, info, entry.params)
             else:
+                from locallama.engine.draft import open_draft
                 from locallama.engine.model import LoadedModel
                 from locallama.engine.scheduler import Scheduler
 
                 model = LoadedModel(path, info, entry.params)
                 try:
-                    model.scheduler = Scheduler(model, self.max_queue, entry.name)
+                    model.scheduler = Scheduler(model, self.max_queue, entry.name,
+                                                draft=open_draft(model))
                 except BaseException:
                     model.close()
                     raise
@@ -335,6 +343,9 @@ class ModelLoader:
 
 def _same(loaded: ContextParams, wanted: ContextParams) -> bool:
     """Whether a loaded context serves a request (the loader chooses num_parallel and
-    flash attention, not the request)."""
-    chosen = {"num_parallel": 0, "flash_attention": False}
+    flash attention, not the request; a request that names no draft model takes the
+    model with or without one)."""
+    if wanted.draft is not None and wanted.draft != loaded.draft:
+        return False
+    chosen = {"num_parallel": 0, "flash_attention": False, "draft": None}
     return dataclasses.replace(loaded, **chosen) == dataclasses.replace(wanted, **chosen)

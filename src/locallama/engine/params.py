@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from locallama.gguf_info import GGUFInfo
 from locallama.options import Options
@@ -23,6 +24,7 @@ class ContextParams:
     projector: str | None = None  # a vision projector (mmproj GGUF) loaded beside it
     kv_cache_type: str = "f16"  # kvcache.KV_CACHE_TYPES; "" until the loader resolves it
     repack: bool = False  # llama.cpp's repacked weight layouts (use_extra_bufts)
+    draft: Path | None = None  # a draft model for speculative decoding (engine/draft.py)
 
     @classmethod
     def from_options(cls, options: Options, info: GGUFInfo, embedding: bool = False,
@@ -48,6 +50,8 @@ class GenerationStats:
     stop_sequence: str | None = None  # the stop string that ended generation, if one did
     truncated: bool = False
     tokens: tuple[int, ...] = ()  # prompt + generated, Ollama's ``context``
+    draft_n: int = 0  # speculative decoding: tokens drafted (llama-server's timings names)
+    draft_n_accepted: int = 0  # ... and accepted by the target
 
 
 @dataclass

@@ -137,11 +137,12 @@ def _load(message: tuple) -> tuple[Any, dict[str, Any]]:
 
         model = EmbeddingModel(path, info, params)
         return model, {"load_duration": model.load_duration, "slots": 1}
+    from locallama.engine.draft import open_draft
     from locallama.engine.model import LoadedModel
     from locallama.engine.scheduler import Scheduler
 
     model = LoadedModel(path, info, params)
-    model.scheduler = Scheduler(model, max_queue, name)
+    model.scheduler = Scheduler(model, max_queue, name, draft=open_draft(model))
     return model, {"load_duration": model.load_duration, "slots": len(model.scheduler.slots),
                    "n_vocab": model.n_vocab, "bos_text": model.bos_text,
                    "eos_text": model.eos_text, "bos_id": model.bos_id, "fim": model.fim}

@@ -32,6 +32,7 @@ from locallama.engine.params import PromptCounts
 from locallama.engine.prefill import MIN_SHARED, PrefixShare, can_reuse
 from locallama.engine.sampling import Sampler
 from locallama.engine.slots import Slot, choose_slot, common_prefix
+from locallama.engine.speculative import PROBE_TEXT, Speculator, batch_matches_steps, verify
 from locallama.engine.vision import decode_image, image_at, prepare, reuse_limit, text_run
 from locallama.errors import Cancelled, InvalidRequest, LocallamaError, ServerBusy
 from locallama.runtime.types import TokenLogprob
@@ -43,7 +44,8 @@ _SCORE_ROWS = 64  # logits rows per step when scoring a prompt (a row is vocabul
 class Scheduler:
     """Owns one llama.cpp context with ``num_parallel`` sequences of ``num_ctx`` tokens."""
 
-    def __init__(self, model: LoadedModel, max_queue: int = 0, name: str = "") -> None:
+    def __init__(self, model: LoadedModel, max_queue: int = 0, name: str = "",
+                 draft=None) -> None:
         params = model.params
         self.model = model
         self.max_queue = max_queue  # jobs that may wait for a slot; 0: no bound
@@ -63,6 +65,10 @@ class Scheduler:
         # logits (bench/prefill_equality.py), so only where batching already does
         # (flash attention on: LOCALLAMA_FLASH_ATTENTION).
         self.prompts_together = params.flash_attention
+        # speculative decoding: drafts and their checks; whether this model's batched
+        # logits equal single steps' is asked (once) by the loop thread
+        self.spec = Speculator(draft, exact=lambda: self.num_batch >= 15 and batch_matches_steps(
+            self.ctx, self.batch, model.n_vocab, model.tokenize(PROBE_TEXT)))
         self._waiting: collections.deque[Job] = collections.deque()
         self._cond = threading.Condition()
         self._closed = False
@@ -185,6 +191,7 @@ class Scheduler:
     # -- the loop ------------------------------------------------------------------
 
     def _loop(self) -> None:
+        self.spec.exact()  # asked now, while the context is fresh and sequence 0 free
         while True:
             with self._cond:
                 self._drop_cancelled()
@@ -209,6 +216,7 @@ class Scheduler:
                 self._finish(job, Cancelled("the model was unloaded"))
             self._waiting.clear()
         self._pool.shutdown()
+        self.spec.close()
         llama_cpp.llama_batch_free(self.batch)
         llama_cpp.llama_free(self.ctx)
 
@@ -255,11 +263,16 @@ class Scheduler:
         running = self._running()
         generating = [j for j in running if j.next_token is not None]
         if generating:
-            entries = []
+            entries, drafted = [], []
             for job in generating:
-                entries.append((job, [job.next_token], None))
+                draft = self.spec.plan(job, job.next_token, job.slot.cached, self.num_ctx,
+                                       self.num_batch)
+                (drafted if draft else entries).append((job, [job.next_token, *draft], None))
                 job.next_token = None
-            self._decode(entries)
+            if entries:
+                self._decode(entries)
+            for entry in drafted:  # alone: a batch never mixes one sequence's several tokens
+                self._decode([entry])
         budget, together = self.num_batch, []
         for job in sorted((j for j in running if j.done_prompt < len(j.prompt)
                            and not j.cancelled), key=lambda j: j.started):
@@ -312,6 +325,9 @@ class Scheduler:
         code = llama_cpp.llama_decode(self.ctx, batch)
         if code != 0:
             raise LocallamaError(f"llama.cpp could not evaluate the batch (code {code})")
+        if entries[0][2] is None and len(entries[0][1]) > 1:
+            self._verify(entries[0][0], entries[0][1][1:])
+            return
         now = time.perf_counter_ns()
         with self._cond:
             rows = [r for r in rows if r[0].slot is not None and not r[0].cancelled]
@@ -325,6 +341,29 @@ class Scheduler:
                     self._prompt_row(job, row, position, now)
                 if row in tokens:
                     self._sampled(job, tokens[row], row, now)
+
+    def _verify(self, job: Job, draft: list[int]) -> None:
+        """After ``[last, *draft]`` of ``job`` was evaluated: keep what the target's own
+        sampling accepts (``speculative.verify``), remove the rejected tokens' KV cells
+        and hand each kept token on as a sampled one, in order."""
+        with self._cond:
+            if job.slot is None or job.cancelled or job.finished:
+                return
+        drawn = verify(job.sampler, self.ctx, draft)
+        now = time.perf_counter_ns()
+        with self._cond:
+            if job.slot is None or job.cancelled or job.finished:
+                return
+            slot, rejected = job.slot, len(draft) - (len(drawn) - 1)
+            self.spec.checked(job, len(draft), len(drawn) - 1)
+            if rejected:
+                llama_cpp.llama_memory_seq_rm(self.memory, slot.id, len(slot.cached) - rejected,
+                                              -1)
+                del slot.cached[-rejected:]
+            for row, token in enumerate(drawn):
+                self._sampled(job, token, row, now)
+                if job.finished:
+                    break
 
     @staticmethod
     def _samples(job: Job, position: int | None) -> bool:

@@ -137,9 +137,11 @@ class LocalRuntime:
              build: Callable[[LoadedModel], Prompt], shape: StreamShape) -> Iterator[Chunk]:
         """The one streaming path under generate and chat (and so under both faces)."""
         started = time.perf_counter_ns()
+        draft = record.params.get("draft_model")  # speculative decoding's draft model
         use = self.loader.use(record.model_path, options, name=record.name.display,
                               digest=record.digest, keep_alive=shape.keep_alive,
-                              projector=_projector(record))
+                              projector=_projector(record),
+                              draft=self._record(draft).model_path if draft else None)
         with use as (model, load_ns):
             prompt = build(model)
             stops = tuple(dict.fromkeys((*options.stop, *prompt.stops)))
@@ -189,6 +191,7 @@ class LocalRuntime:
             prompt_logprobs=job.prompt_scores if first else None,
             tool_calls=tool_calls or None,
             prompt_tokens=stats.prompt_tokens,
+            draft_n=stats.draft_n, draft_n_accepted=stats.draft_n_accepted,
             warnings=warnings,
         )
 

@@ -296,6 +296,10 @@ class Chunk:
     thinking: str = ""  # reasoning text, streamed apart from ``text``
     tool_call_deltas: list[ToolCallDelta] | None = None  # tool calls as they form
     prompt_tokens: int = 0  # the whole prompt, cached or not (OpenAI usage)
+    #: speculative decoding on the final chunk: tokens drafted and accepted by the model
+    #: (llama-server's timings.draft_n / draft_n_accepted)
+    draft_n: int = 0
+    draft_n_accepted: int = 0
     warnings: list[str] = field(default_factory=list)  # e.g. "prompt truncated"
 
     @property

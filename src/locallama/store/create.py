@@ -121,6 +121,8 @@ def create_model(
         model_layers += _projector_layers(store, projectors, model_layers, projector_check, say,
                                           drop_model=fresh)
 
+    if "draft_model" in params:
+        _check_draft(store, params["draft_model"], info)
     template = modelfile.template if modelfile.template is not None else _get(base, "template")
     system = modelfile.system if modelfile.system is not None else _get(base, "system")
     merged_params = {**(base.params if base else {}), **params}
@@ -226,6 +228,20 @@ def _projector_layers(store: Store, projectors: list[Path], model_layers: list[m
                 store.blobs.remove(digest)
         raise
     return layers
+
+
+def _check_draft(store: Store, name: str, info: GGUFInfo) -> None:
+    """``PARAMETER draft_model NAME`` names a stored model with the same vocabulary size
+    and tokenizer (llama.cpp compares every token's text when both are loaded)."""
+    draft = store.get(parse_name(name))  # ModelNotFound names it
+    theirs = read_gguf_info(draft.model_path)
+    mine_tok = info.metadata.get("tokenizer.ggml.model")
+    their_tok = theirs.metadata.get("tokenizer.ggml.model")
+    if (theirs.vocab_size, their_tok) != (info.vocab_size, mine_tok):
+        raise InvalidRequest(
+            f"draft_model {name}: its vocabulary ({theirs.vocab_size} tokens, {their_tok}) "
+            f"is not the model's ({info.vocab_size} tokens, {mine_tok}); a draft model must "
+            "use the same tokenizer")
 
 
 def _check(store: Store, check: LoadCheck | None, path: Path, digest: str,
