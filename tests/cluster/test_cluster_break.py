@@ -131,3 +131,40 @@ def test_a_model_whose_replicas_cannot_start_answers_its_error_every_time(
         assert r.status_code == 200 and r.json()["eval_count"] == 2, r.text
     finally:
         stop(running)
+
+
+@needs_ray
+@pytest.mark.xfail(strict=True, reason="a model scaled to zero whose replicas can no longer "
+                   "start (its blob went bad meanwhile): Serve retries the replica forever "
+                   "(UNHEALTHY) and the request, through the cached deployment handle, waits "
+                   "for a replica that never comes instead of answering the error")
+def test_a_model_that_cannot_come_back_from_zero_answers_its_error(
+        tmp_path: Path, tiny_gguf: Path):
+    import httpx
+
+    from locallama.cluster.start import start, stop
+    from waiting import poll
+
+    home = tmp_path / "home"
+    copy = tmp_path / "own.gguf"  # its own blob, to spoil later
+    data = bytearray(tiny_gguf.read_bytes())
+    data[-1] ^= 0xFF
+    copy.write_bytes(bytes(data))
+    runtime = local_runtime(home, ("spoilt", copy))
+    try:
+        path = runtime.store.get("spoilt").model_path
+    finally:
+        runtime.close()
+    running = start(None, _env(home, free_port(), LOCALLAMA_KEEP_ALIVE="1s"), num_cpus=4)
+    body = {"model": "spoilt", "prompt": "hi", "stream": False, "options": {"num_predict": 2}}
+    try:
+        r = httpx.post(running.url + "/api/generate", timeout=120, json=body)
+        assert r.status_code == 200, r.text
+        poll(lambda: not httpx.get(running.url + "/api/cluster", timeout=30).json()["replicas"],
+             "the model scales to zero", timeout=120)
+        with path.open("r+b") as f:
+            f.truncate(path.stat().st_size // 2)
+        r = httpx.post(running.url + "/api/generate", timeout=45, json=body)
+        assert r.status_code == 500 and r.json()["code"] == "bad_model_file", r.text
+    finally:
+        stop(running)
