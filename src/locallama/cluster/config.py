@@ -31,6 +31,9 @@ from locallama.options import parse_keep_alive
 SCALING_KEYS = ("min_replicas", "max_replicas", "target_ongoing_requests",
                 "max_ongoing_requests", "replica_cpus", "replica_gpus")
 
+#: those that count replicas or requests (whole numbers; the rest may be fractions)
+_WHOLE = frozenset({"min_replicas", "max_replicas", "max_ongoing_requests"})
+
 
 @dataclass(frozen=True)
 class Scaling:
@@ -93,11 +96,14 @@ class ClusterConfig:
         for key in SCALING_KEYS:
             name = f"LOCALLAMA_CLUSTER_{key.upper()}"
             if raw := env.get(name, "").strip():
-                base[key] = _number(name, raw, float if key.startswith(("target", "replica"))
-                                    else int)
+                base[key] = _number(name, raw, int if key in _WHOLE else float)
         default = _checked(Scaling(**base), "LOCALLAMA_CLUSTER_*")
         models = {}
-        for model, section in (table.get("models") or {}).items():
+        sections = table.get("models") or {}
+        if not isinstance(sections, dict):
+            raise InvalidRequest("LOCALLAMA_CLUSTER_CONFIG: models must be a table of "
+                                 '[models."NAME"] sections')
+        for model, section in sections.items():
             if not isinstance(section, dict):
                 raise InvalidRequest(
                     f"LOCALLAMA_CLUSTER_CONFIG: [models.{model!r}] must be a table")
@@ -140,8 +146,11 @@ def _scaling_fields(table: Mapping[str, Any], where: str) -> dict[str, Any]:
             continue
         if key not in SCALING_KEYS:
             raise InvalidRequest(f"{where}: unknown key {key!r} (known: {', '.join(SCALING_KEYS)})")
-        if isinstance(value, bool) or not isinstance(value, int | float):
+        if isinstance(value, bool) or not isinstance(value, int | float) \
+                or not math.isfinite(value):
             raise InvalidRequest(f"{where}: {key} must be a number, not {value!r}")
+        if key in _WHOLE and not isinstance(value, int):
+            raise InvalidRequest(f"{where}: {key} must be a whole number, not {value!r}")
         out[key] = value
     return out
 

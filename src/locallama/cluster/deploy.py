@@ -7,11 +7,14 @@ deleting one never redeploys another; its single deployment is ``replica``.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Mapping
 from typing import Any
 
+from locallama import errors
 from locallama.cluster.config import ClusterConfig, Scaling
+from locallama.errors import LocallamaError
 
 REPLICA_DEPLOYMENT = "replica"
 INGRESS_APP = "locallama"
@@ -63,8 +66,43 @@ def deploy_model(model: str, env: Mapping[str, str], config: ClusterConfig,
     if config.node_home:
         replica_env["LOCALLAMA_HOME"] = config.node_home
         replica_env.pop("LOCALLAMA_MODELS", None)
-    serve.run(deployment.bind(model, replica_env, scaling.max_ongoing_requests),
-              name=app_name(model), route_prefix=None)
+    try:
+        serve.run(deployment.bind(model, replica_env, scaling.max_ongoing_requests),
+                  name=app_name(model), route_prefix=None)
+    except RuntimeError as exc:
+        # Its replicas could not start (a model file gone bad, too little memory): the
+        # cause as one typed error, and no failed application left behind (a request
+        # to it would wait for replicas that never come; the next one deploys anew).
+        message = _failure(app_name(model)) or str(exc)
+        delete_model(model)
+        raise replica_error(model, message) from None
+
+
+def _failure(app: str) -> str:
+    """What Serve says about an application's failed deployment ("" if nothing)."""
+    from ray import serve
+
+    with contextlib.suppress(Exception):
+        status = serve.status().applications[app]
+        return "\n".join(d.message for d in status.deployments.values() if d.message) \
+            or status.message
+    return ""
+
+
+def replica_error(model: str, message: str) -> LocallamaError:
+    """A replica's start-up failure as the locallama error its constructor raised
+    (Serve passes only a traceback's text): the last ``locallama.errors.NAME: text``
+    line, else one line naming the model and the last line of the message."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    for line in reversed(lines):
+        if found := re.match(r"locallama\.errors\.(\w+): (.*)$", line):
+            cls = getattr(errors, found[1], None)
+            if isinstance(cls, type) and issubclass(cls, LocallamaError) \
+                    and cls.__init__ is LocallamaError.__init__:
+                return cls(found[2])
+            break
+    last = lines[-1] if lines else "no reason given"
+    return LocallamaError(f"cannot start a replica of {model}: {last}")
 
 
 def delete_model(model: str) -> None:
@@ -85,4 +123,5 @@ def deployed_models() -> set[str]:
     """Serve application names of the models deployed now (``model-…``)."""
     from ray import serve
 
-    return {name for name in serve.status().applications if name.startswith("model-")}
+    return {name for name, app in serve.status().applications.items()
+            if name.startswith("model-") and app.status != "DEPLOY_FAILED"}

@@ -35,6 +35,18 @@ def locallama_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
     return {k: v for k, v in env.items() if k.startswith("LOCALLAMA_")}
 
 
+def check_models(config: ClusterConfig, store: Any) -> None:
+    """Every model LOCALLAMA_CLUSTER_MODELS names is in the head's store (InvalidRequest
+    naming the setting otherwise), so a typo stops ``serve --ray`` before Ray starts."""
+    from locallama.errors import InvalidRequest, ModelNotFound
+
+    for model in config.deploy:
+        try:
+            store.get(model)
+        except ModelNotFound as exc:
+            raise InvalidRequest(f"LOCALLAMA_CLUSTER_MODELS: {exc}") from None
+
+
 @dataclass
 class Cluster:
     """A started ``serve --ray``: where it answers, and the config it runs with."""
@@ -62,15 +74,24 @@ def start(address: str | None, env: Mapping[str, str] | None = None,
     from locallama.cluster.ingress import Ingress
     from locallama.runtime.local import LocalRuntime
     from locallama.settings import Settings
+    from locallama.store.store import Store
 
     env = locallama_env(env)
     settings = Settings.from_env(env)
     config = ClusterConfig.from_env(env)
+    check_models(config, Store(settings.models_dir))  # before anything starts
     started = not ray.is_initialized()
     if started:
         # None: RAY_ADDRESS, else a new local cluster ("local": never a stale one that
         # an earlier run's ray_current_cluster file points at)
         address = address or os.environ.get("RAY_ADDRESS") or "local"
+        if address == "local":
+            # this cluster's proxy will listen on LOCALLAMA_HOST: a port another server
+            # holds fails here, in one line (Serve's proxy fails only in its own log,
+            # and the banner would claim the other server's address)
+            from locallama.cli.serve import bind
+
+            bind(settings.host, settings.port).close()
         try:
             ray.init(address=address, namespace=NAMESPACE, num_cpus=num_cpus,
                      include_dashboard=False, log_to_driver=False,
