@@ -9,12 +9,15 @@ over its channel and fills in ``stats`` and ``prompt_scores`` the same way.
 from __future__ import annotations
 
 import queue
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from locallama.cancel import CLIENT_GONE
 from locallama.engine.params import GenerationStats
 from locallama.engine.stops import StopMatcher, Utf8Stream
 from locallama.engine.vision_types import ImageSpan
+from locallama.errors import Cancelled
 from locallama.options import Options
 from locallama.runtime.types import TokenLogprob
 
@@ -81,3 +84,36 @@ class Job:
         if self.score_top is not None:
             return max(0, min(self.score_from, len(self.prompt)) - 1)
         return len(self.prompt) - 1
+
+
+_GONE_POLL_S = 0.05  # how often a waiting request looks whether its client left
+
+
+def stream_pieces(job: Job, cancel: Callable[[Job], None]) -> Iterator[Piece]:
+    """The job's pieces as its scheduler puts them on ``job.events``; an error event
+    is raised, the done event ends it, and a consumer that stops early (closes the
+    iterator) has ``cancel(job)`` called.  When the request has a ``CLIENT_GONE`` event
+    (a server request) and it is set, the job is cancelled within ``_GONE_POLL_S``
+    (Cancelled): a client that leaves a non-streaming answer, or one still queued,
+    stops its work too, not only one whose stream is closed."""
+    gone = CLIENT_GONE.get()
+    try:
+        while True:
+            if gone is None:
+                kind, value = job.events.get()
+            else:
+                if gone.is_set():
+                    raise Cancelled("the client went away")
+                try:
+                    kind, value = job.events.get(timeout=_GONE_POLL_S)
+                except queue.Empty:
+                    continue
+            if kind == "piece":
+                yield value
+            elif kind == "error":
+                raise value
+            else:
+                return
+    finally:
+        if not job.finished:
+            cancel(job)

@@ -17,7 +17,6 @@ connection) leaves its slot before the next step.
 from __future__ import annotations
 
 import collections
-import queue
 import threading
 import time
 from collections.abc import Iterator
@@ -25,8 +24,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import llama_cpp
 
-from locallama.cancel import CLIENT_GONE
-from locallama.engine.job import Job, Piece
+from locallama.engine.context_window import fit_prompt, shift_context
+from locallama.engine.job import Job, Piece, stream_pieces
 from locallama.engine.model import LoadedModel
 from locallama.engine.params import PromptCounts
 from locallama.engine.prefill import MIN_SHARED, PrefixShare, can_reuse
@@ -37,7 +36,6 @@ from locallama.engine.vision import decode_image, image_at, prepare, reuse_limit
 from locallama.errors import Cancelled, InvalidRequest, LocallamaError, ServerBusy
 from locallama.runtime.types import TokenLogprob
 
-_GONE_POLL_S = 0.05  # how often a waiting request looks whether its client left
 _SCORE_ROWS = 64  # logits rows per step when scoring a prompt (a row is vocabulary-sized)
 
 
@@ -93,7 +91,7 @@ class Scheduler:
             prepare(self, job)  # checks the ids and room, puts the embeddings on the job
         else:
             self.model.check_tokens(job.prompt)
-        job.prompt = self._fit(job)
+        job.prompt = fit_prompt(job, self.num_ctx)
         job.stats.prompt_tokens = len(job.prompt)
         if job.score_top is not None:
             job.spelled = self.model.spelling(job.prompt)
@@ -117,34 +115,7 @@ class Scheduler:
                 raise
             self._waiting.append(job)
             self._cond.notify_all()
-        return self._stream(job)
-
-    def _stream(self, job: Job) -> Iterator[Piece]:
-        """The job's pieces as the loop makes them.  When the request has a
-        ``CLIENT_GONE`` event (a server request) and it is set, the job is cancelled
-        within ``_GONE_POLL_S``: a client that leaves a non-streaming answer, or one
-        still queued, stops its work too, not only one whose stream is closed."""
-        gone = CLIENT_GONE.get()
-        try:
-            while True:
-                if gone is None:
-                    kind, value = job.events.get()
-                else:
-                    if gone.is_set():
-                        raise Cancelled("the client went away")
-                    try:
-                        kind, value = job.events.get(timeout=_GONE_POLL_S)
-                    except queue.Empty:
-                        continue
-                if kind == "piece":
-                    yield value
-                elif kind == "error":
-                    raise value
-                else:
-                    return
-        finally:
-            if not job.finished:
-                self.cancel(job)
+        return stream_pieces(job, self.cancel)
 
     def cancel(self, job: Job) -> None:
         with self._cond:
@@ -172,21 +143,6 @@ class Scheduler:
     def waiting(self) -> int:
         with self._cond:
             return len(self._waiting)
-
-    def _fit(self, job: Job) -> list[int]:
-        """Ollama's truncation: keep the first num_keep tokens and the newest rest."""
-        prompt, options, n_ctx = job.prompt, job.options, self.num_ctx
-        reserve = 1 if options.num_predict < 0 else min(max(options.num_predict, 1), n_ctx // 2)
-        room = n_ctx - reserve
-        if len(prompt) <= room:
-            return prompt
-        if not job.truncate or job.score_top is not None:
-            raise InvalidRequest(
-                f"the prompt is {len(prompt)} tokens, longer than the context allows "
-                f"({room} of num_ctx={n_ctx} with room for the answer)")
-        keep = min(max(options.num_keep, 0), room // 2)
-        job.stats.truncated = True
-        return prompt[:keep] + prompt[len(prompt) - (room - keep):]
 
     # -- the loop ------------------------------------------------------------------
 
@@ -432,25 +388,11 @@ class Scheduler:
             return
         limit = options.num_predict
         full = len(job.slot.cached) + 1 >= self.num_ctx
-        if 0 <= limit <= len(job.generated) or (full and not (job.shift and self._shift(job))):
+        shifted = full and job.shift and shift_context(self.memory, job.slot, options.num_keep)
+        if 0 <= limit <= len(job.generated) or (full and not shifted):
             self._complete(job, "length")
             return
         job.next_token = token
-
-    def _shift(self, job: Job) -> bool:
-        """Ollama's context shift: keep num_keep tokens, drop half of the rest, go on."""
-        slot = job.slot
-        if not llama_cpp.llama_memory_can_shift(self.memory):
-            return False
-        n_past = len(slot.cached)
-        keep = min(max(job.options.num_keep, 0), n_past // 2)
-        discard = (n_past - keep) // 2
-        if discard <= 0:
-            return False
-        llama_cpp.llama_memory_seq_rm(self.memory, slot.id, keep, keep + discard)
-        llama_cpp.llama_memory_seq_add(self.memory, slot.id, keep + discard, -1, -discard)
-        del slot.cached[keep:keep + discard]
-        return True
 
     def _complete(self, job: Job, reason: str, flush: bool = True) -> None:
         """End ``job`` normally: release held-back text and the final stats."""
