@@ -9,7 +9,6 @@ unless ``--log-prompts`` is given.
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import logging
 import os
@@ -28,7 +27,6 @@ import typer
 from locallama.cli.app import app
 from locallama.cli.models import sweep_message
 from locallama.cli.output import err_console
-from locallama.errors import LocallamaError
 from locallama.settings import Settings
 
 if TYPE_CHECKING:
@@ -73,6 +71,7 @@ def serve(
     from locallama.runtime.local import LocalRuntime
     from locallama.server.app import UVICORN_OPTIONS, create_app
     from locallama.server.guard import is_loopback_host
+    from locallama.server.listen import bind
 
     settings = Settings.from_env()
     sock = bind(settings.host, settings.port)  # before loading anything: fail fast
@@ -160,30 +159,6 @@ class JsonFormatter(logging.Formatter):
             if record.exc_info:
                 entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False, default=str)
-
-
-def bind(host: str, port: int) -> socket.socket:
-    """A bound, listening socket, or one line saying why not (uvicorn's own failure is a
-    log dump)."""
-    try:
-        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
-    except socket.gaierror as exc:
-        raise LocallamaError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT only, on Linux
-    try:
-        sock.bind((host, port))
-        # Listening now, not when uvicorn's loop starts: the banner says "is listening",
-        # and a client that connects right after it must be queued, not refused.
-        sock.listen(2048)
-    except OSError as exc:
-        sock.close()
-        if exc.errno == errno.EADDRINUSE:
-            raise LocallamaError(
-                f"cannot listen on {host}:{port}: the address is already in use (is a "
-                "server running? set LOCALLAMA_HOST to use another port)") from None
-        raise LocallamaError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-    return sock
 
 
 def _run_until_signal(server: uvicorn.Server, sock: socket.socket, banner: str) -> None:

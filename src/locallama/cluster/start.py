@@ -89,7 +89,7 @@ def start(address: str | None, env: Mapping[str, str] | None = None,
             # this cluster's proxy will listen on LOCALLAMA_HOST: a port another server
             # holds fails here, in one line (Serve's proxy fails only in its own log,
             # and the banner would claim the other server's address)
-            from locallama.cli.serve import bind
+            from locallama.server.listen import bind
 
             bind(settings.host, settings.port).close()
         try:
