@@ -25,6 +25,13 @@ def open_chat(page, server: UiServer, model: str) -> None:
     page.wait_for_function("[...document.querySelectorAll('[data-testid=model] option')]"
                            f".some(o => o.value === '{model}:latest')")
     page.select_option("[data-testid=model]", f"{model}:latest")
+    # the page has the chosen model's /api/show (its capabilities decide about images)
+    page.wait_for_function(
+        "([name, sees]) => document.querySelector('[data-testid=model]').value === name"
+        " && (document.querySelector('[data-testid=model-info]')?.textContent || '')"
+        ".includes('completion') === true && (document.querySelector("
+        "'[data-testid=model-info]').textContent.includes('vision') === sees)",
+        arg=[f"{model}:latest", model == "seer"])
 
 
 def test_an_image_goes_to_a_model_that_sees(page, vision_server, tmp_path: Path) -> None:
