@@ -5,7 +5,6 @@ the answer stays what the job returns alone."""
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,7 @@ from locallama.engine.scheduler import Job, Scheduler
 from locallama.engine.slots import common_prefix
 from locallama.gguf_info import read_gguf_info
 from locallama.options import resolve_options
+from schedjobs import endless, job, text_of, wait_until
 
 SYSTEM = ("You are a helpful assistant of the town library. Answer in one short "
           "sentence, name the shelf, and say when a book is out on loan. ")  # 238 tokens
@@ -34,27 +34,8 @@ def open_model(path: Path, num_parallel: int = 4, num_ctx: int = 512,
     return model
 
 
-def job(model: LoadedModel, text: str, **options) -> Job:
-    return Job(model.tokenize(text), resolve_options({"num_predict": 16, **options}))
 
 
-def endless(model: LoadedModel, text: str) -> Job:
-    """A request that never ends by itself: its grammar has no end, so no EOS either."""
-    return Job(model.tokenize(text), resolve_options({"num_predict": 100_000}),
-               grammar="root ::= [a-z ] root")
-
-
-def text_of(model: LoadedModel, one: Job) -> str:
-    return "".join(piece.text for piece in model.scheduler.submit(one))
-
-
-def wait_until(condition, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.005)
-    return condition()
 
 
 def alone(path: Path, prompt: list[int], **kwargs) -> str:

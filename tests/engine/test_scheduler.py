@@ -17,6 +17,7 @@ from locallama.engine.scheduler import Job, Scheduler
 from locallama.errors import InvalidRequest, ServerBusy
 from locallama.gguf_info import read_gguf_info
 from locallama.options import resolve_options
+from schedjobs import endless, job, text_of, wait_until
 
 PROMPTS = [f"story {i} " * (1 + 3 * i) for i in range(8)]
 
@@ -38,27 +39,8 @@ def model(tiny_gguf: Path) -> Iterator[LoadedModel]:
     loaded.close()
 
 
-def job(model: LoadedModel, text: str, **options) -> Job:
-    return Job(model.tokenize(text), resolve_options({"num_predict": 16, **options}))
 
 
-def endless(model: LoadedModel, text: str) -> Job:
-    """A request that never ends by itself: its grammar has no end, so no EOS either."""
-    return Job(model.tokenize(text), resolve_options({"num_predict": 100_000}),
-               grammar="root ::= [a-z ] root")
-
-
-def text_of(model: LoadedModel, one: Job) -> str:
-    return "".join(piece.text for piece in model.scheduler.submit(one))
-
-
-def wait_until(condition, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.005)
-    return condition()
 
 
 @pytest.mark.parametrize("file_type", [gguf.LlamaFileType.ALL_F32,

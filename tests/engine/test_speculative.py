@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from locallama.errors import InvalidRequest
 from locallama.gguf_info import read_gguf_info
 from locallama.options import parse_parameters, resolve_options
 from locallama.runtime.types import Chunk
+from schedjobs import wait_until
 
 #: a prompt the tiny model's greedy answer partly repeats (so drafts get accepted)
 REPETITIVE = "the cat sat on the mat. " * 12
@@ -46,14 +46,6 @@ def run(model: LoadedModel, prompt: str = REPETITIVE, grammar: str | None = None
               stops, grammar=grammar)
     return "".join(piece.text for piece in model.scheduler.submit(job)), job
 
-
-def wait_until(condition, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.005)
-    return condition()
 
 
 # -- drafting -----------------------------------------------------------------------

@@ -15,14 +15,12 @@ activations, as llama.cpp's quantize tool computes them.
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import errno
 import os
 import shutil
 import signal
 import struct
-import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
@@ -34,6 +32,7 @@ import llama_cpp
 import numpy as np
 
 import locallama.engine.model  # noqa: F401  (silences llama.cpp's log, initialises the backend)
+from locallama.children import run_watched
 from locallama.errors import BadModelFile, InvalidRequest
 from locallama.gguf_info import GGUFInfo
 from locallama.progress import Progress, ProgressEvent, silent
@@ -130,25 +129,7 @@ def _run_child(argv: list[str], log: IO[bytes], watch: Callable[[int], None],
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package, env.get("PYTHONPATH")) if p)
     env.setdefault("GGML_NO_BACKTRACE", "1")
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
-                            stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    try:
-        while True:
-            try:
-                return proc.wait(timeout=0.25)
-            except subprocess.TimeoutExpired:
-                pass
-            try:
-                done = target.stat().st_size
-            except OSError:
-                done = 0
-            watch(done)
-    finally:
-        if proc.poll() is None:
-            with contextlib.suppress(OSError):
-                os.killpg(proc.pid, signal.SIGKILL)  # its group: the child is its leader
-            proc.wait()
-            target.unlink(missing_ok=True)
+    return run_watched(argv, log, watch, target, env)
 
 
 def _signal_name(number: int) -> str:

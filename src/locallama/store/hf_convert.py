@@ -20,19 +20,18 @@ size the tensors will take.
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import json
 import os
 import re
 import signal
 import struct
-import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from locallama.children import run_watched
 from locallama.errors import InvalidModelFile, NotSupported
 from locallama.progress import Progress, ProgressEvent, silent
 
@@ -208,24 +207,7 @@ def _run(argv: list[str], package: Path, scratch: Path, log, target: Path, watch
     env.update(PYTHONPATH=str(package), PYTHONNOUSERSITE="1", PYTHONDONTWRITEBYTECODE="1",
                HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_HUB_DISABLE_TELEMETRY="1",
                HF_HOME=str(scratch / "hf"), TOKENIZERS_PARALLELISM="false")
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                            cwd=scratch, env=env, start_new_session=True)
-    try:
-        while True:
-            try:
-                return proc.wait(timeout=0.25)
-            except subprocess.TimeoutExpired:
-                pass
-            try:
-                done = target.stat().st_size
-            except OSError:
-                done = 0
-            watch(done)
-    finally:
-        if proc.poll() is None:
-            with contextlib.suppress(OSError):
-                os.killpg(proc.pid, signal.SIGKILL)  # its group: the child is its leader
-            proc.wait()
+    return run_watched(argv, log, watch, target, env, cwd=scratch)
 
 
 def condensed_error(lines: list[str]) -> str:
