@@ -37,6 +37,7 @@ def install(path: str | os.PathLike) -> None:
         return code
 
     traced._traced = True  # type: ignore[attr-defined]
+    traced.__wrapped__ = decode  # type: ignore[attr-defined]  (what untraced work calls)
     llama_cpp.llama_decode = traced
 
 

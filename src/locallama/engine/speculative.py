@@ -222,7 +222,9 @@ def batch_matches_steps(ctx, batch, n_vocab: int, tokens: Sequence[int], seq_id:
             batch.token[k], batch.pos[k], batch.n_seq_id[k] = token, first + k, 1
             batch.seq_id[k][0], batch.logits[k] = seq_id, True
         batch.n_tokens = len(part)
-        return llama_cpp.llama_decode(ctx, batch) == 0
+        # the probe is no request's work: a decode trace (LOCALLAMA_DECODE_TRACE) skips it
+        untraced = getattr(llama_cpp.llama_decode, "__wrapped__", llama_cpp.llama_decode)
+        return untraced(ctx, batch) == 0
 
     def rows(count: int) -> list[np.ndarray]:
         return [np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(ctx, i),

@@ -216,10 +216,11 @@ function Chat({ api }) {
   }
 
   useEffect(() => {
-    if (conv && conv.model && !(conv.model in shows)) {
-      setShows((s) => ({ ...s, [conv.model]: null }));
-      api.post("/api/show", { model: conv.model })
-        .then((info) => setShows((s) => ({ ...s, [conv.model]: info })))
+    const name = conv?.model;  // conv is changed in place: an answer is filed under its own name
+    if (name && !(name in shows)) {
+      setShows((s) => ({ ...s, [name]: null }));
+      api.post("/api/show", { model: name })
+        .then((info) => setShows((s) => ({ ...s, [name]: info })))
         .catch(() => {});
     }
   }, [conv?.model]);
