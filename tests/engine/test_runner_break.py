@@ -52,11 +52,17 @@ def test_load_and_unload_cycles_leave_no_descriptors_open(rt: LocalRuntime) -> N
     poll(lambda: not _runners(), "the first runner ended")
     gc.collect()
     gc.disable()
-    try:
-        before = _open_fds()
-        for _ in range(8):
+    def cycles(n: int) -> None:
+        for _ in range(n):
             list(rt.generate(GenerateRequest("tiny", "hi", keep_alive=0, options=SHORT)))
             poll(lambda: not _runners(), "the runner ended")
+
+    try:
+        # A descriptor something opens once, on first use, is no leak (CI saw one appear
+        # after the first cycle): count after a few cycles, then look for growth.
+        cycles(3)
+        before = _open_fds()
+        cycles(8)
         poll(lambda: _open_fds() <= before, f"8 runners later, open descriptors are back "
               f"to {before} (now {_open_fds()})", timeout=5.0)
     finally:
