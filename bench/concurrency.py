@@ -74,14 +74,17 @@ def wait_ready(url: str, process: subprocess.Popen, timeout: float = 120.0) -> N
 class Locallama:
     name = "locallama"
 
-    def __init__(self, threads: int, parallel: int) -> None:
+    def __init__(self, threads: int, parallel: int, src: str | None = None) -> None:
+        """``src``: a source tree to run (its PYTHONPATH), else the installed locallama."""
         self.threads, self.port = threads, free_port()
         env = {**os.environ, "LOCALLAMA_HOST": f"127.0.0.1:{self.port}",
-               "LOCALLAMA_NUM_PARALLEL": str(parallel), "LOCALLAMA_KEEP_ALIVE": "-1"}
+               "LOCALLAMA_NUM_PARALLEL": str(parallel), "LOCALLAMA_KEEP_ALIVE": "-1",
+               **({"PYTHONPATH": src} if src else {})}
         self.process = subprocess.Popen([sys.executable, "-m", "locallama", "serve"], env=env,
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.url = f"http://127.0.0.1:{self.port}"
         wait_ready(self.url + "/", self.process)
+        self.evaluated: list[int] = []  # prompt_eval_count of every answer
 
     def complete(self, client: httpx.Client, prompt: str, tokens: int) -> Result:
         body = {"model": MODEL, "prompt": prompt, "raw": True, "stream": True,
@@ -97,6 +100,7 @@ class Locallama:
                     text.append(chunk["response"])
                 if chunk.get("done"):
                     count = chunk["eval_count"]
+                    self.evaluated.append(chunk.get("prompt_eval_count", 0))
         return Result(count, (first or time.perf_counter()) - started, "".join(text))
 
     def close(self) -> None:

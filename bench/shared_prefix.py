@@ -19,10 +19,7 @@ and this checkout); --llama-server adds llama-server from that binary (--cache-r
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -35,10 +32,7 @@ from concurrency import (
     NUM_CTX,
     LlamaServer,
     Locallama,
-    Result,
-    free_port,
     percentile,
-    wait_ready,
 )
 from locallama.runtime.local import LocalRuntime
 from locallama.settings import Settings
@@ -55,32 +49,8 @@ class Tree(Locallama):
     """`locallama serve` from one source tree (PYTHONPATH), on a port of its own."""
 
     def __init__(self, name: str, src: str, threads: int, parallel: int) -> None:
-        self.name, self.threads, self.port = name, threads, free_port()
-        env = {**os.environ, "PYTHONPATH": src, "LOCALLAMA_HOST": f"127.0.0.1:{self.port}",
-               "LOCALLAMA_NUM_PARALLEL": str(parallel), "LOCALLAMA_KEEP_ALIVE": "-1"}
-        self.process = subprocess.Popen([sys.executable, "-m", "locallama", "serve"], env=env,
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.url = f"http://127.0.0.1:{self.port}"
-        wait_ready(self.url + "/", self.process)
-        self.evaluated: list[int] = []  # prompt_eval_count of every answer
-
-    def complete(self, client: httpx.Client, prompt: str, tokens: int):
-        """As Locallama.complete, noting the final line's prompt_eval_count."""
-        body = {"model": MODEL, "prompt": prompt, "raw": True, "stream": True,
-                "options": {"temperature": 0, "num_predict": tokens, "num_ctx": NUM_CTX,
-                            "num_thread": self.threads}}
-        started, first, count, text = time.perf_counter(), None, 0, []
-        with client.stream("POST", self.url + "/api/generate", json=body) as response:
-            response.raise_for_status()
-            for line in response.iter_lines():
-                chunk = json.loads(line)
-                if chunk.get("response"):
-                    first = first or time.perf_counter()
-                    text.append(chunk["response"])
-                if chunk.get("done"):
-                    count = chunk["eval_count"]
-                    self.evaluated.append(chunk.get("prompt_eval_count", 0))
-        return Result(count, (first or time.perf_counter()) - started, "".join(text))
+        super().__init__(threads, parallel, src)
+        self.name = name
 
 
 def prompts(runtime: LocalRuntime, round_: int, clients: int) -> list[str]:
