@@ -3,8 +3,12 @@ replicas (model, node, pid, requests in flight and served) that ``ps`` reads.
 
 One named actor (``locallama-head`` in namespace ``locallama``) on the head node,
 started by ``serve --ray``; it lives as long as that process does.  Replicas report
-to it (``started``/``finished``, a heartbeat every few seconds); an entry whose
-heartbeat is older than ``STALE_S`` is dropped (a killed replica stops beating).
+to it (``counts`` on each request's start and end, a heartbeat every few seconds); an
+entry whose heartbeat is older than ``STALE_S`` is dropped (a killed replica stops
+beating).  The head is a threaded actor, so two reports from one replica may run in
+either order: each carries the replica's own totals and a sequence number, and an
+older report never overwrites a newer one (a count kept as +1/-1 messages would leak
+a request when its end overtook its start).
 
 ``copy_model`` is the replica's side of "models on every node": a replica whose node
 lacks the model's manifest or any of its blobs fetches them from the head in
@@ -44,6 +48,7 @@ class ReplicaInfo:
     pid: int
     ongoing: int = 0
     served: int = 0
+    seq: int = -1  # the sequence number of the report ``ongoing``/``served`` came from
     loaded: list[dict[str, Any]] = field(default_factory=list)  # its runtime's ps rows
     seen: float = field(default_factory=time.monotonic)
 
@@ -72,24 +77,23 @@ class Head:
     # -- the directory ------------------------------------------------------------
 
     def register(self, info: dict[str, Any]) -> None:
-        """A replica's heartbeat: its fields replace what was known, ``seen`` now."""
+        """A replica's heartbeat (its identity, ps rows, and counts with their ``seq``):
+        its fields replace what was known, ``seen`` now; counts older than the ones
+        held are kept out."""
         with self._lock:
             old = self._replicas.get(info["replica"])
             entry = ReplicaInfo(**info)
-            if old is not None:
-                entry.ongoing, entry.served = old.ongoing, old.served
+            if old is not None and old.seq > entry.seq:
+                entry.ongoing, entry.served, entry.seq = old.ongoing, old.served, old.seq
             self._replicas[entry.replica] = entry
 
-    def started(self, replica: str) -> None:
+    def counts(self, replica: str, seq: int, ongoing: int, served: int) -> None:
+        """A replica's requests in flight and served so far, as of its report ``seq``
+        (increasing per replica); ignored when a later report has already arrived."""
         with self._lock:
-            if (entry := self._replicas.get(replica)) is not None:
-                entry.ongoing += 1
-                entry.served += 1
-
-    def finished(self, replica: str) -> None:
-        with self._lock:
-            if (entry := self._replicas.get(replica)) is not None:
-                entry.ongoing = max(0, entry.ongoing - 1)
+            entry = self._replicas.get(replica)
+            if entry is not None and seq > entry.seq:
+                entry.ongoing, entry.served, entry.seq = ongoing, served, seq
 
     def leave(self, replica: str) -> None:
         with self._lock:

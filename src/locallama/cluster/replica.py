@@ -60,6 +60,8 @@ class ModelReplica:
         self.runtime.load(model, keep_alive=-1)
         self.pool = ThreadPoolExecutor(max_ongoing + 2, thread_name_prefix="replica")
         self._stop = threading.Event()
+        self._counts_lock = threading.Lock()
+        self._ongoing = self._served = self._seq = 0
         self._beat()
         threading.Thread(target=self._beats, name="replica-heartbeat", daemon=True).start()
 
@@ -69,13 +71,13 @@ class ModelReplica:
                      route_key: str | None = None) -> AsyncIterator[Any]:
         """``kind`` "chat" or "generate": this replica's identity, then the Chunks."""
         run = self.runtime.chat if kind == "chat" else self.runtime.generate
-        self.head.started.remote(self.replica_id)
+        self._report(+1)
         try:
             yield dict(self.identity)
             async for chunk in self._drive(lambda: run(request)):  # type: ignore[arg-type]
                 yield chunk
         finally:
-            self.head.finished.remote(self.replica_id)
+            self._report(-1)
 
     async def call(self, method: str, *args: Any, route_key: str | None = None,
                    **kwargs: Any) -> Any:
@@ -83,12 +85,12 @@ class ModelReplica:
         if method not in CALLS:
             raise ValueError(f"not a replica call: {method}")
         fn = getattr(self.runtime, method)
-        self.head.started.remote(self.replica_id)
+        self._report(+1)
         try:
             return await asyncio.get_running_loop().run_in_executor(
                 self.pool, lambda: fn(*args, **kwargs))
         finally:
-            self.head.finished.remote(self.replica_id)
+            self._report(-1)
 
     def __del__(self) -> None:
         with contextlib.suppress(Exception):
@@ -112,12 +114,27 @@ class ModelReplica:
             if close is not None:
                 await loop.run_in_executor(self.pool, close)
 
+    def _counted(self, change: int = 0) -> dict[str, int]:
+        """This replica's counts after ``change`` (+1 a request starts, -1 it ends),
+        with the next report sequence number."""
+        with self._counts_lock:
+            self._ongoing += change
+            self._served += max(change, 0)
+            self._seq += 1
+            return {"seq": self._seq, "ongoing": self._ongoing, "served": self._served}
+
+    def _report(self, change: int) -> None:
+        counts = self._counted(change)
+        self.head.counts.remote(self.replica_id, counts["seq"], counts["ongoing"],
+                                counts["served"])
+
     def _beat(self) -> None:
         loaded = [{"name": i.name, "digest": i.digest, "size": i.size,
                    "context_length": i.context_length, "size_vram": i.size_vram,
                    "num_parallel": i.num_parallel, "pid": i.pid, "rss": i.rss}
                   for i in self.runtime.ps()]
-        self.head.register.remote(self.identity | {"model": self.model, "loaded": loaded})
+        self.head.register.remote(self.identity | self._counted()
+                                  | {"model": self.model, "loaded": loaded})
 
     def _beats(self) -> None:
         while not self._stop.wait(HEARTBEAT_S):
