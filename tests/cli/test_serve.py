@@ -105,6 +105,7 @@ def test_commands_go_through_the_server(served: Served):
     assert [r.split()[0] for r in rows] == ["tiny:latest"]
     (loaded,) = json.loads(_cli(env, "ps", "--json").stdout)
     assert loaded["name"] == "tiny:latest" and loaded["context_length"] > 0
+    assert loaded["kv_cache_type"] == "f16"  # through the server: /api/ps carries it
     # The model runs in a runner of its own: a live process other than the server's,
     # whose resident size is measured.
     runner = psutil.Process(loaded["pid"])

@@ -76,6 +76,7 @@ def test_a_q8_0_cache_loads_with_flash_attention_and_generates(tmp_path, wide_he
         [entry] = runtime.loader.entries()
         assert entry.params.kv_cache_type == "q8_0"
         assert entry.params.flash_attention  # turned on for it: nothing said otherwise
+        assert [i.kv_cache_type for i in runtime.ps()] == ["q8_0"]
 
 
 def test_a_models_own_kv_cache_type_wins_over_the_setting(tmp_path, wide_heads):
@@ -85,6 +86,7 @@ def test_a_models_own_kv_cache_type_wins_over_the_setting(tmp_path, wide_heads):
         assert [e.params.kv_cache_type for e in runtime.loader.entries()] == ["q4_0"]
         assert text(runtime, "wide")  # the same file: reloaded with the setting's f16
         assert [e.params.kv_cache_type for e in runtime.loader.entries()] == ["f16"]
+        assert [i.kv_cache_type for i in runtime.ps()] == ["f16"]
         assert runtime.estimate("wide-q4", 4096) < runtime.estimate("wide", 4096)
 
 

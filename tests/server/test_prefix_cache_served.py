@@ -47,3 +47,4 @@ def test_a_shared_system_prompt_is_reported_as_cached_tokens(url):
     assert row["prompt_cached_count"] == cached
     assert row["prompt_eval_count"] == first.usage.prompt_tokens + usage.prompt_tokens - cached
     assert row["prompt_shared_count"] >= 0
+    assert row["kv_cache_type"] == "f16"

@@ -127,6 +127,7 @@ def loaded_info(entry: Entry) -> LoadedModelInfo:
         prompt_eval_count=counts.evaluated if counts else None,
         prompt_cached_count=counts.cached if counts else None,
         prompt_shared_count=counts.shared if counts else None,
+        kv_cache_type=entry.params.kv_cache_type or None,
     )
 
 

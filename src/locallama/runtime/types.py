@@ -370,6 +370,7 @@ class LoadedModelInfo:
     prompt_eval_count: int | None = None
     prompt_cached_count: int | None = None
     prompt_shared_count: int | None = None
+    kv_cache_type: str | None = None  # f16, q8_0 or q4_0: its KV cache's element type
 
 
 @dataclass
