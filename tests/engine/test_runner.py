@@ -19,7 +19,9 @@ import pytest
 
 import locallama.gguf_info
 import locallama.runtime.local
+from locallama.engine.job import Job
 from locallama.errors import BadModelFile, InvalidRequest, RunnerStopped
+from locallama.options import resolve_options
 from locallama.runtime.local import LocalRuntime
 from locallama.runtime.types import ChatRequest, GenerateRequest, Message
 from locallama.settings import Settings
@@ -147,6 +149,17 @@ def test_in_process_mode_gives_the_same_answers(tmp_path: Path, tiny_gguf: Path)
     finally:
         with_runner.close()
         in_process.close()
+
+
+def test_a_stream_closed_before_its_first_piece_stops_its_job_in_the_runner(
+        rt: LocalRuntime) -> None:
+    # a caller that fails between submit and its first read (closing(...) around it)
+    rt.load("tiny")
+    [entry] = rt.loader.entries()
+    scheduler = entry.model.scheduler
+    scheduler.submit(Job(entry.model.tokenize("hello"), resolve_options(ENDLESS))).close()
+    poll(lambda: scheduler.active() == 0 and scheduler.waiting() == 0,
+         "the runner stopped the job nobody reads")
 
 
 def test_closing_a_stream_frees_its_sequence_for_the_next_request(

@@ -112,6 +112,28 @@ def test_a_closed_stream_frees_its_sequence_within_a_step(model):
     assert running.stats.eval_count == stopped_at
 
 
+def test_a_stream_closed_before_its_first_piece_cancels_its_job(model):
+    # a caller that fails between submit and its first read (closing(...) around it)
+    running = endless(model, PROMPTS[1])
+    model.scheduler.submit(running).close()
+    assert wait_until(lambda: model.scheduler.active() == 0 and running.finished,
+                      timeout=1.0)
+    stopped_at = running.stats.eval_count
+    time.sleep(0.1)
+    assert running.stats.eval_count == stopped_at
+    # and one that never got a slot leaves the queue
+    holder = endless(model, PROMPTS[0])
+    held = [model.scheduler.submit(endless(model, f"{PROMPTS[0]} {i}")) for i in range(4)]
+    for stream in held:
+        next(stream)
+    queued = model.scheduler.submit(holder)
+    assert model.scheduler.waiting() == 1
+    queued.close()
+    assert model.scheduler.waiting() == 0 and holder.finished and holder.stats.eval_count == 0
+    for stream in held:
+        stream.close()
+
+
 def test_a_long_prompt_does_not_freeze_the_other_streams(model):
     """num_batch is 32: a long prompt takes a step per 32 tokens, and the running
     stream gets a token in each of them.  (The 300-token prompt is cut to the 255 that

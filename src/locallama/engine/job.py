@@ -9,7 +9,7 @@ over its channel and fills in ``stats`` and ``prompt_scores`` the same way.
 from __future__ import annotations
 
 import queue
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,7 +89,30 @@ class Job:
 _GONE_POLL_S = 0.05  # how often a waiting request looks whether its client left
 
 
-def stream_pieces(job: Job, cancel: Callable[[Job], None]) -> Iterator[Piece]:
+class PieceStream(Iterator[Piece]):
+    """What ``submit`` returns: ``pieces`` (a generator that cancels its job when
+    closed while running) whose ``close()`` also cancels a job it never started
+    reading, through ``cancel_unread()``.  A bare generator closed before its first
+    ``next`` skips its ``finally``, so the job would go on with nobody reading (a
+    caller that fails between ``submit`` and its first read)."""
+
+    def __init__(self, pieces: Generator[Piece, None, None],
+                 cancel_unread: Callable[[], None]) -> None:
+        self._pieces, self._cancel_unread = pieces, cancel_unread
+        self._read = False
+
+    def __next__(self) -> Piece:
+        self._read = True
+        return next(self._pieces)
+
+    def close(self) -> None:
+        if not self._read:
+            self._read = True
+            self._cancel_unread()
+        self._pieces.close()
+
+
+def stream_pieces(job: Job, cancel: Callable[[Job], None]) -> Generator[Piece, None, None]:
     """The job's pieces as its scheduler puts them on ``job.events``; an error event
     is raised, the done event ends it, and a consumer that stops early (closes the
     iterator) has ``cancel(job)`` called.  When the request has a ``CLIENT_GONE`` event

@@ -35,7 +35,7 @@ from typing import Any
 
 from locallama.cancel import CLIENT_GONE
 from locallama.engine.fim import FimTokens
-from locallama.engine.job import Job, Piece
+from locallama.engine.job import Job, Piece, PieceStream
 from locallama.engine.params import ContextParams, PromptCounts
 from locallama.errors import BadModelFile, Cancelled, LocallamaError, RunnerStopped
 from locallama.gguf_info import GGUFInfo
@@ -380,7 +380,7 @@ class RunnerScheduler:
         self.slots = [None] * slots  # how many sequences run at once (scoring fans out)
         self.prompt_counts = PromptCounts()  # prompt tokens evaluated / reused, for ps
 
-    def submit(self, job: Job) -> Iterator[Piece]:
+    def submit(self, job: Job) -> PieceStream:
         """Queue ``job`` in the runner and return its pieces (as ``Scheduler.submit``):
         refusals (a bad prompt, ServerBusy) are raised here; ``job.stats`` and
         ``job.prompt_scores`` are complete when the iterator ends."""
@@ -399,7 +399,7 @@ class RunnerScheduler:
         if kind == "error":
             self.runner.forget(rid)
             raise rest[0]
-        return self._stream(job, rid, waiter)
+        return PieceStream(self._stream(job, rid, waiter), lambda: self._cancel(rid))
 
     def _stream(self, job: Job, rid: int, waiter: queue.SimpleQueue) -> Iterator[Piece]:
         gone = CLIENT_GONE.get()

@@ -19,13 +19,12 @@ from __future__ import annotations
 import collections
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import llama_cpp
 
 from locallama.engine.context_window import fit_prompt, shift_context
-from locallama.engine.job import Job, Piece, stream_pieces
+from locallama.engine.job import Job, Piece, PieceStream, stream_pieces
 from locallama.engine.model import LoadedModel
 from locallama.engine.params import PromptCounts
 from locallama.engine.prefill import MIN_SHARED, PrefixShare, can_reuse
@@ -77,8 +76,8 @@ class Scheduler:
 
     # -- the request side --------------------------------------------------------
 
-    def submit(self, job: Job) -> Iterator[Piece]:
-        """Queue ``job`` and yield its pieces; closing the iterator cancels it.
+    def submit(self, job: Job) -> PieceStream:
+        """Queue ``job`` and yield its pieces; closing the iterator (read or not) cancels it.
 
         Bad prompts fail here, before anything is queued.  The job's ``stats`` and
         ``prompt_scores`` are complete when the iterator ends.  When ``max_queue``
@@ -115,7 +114,7 @@ class Scheduler:
                 raise
             self._waiting.append(job)
             self._cond.notify_all()
-        return stream_pieces(job, self.cancel)
+        return PieceStream(stream_pieces(job, self.cancel), lambda: self.cancel(job))
 
     def cancel(self, job: Job) -> None:
         with self._cond:
