@@ -62,7 +62,8 @@ def answer(runtime: LocalRuntime, model: str, prompt: str, opts: dict[str, Any]
 
 def batching_check(runtime: LocalRuntime, model: str, streams: int, opts: dict[str, Any]
                    ) -> dict[str, bool]:
-    """{"text": same text alone and batched, "logprobs": same floats too}."""
+    """{"text": same text alone and batched, "logprobs": same floats too, "same": how
+    many of the ``streams`` answers have the same text}."""
     prompts = [f"Tell me about {TOPICS[i % len(TOPICS)]}." for i in range(streams)]
     alone = []
     for prompt in prompts:  # each on a fresh context: nothing reused, no company
@@ -83,8 +84,9 @@ def batching_check(runtime: LocalRuntime, model: str, streams: int, opts: dict[s
         t.join()
     if any(t is None for t in together):
         raise RuntimeError("a batched answer failed")
-    return {"text": all([t for t, _ in a] == [t for t, _ in b]
-                        for a, b in zip(alone, together, strict=True)),
+    same = sum([t for t, _ in a] == [t for t, _ in b]
+               for a, b in zip(alone, together, strict=True))
+    return {"text": same == streams, "same": same,
             "logprobs": all(a == b for a, b in zip(alone, together, strict=True))}
 
 

@@ -9,10 +9,16 @@ import gguf
 import pytest
 
 from locallama.api.openai_objects import Usage
+from locallama.engine import decode_trace
 from locallama.engine.model import LoadedModel
 from locallama.engine.params import ContextParams
 from locallama.engine.scheduler import Job, Scheduler
-from locallama.engine.speculative import PromptLookup, draft_room
+from locallama.engine.speculative import (
+    PROBE_TEXT,
+    PromptLookup,
+    batch_step_difference,
+    draft_room,
+)
 from locallama.errors import InvalidRequest
 from locallama.gguf_info import read_gguf_info
 from locallama.options import parse_parameters, resolve_options
@@ -111,15 +117,43 @@ def test_drafted_and_accepted_counts_are_reported(q8):
     assert stats.eval_count <= 120
 
 
+def probe(model: LoadedModel) -> float:
+    """The exactness probe's difference on a fresh context of ``model``."""
+    import llama_cpp
+
+    ctx = model.new_context(256, 1, 32, 2)
+    batch = llama_cpp.llama_batch_init(32, 0, 1)
+    try:
+        return batch_step_difference(ctx, batch, model.n_vocab, model.tokenize(PROBE_TEXT))
+    finally:
+        llama_cpp.llama_batch_free(batch)
+        llama_cpp.llama_free(ctx)
+
+
+def test_the_probe_tells_exact_batches_from_inexact_ones_traced_or_not(
+        q8, tiny_gguf, tmp_path, monkeypatch):
+    import llama_cpp
+
+    assert probe(q8) == 0.0
+    f32 = open_model(tiny_gguf)
+    try:
+        assert 0.0 < probe(f32) < 1.0  # rounding, not a failed decode (inf)
+    finally:
+        f32.close()
+    # with LOCALLAMA_DECODE_TRACE's wrapper installed, the probe calls the real decode
+    # and leaves the trace empty
+    monkeypatch.setattr(llama_cpp, "llama_decode", llama_cpp.llama_decode)  # put back after
+    decode_trace.install(tmp_path / "trace")
+    assert probe(q8) == 0.0
+    assert decode_trace.read(tmp_path / "trace") == []
+
+
 def test_auto_speculates_where_batches_are_exact_and_never_when_off(q8, tiny_gguf):
     # draft_max -1 speculates greedy requests exactly where the load's probe found
-    # batched logits equal to single steps' (Q8_0 here; CI once saw the probe say no, on
-    # the safe side), and then does
+    # batched logits equal to single steps' (Q8_0 here)
     _, auto = run(q8, num_predict=60)
-    assert (auto.stats.draft_n > 0) == q8.scheduler.spec.exact()
-    q8.scheduler.spec._exact_known = True
-    _, exact = run(q8, num_predict=60)
-    assert exact.stats.draft_n > 0
+    assert q8.scheduler.spec.exact()
+    assert auto.stats.draft_n > 0
     _, off = run(q8, num_predict=60, draft_max=0)
     assert off.stats.draft_n == 0
     f32 = open_model(tiny_gguf)  # F32 weights: batched logits round differently

@@ -37,7 +37,9 @@ def install(path: str | os.PathLike) -> None:
         return code
 
     traced._traced = True  # type: ignore[attr-defined]
-    traced.__wrapped__ = decode  # type: ignore[attr-defined]  (what untraced work calls)
+    # what untraced work calls: not __wrapped__, which llama_cpp's own functions already
+    # carry (their ctypes decorator wraps a Python stub whose body is `...`)
+    traced.untraced = decode  # type: ignore[attr-defined]
     llama_cpp.llama_decode = traced
 
 

@@ -23,6 +23,7 @@ distribution; a grammar in the chain sees the accepted tokens in order.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Sequence
 
@@ -206,16 +207,24 @@ PROBE_TEXT = ("The quick brown fox jumps over the lazy dog, and then it runs hom
 def batch_matches_steps(ctx, batch, n_vocab: int, tokens: Sequence[int], seq_id: int = 0,
                         n: int = 12) -> bool:
     """Whether ``ctx``'s model gives bit-identical logits for ``n`` tokens of a sequence
-    evaluated in one batch and one at a time, after the first of ``tokens`` (which
-    holds at least n + 3 ordinary tokens, say PROBE_TEXT's).  Uses sequence ``seq_id``
-    of the context (``batch`` holds at least ``n + 3`` tokens) and leaves it empty; for
-    a fresh context, before any job.  Costs n + 1 evaluations.  A passed probe is
-    evidence, not proof: agreement can depend on the tokens (see PROBE_TEXT)."""
+    evaluated in one batch and one at a time (``batch_step_difference`` is 0)."""
+    return batch_step_difference(ctx, batch, n_vocab, tokens, seq_id, n) == 0.0
+
+
+def batch_step_difference(ctx, batch, n_vocab: int, tokens: Sequence[int], seq_id: int = 0,
+                          n: int = 12) -> float:
+    """The largest difference (in logits) between ``n`` tokens of a sequence evaluated
+    in one batch and one at a time, after the first three of ``tokens`` (which holds at
+    least n + 3 ordinary tokens, say PROBE_TEXT's); 0.0 when bit-identical, inf when a
+    decode fails or there are too few tokens.  Uses sequence ``seq_id`` of the context
+    (``batch`` holds at least ``n + 3`` tokens) and leaves it empty; for a fresh
+    context, before any job.  Costs n + 1 evaluations.  A zero is evidence, not proof:
+    agreement can depend on the tokens (see PROBE_TEXT)."""
     memory = llama_cpp.llama_get_memory(ctx)
     tokens = list(tokens[:n + 3])
     n = len(tokens) - 3
     if n < 1:
-        return False
+        return math.inf
 
     def decode(part: list[int], first: int) -> bool:
         for k, token in enumerate(part):
@@ -223,7 +232,7 @@ def batch_matches_steps(ctx, batch, n_vocab: int, tokens: Sequence[int], seq_id:
             batch.seq_id[k][0], batch.logits[k] = seq_id, True
         batch.n_tokens = len(part)
         # the probe is no request's work: a decode trace (LOCALLAMA_DECODE_TRACE) skips it
-        untraced = getattr(llama_cpp.llama_decode, "__wrapped__", llama_cpp.llama_decode)
+        untraced = getattr(llama_cpp.llama_decode, "untraced", llama_cpp.llama_decode)
         return untraced(ctx, batch) == 0
 
     def rows(count: int) -> list[np.ndarray]:
@@ -232,14 +241,14 @@ def batch_matches_steps(ctx, batch, n_vocab: int, tokens: Sequence[int], seq_id:
 
     try:
         if not decode(tokens[:3], 0) or not decode(tokens[3:], 3):
-            return False
+            return math.inf
         together = rows(n)
         llama_cpp.llama_memory_seq_rm(memory, seq_id, 3, -1)
         alone = []
         for k, token in enumerate(tokens[3:]):
             if not decode([token], 3 + k):
-                return False
+                return math.inf
             alone += rows(1)
-        return all(np.array_equal(a, b) for a, b in zip(together, alone, strict=True))
+        return max(float(np.abs(a - b).max()) for a, b in zip(together, alone, strict=True))
     finally:
         llama_cpp.llama_memory_seq_rm(memory, seq_id, -1, -1)
