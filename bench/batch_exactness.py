@@ -5,7 +5,7 @@ quantization of the bundled model, with flash attention off and on.
 - **One sequence, several tokens in one batch** (what speculative decoding's
   verification does): the largest logit difference between 12 tokens of PROBE_TEXT
   evaluated in one batch and one at a time (``engine.speculative.
-  batch_step_difference``, the scheduler's exactness check; 0 = bit-identical, so
+  fresh_step_difference``, the scheduler's exactness check; 0 = bit-identical, so
   automatic speculation may draft for greedy requests).
 - **Several sequences in one batch** (concurrent requests): 8 raw prompts answered
   one at a time on a freshly loaded model, then together
@@ -33,7 +33,7 @@ from typing import Any
 from determinism import batching_check
 from locallama.engine.model import LoadedModel
 from locallama.engine.params import ContextParams
-from locallama.engine.speculative import PROBE_TEXT, batch_step_difference
+from locallama.engine.speculative import fresh_step_difference
 from locallama.gguf_info import read_gguf_info
 from locallama.runtime.local import LocalRuntime
 from locallama.settings import Settings
@@ -43,18 +43,12 @@ MODEL = "gemma3:270m"
 
 
 def step_difference(path: Path, flash_attention: bool, threads: int) -> float:
-    """batch_step_difference on a fresh context of the model at ``path``."""
-    import llama_cpp
-
-    params = ContextParams(512, 64, 0, True, threads=threads)
-    model = LoadedModel(path, read_gguf_info(path), params)
-    ctx = model.new_context(512, 1, 64, threads, flash_attention=flash_attention)
-    batch = llama_cpp.llama_batch_init(64, 0, 1)
+    """The exactness check's difference for the model at ``path``."""
+    model = LoadedModel(path, read_gguf_info(path), ContextParams(256, 32, 0, True,
+                                                                  threads=threads))
     try:
-        return batch_step_difference(ctx, batch, model.n_vocab, model.tokenize(PROBE_TEXT))
+        return fresh_step_difference(model, threads, flash_attention)
     finally:
-        llama_cpp.llama_batch_free(batch)
-        llama_cpp.llama_free(ctx)
         model.close()
 
 

@@ -13,12 +13,7 @@ from locallama.engine import decode_trace
 from locallama.engine.model import LoadedModel
 from locallama.engine.params import ContextParams
 from locallama.engine.scheduler import Job, Scheduler
-from locallama.engine.speculative import (
-    PROBE_TEXT,
-    PromptLookup,
-    batch_step_difference,
-    draft_room,
-)
+from locallama.engine.speculative import PromptLookup, draft_room, fresh_step_difference
 from locallama.errors import InvalidRequest
 from locallama.gguf_info import read_gguf_info
 from locallama.options import parse_parameters, resolve_options
@@ -118,16 +113,7 @@ def test_drafted_and_accepted_counts_are_reported(q8):
 
 
 def probe(model: LoadedModel) -> float:
-    """The exactness probe's difference on a fresh context of ``model``."""
-    import llama_cpp
-
-    ctx = model.new_context(256, 1, 32, 2)
-    batch = llama_cpp.llama_batch_init(32, 0, 1)
-    try:
-        return batch_step_difference(ctx, batch, model.n_vocab, model.tokenize(PROBE_TEXT))
-    finally:
-        llama_cpp.llama_batch_free(batch)
-        llama_cpp.llama_free(ctx)
+    return fresh_step_difference(model, threads=2)
 
 
 def test_the_probe_tells_exact_batches_from_inexact_ones_traced_or_not(

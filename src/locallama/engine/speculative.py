@@ -211,6 +211,18 @@ def batch_matches_steps(ctx, batch, n_vocab: int, tokens: Sequence[int], seq_id:
     return batch_step_difference(ctx, batch, n_vocab, tokens, seq_id, n) == 0.0
 
 
+def fresh_step_difference(model, threads: int, flash_attention: bool = False) -> float:
+    """``batch_step_difference`` on a fresh one-sequence context of ``model`` (a
+    LoadedModel), freed afterwards: what the scheduler's check finds for it."""
+    ctx = model.new_context(256, 1, 32, threads, flash_attention=flash_attention)
+    batch = llama_cpp.llama_batch_init(32, 0, 1)
+    try:
+        return batch_step_difference(ctx, batch, model.n_vocab, model.tokenize(PROBE_TEXT))
+    finally:
+        llama_cpp.llama_batch_free(batch)
+        llama_cpp.llama_free(ctx)
+
+
 def batch_step_difference(ctx, batch, n_vocab: int, tokens: Sequence[int], seq_id: int = 0,
                           n: int = 12) -> float:
     """The largest difference (in logits) between ``n`` tokens of a sequence evaluated
