@@ -288,7 +288,11 @@ def main() -> None:
     theirs_ceiling = batched_bench(binary, model_path, args.threads, waves)
 
     ours = Locallama(args.threads, max(waves))
-    theirs = LlamaServer(args.threads, max(waves), model_path, binary)
+    try:
+        theirs = LlamaServer(args.threads, max(waves), model_path, binary)
+    except BaseException:  # it did not start (sys.exit): ours must not outlive the bench
+        ours.close()
+        raise
     servers: list = [ours, theirs]
     rows: dict[tuple[str, int], list[tuple[float, list[float]]]] = {}
     turns: dict[str, list[tuple[float, float]]] = {s.name: [] for s in servers}

@@ -110,11 +110,17 @@ def main() -> None:
     sizes = [len(runtime.tokenize(MODEL, t)) for t in waves[0]]
     runtime.close()
 
-    servers: list = [Tree("before", args.before, args.threads, args.clients),
-                     Tree("after", args.after, args.threads, args.clients)]
-    if args.llama_server:
-        servers.append(LlamaServer(args.threads, args.clients, model_path, args.llama_server,
-                                   ("--cache-reuse", "256")))
+    servers: list = []
+    try:  # a server that does not start (sys.exit) stops the ones already started
+        servers.append(Tree("before", args.before, args.threads, args.clients))
+        servers.append(Tree("after", args.after, args.threads, args.clients))
+        if args.llama_server:
+            servers.append(LlamaServer(args.threads, args.clients, model_path,
+                                       args.llama_server, ("--cache-reuse", "256")))
+    except BaseException:
+        for server in servers:
+            server.close()
+        raise
     rows: dict[str, list[tuple[float, list[float]]]] = {s.name: [] for s in servers}
     try:
         for server in servers:  # warm up: load the model (round -1's prompts)
