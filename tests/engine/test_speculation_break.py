@@ -117,3 +117,73 @@ def test_closing_a_stream_twice_after_its_end_or_unread_is_harmless(
         assert len(list(again)) == 3  # the slot is free for the next request
     finally:
         runtime.close()
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "the exactness probe (12 tokens of PROBE_TEXT at positions 3..15) is evidence, not "
+    "proof: on this Q8_0 tiny model a batch [last, d1, d2] at position 198 gives row 0 "
+    "logits up to 0.059 away from the single step's (a fresh context shows it too), so "
+    "automatic speculation changes a greedy answer's logprobs; llama.cpp's kernels, "
+    "not locallama's verification"))
+def test_automatic_speculation_keeps_greedy_logprobs_where_a_batch_rounds_otherwise(
+        tmp_path: Path, q8_path: Path):
+    runtime = local_runtime(tmp_path, ("q8", q8_path), num_parallel=1, runner="inprocess")
+    try:
+        def logprobs(draft_max: int) -> list[tuple[str, float]]:
+            chunks = runtime.generate(GenerateRequest(
+                "q8", REPETITIVE[2:], raw=True, logprobs=True,
+                options={"temperature": 0, "num_predict": 120, "draft_max": draft_max}))
+            return [(t.token, t.logprob) for c in chunks for t in c.logprobs or []]
+
+        plain, auto = logprobs(0), logprobs(-1)
+        assert [t for t, _ in auto] == [t for t, _ in plain]  # the text is the same
+        assert auto == plain  # the logprob of token 113 is not
+    finally:
+        runtime.close()
+
+
+#: two prompts (each written twice over) whose greedy answers, asked in this order of
+#: one scheduler with a 512-token context, part ways at token 111 of the second when
+#: it speculates (draft_max -1 or 8): found by a search over random word lists
+_FIRST = ("to then dog lazy dog red lazy to sat quick quick dog dog and brown the over ran "
+          "then to cat over ran over fox jumps quick sat to and it on brown jumps cat and sat "
+          "quick on jumps was cat over to the the big it a then dog fox mat quick red quick "
+          "jumps it over then quick dog and and ran was a house mat a brown a dog fox sat "
+          "house red mat a a a house and a brown it the mat mat")
+_SECOND = ("sat brown quick fox ran quick then to brown mat quick it and ran sat jumps sat "
+           "mat lazy cat the and and then lazy mat brown fox mat lazy quick quick sat to and "
+           "mat big ran lazy and house dog to big mat")
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "batched rows can round otherwise than single steps on a Q8_0 model the probe calls "
+    "exact (its 12 tokens of PROBE_TEXT prove nothing for other tokens and positions), "
+    "so automatic speculation can change a greedy answer's tokens, not only its "
+    "logprobs: no probe can prove a batch exact for every token; a design decision"))
+def test_greedy_tokens_do_not_change_with_speculation_after_an_earlier_request(q8_path):
+    from locallama.engine.model import LoadedModel
+    from locallama.engine.params import ContextParams
+    from locallama.engine.scheduler import Scheduler
+    from locallama.gguf_info import read_gguf_info
+
+    params = ContextParams(num_ctx=512, num_batch=512, num_gpu=0, use_mmap=True, threads=2,
+                           num_parallel=1)
+    model = LoadedModel(q8_path, read_gguf_info(q8_path), params)
+    model.scheduler = Scheduler(model)
+    try:
+        assert model.scheduler.spec.exact()  # the probe says batches are exact here
+
+        def tokens(prompt: str, draft_max: int) -> list[str]:
+            job = Job(model.tokenize(f"{prompt} {prompt}"),
+                      resolve_options({"temperature": 0, "num_predict": 250,
+                                       "draft_max": draft_max}), (), top_logprobs=0)
+            return [t.token for piece in model.scheduler.submit(job)
+                    for t in piece.logprobs or []]
+
+        first = tokens(_FIRST, 0)
+        assert tokens(_FIRST, 8) == first
+        plain = tokens(_SECOND, 0)
+        assert tokens(_SECOND, -1) == plain  # automatic (the default): token 111 differs
+        assert tokens(_SECOND, 8) == plain
+    finally:
+        model.close()
