@@ -8,7 +8,9 @@ over its channel and fills in ``stats`` and ``prompt_scores`` the same way.
 
 from __future__ import annotations
 
+import inspect
 import queue
+import threading
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -94,22 +96,38 @@ class PieceStream(Iterator[Piece]):
     closed while running) whose ``close()`` also cancels a job it never started
     reading, through ``cancel_unread()``.  A bare generator closed before its first
     ``next`` skips its ``finally``, so the job would go on with nobody reading (a
-    caller that fails between ``submit`` and its first read)."""
+    caller that fails between ``submit`` and its first read).  ``close()`` from
+    another thread while one reads calls ``cancel_running()`` (the job's own cancel,
+    which leaves the reader to see its end): a generator cannot be closed while it
+    runs.  Closing twice, or after the end, does nothing more."""
 
     def __init__(self, pieces: Generator[Piece, None, None],
-                 cancel_unread: Callable[[], None]) -> None:
+                 cancel_unread: Callable[[], None],
+                 cancel_running: Callable[[], None] | None = None) -> None:
         self._pieces, self._cancel_unread = pieces, cancel_unread
-        self._read = False
+        self._cancel_running = cancel_running or cancel_unread
+        self._lock = threading.Lock()
+        self._closed = False
 
     def __next__(self) -> Piece:
-        self._read = True
+        with self._lock:
+            if self._closed:
+                raise StopIteration
         return next(self._pieces)
 
     def close(self) -> None:
-        if not self._read:
-            self._read = True
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        unread = inspect.getgeneratorstate(self._pieces) == inspect.GEN_CREATED
+        try:
+            self._pieces.close()
+        except ValueError:  # "generator already executing": another thread reads it
+            self._cancel_running()
+            return
+        if unread:
             self._cancel_unread()
-        self._pieces.close()
 
 
 def stream_pieces(job: Job, cancel: Callable[[Job], None]) -> Generator[Piece, None, None]:

@@ -399,7 +399,8 @@ class RunnerScheduler:
         if kind == "error":
             self.runner.forget(rid)
             raise rest[0]
-        return PieceStream(self._stream(job, rid, waiter), lambda: self._cancel(rid))
+        return PieceStream(self._stream(job, rid, waiter), lambda: self._cancel(rid),
+                           lambda: self._stop(rid))
 
     def _stream(self, job: Job, rid: int, waiter: queue.SimpleQueue) -> Iterator[Piece]:
         gone = CLIENT_GONE.get()
@@ -430,6 +431,10 @@ class RunnerScheduler:
 
     def _cancel(self, rid: int) -> None:
         self.runner.forget(rid)
+        self._stop(rid)
+
+    def _stop(self, rid: int) -> None:
+        """Ask the runner to cancel ``rid``; its reader still gets the end."""
         with contextlib.suppress(LocallamaError):
             self.runner.send(("cancel", rid))
 
