@@ -134,23 +134,20 @@ def test_the_probe_tells_exact_batches_from_inexact_ones_traced_or_not(
     assert decode_trace.read(tmp_path / "trace") == []
 
 
-def test_auto_speculates_where_batches_are_exact_and_never_when_off(q8, tiny_gguf):
-    # draft_max -1 speculates greedy requests exactly where the load's probe found
-    # batched logits equal to single steps' (Q8_0 here)
-    _, auto = run(q8, num_predict=60)
-    assert q8.scheduler.spec.exact()
-    assert auto.stats.draft_n > 0
-    _, off = run(q8, num_predict=60, draft_max=0)
+def test_auto_speculates_sampled_requests_only(q8):
+    # draft_max -1 leaves greedy requests alone even where 12 probe tokens batch
+    # exactly (Q8_0 here): other tokens at other positions can still round otherwise
+    # (test_speculation_break.py has such a case), and a greedy answer must stay the
+    # model's own; a sampled answer keeps its distribution, so it is drafted
+    assert fresh_step_difference(q8, threads=2) == 0.0
+    _, greedy = run(q8, num_predict=60)
+    assert greedy.stats.draft_n == 0
+    _, sampled = run(q8, num_predict=60, temperature=0.1, seed=3)
+    assert sampled.stats.draft_n > 0
+    _, off = run(q8, num_predict=60, temperature=0.1, seed=3, draft_max=0)
     assert off.stats.draft_n == 0
-    f32 = open_model(tiny_gguf)  # F32 weights: batched logits round differently
-    try:
-        assert not f32.scheduler.spec.exact()
-        _, greedy = run(f32, num_predict=60)
-        assert greedy.stats.draft_n == 0  # greedy output stays the model's own
-        _, forced = run(f32, num_predict=60, draft_max=8)
-        assert forced.stats.draft_n > 0
-    finally:
-        f32.close()
+    _, forced = run(q8, num_predict=60, draft_max=8)  # asked for: greedy drafts too
+    assert forced.stats.draft_n > 0
 
 
 @pytest.mark.parametrize("limit", [1, 2, 7, 33])

@@ -30,7 +30,7 @@ from locallama.engine.params import PromptCounts
 from locallama.engine.prefill import MIN_SHARED, PrefixShare, can_reuse
 from locallama.engine.sampling import Sampler
 from locallama.engine.slots import Slot, choose_slot, common_prefix
-from locallama.engine.speculative import PROBE_TEXT, Speculator, batch_matches_steps, verify
+from locallama.engine.speculative import Speculator, verify
 from locallama.engine.vision import decode_image, image_at, prepare, reuse_limit, text_run
 from locallama.errors import Cancelled, InvalidRequest, LocallamaError, ServerBusy
 from locallama.runtime.types import TokenLogprob
@@ -62,10 +62,7 @@ class Scheduler:
         # logits (bench/prefill_equality.py), so only where batching already does
         # (flash attention on: LOCALLAMA_FLASH_ATTENTION).
         self.prompts_together = params.flash_attention
-        # speculative decoding: drafts and their checks; whether this model's batched
-        # logits equal single steps' is asked (once) by the loop thread
-        self.spec = Speculator(draft, exact=lambda: self.num_batch >= 15 and batch_matches_steps(
-            self.ctx, self.batch, model.n_vocab, model.tokenize(PROBE_TEXT)))
+        self.spec = Speculator(draft)  # speculative decoding: drafts and their checks
         self._waiting: collections.deque[Job] = collections.deque()
         self._cond = threading.Condition()
         self._closed = False
@@ -146,7 +143,6 @@ class Scheduler:
     # -- the loop ------------------------------------------------------------------
 
     def _loop(self) -> None:
-        self.spec.exact()  # asked now, while the context is fresh and sequence 0 free
         while True:
             with self._cond:
                 self._drop_cancelled()

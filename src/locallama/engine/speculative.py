@@ -17,14 +17,16 @@ target's own sampler chain samples at each position in order, and drafted tokens
 are accepted while what it samples equals the draft; the first sample that differs
 (or the one after the last draft) is the step's new token.  Each sampled token is
 drawn exactly as it would be without speculation (same chain, same order, one draw
-per output token), so greedy output is the target's and a seeded one keeps its
-distribution; a grammar in the chain sees the accepted tokens in order.
+per output token), so a seeded answer keeps its distribution and a grammar in the
+chain sees the accepted tokens in order.  A greedy answer is the target's own only
+as far as llama.cpp computes a batch's rows as it computes single steps, which it
+does not always do (see :class:`Speculator`): automatic mode leaves greedy requests
+alone.
 """
 
 from __future__ import annotations
 
 import math
-import threading
 from collections.abc import Sequence
 
 import llama_cpp
@@ -125,36 +127,25 @@ class Speculator:
     """A scheduler's drafting: prompt lookup, or ``draft`` (an ``engine.draft.DraftModel``)
     where the model has one.  One per scheduler; used by its loop thread only.
 
-    ``exact`` (a callable, asked once) says whether the target's logits for a batch of
-    a sequence's tokens are bit-identical to those of single-token steps.  Where they
-    are not (llama.cpp's batched kernels round differently for some weight types:
-    gemma3:270m's Q4_K_M differs, F32 and Q8_0 test models do not), greedy output with
-    speculation could differ from greedy output without it, so ``draft_max`` -1
-    speculates only for sampled requests there; a request or Modelfile that sets
-    ``draft_max`` above 0 speculates on any model.
+    ``draft_max`` -1 (automatic) speculates for sampled requests only.  A batch of a
+    sequence's tokens can round otherwise than single-token steps in llama.cpp's
+    kernels (``batch_step_difference`` measures it: on gemma3 with flash attention off
+    every weight type differs, and where 12 probe tokens agree bit for bit other tokens
+    at other positions still can), so a drafted greedy answer could part from the
+    model's own; a sampled one keeps its distribution either way.  A request or
+    Modelfile that sets ``draft_max`` above 0 speculates greedy requests too, taking
+    that risk for the speed.
     """
 
-    def __init__(self, draft=None, exact=None) -> None:
+    def __init__(self, draft=None) -> None:
         self.draft = draft
-        self._exact = exact
-        self._exact_known: bool | None = None
-        self._probing = threading.Lock()  # one probe: a second caller waits for its answer
 
-    def exact(self) -> bool:
-        """The probe's answer, asked once (the loop thread asks first, on a fresh
-        context; any other caller waits for that answer rather than probe beside it)."""
-        with self._probing:
-            if self._exact_known is None:
-                self._exact_known = bool(self._exact()) if self._exact is not None else False
-            return self._exact_known
-
-    def wanted(self, options: Options) -> bool:
+    @staticmethod
+    def wanted(options: Options) -> bool:
         """Whether a job with ``options`` speculates at all."""
-        if options.draft_max == 0:
-            return False
-        if options.draft_max > 0:
-            return True
-        return options.temperature > 0 or self.exact()
+        if options.draft_max < 0:
+            return options.temperature > 0
+        return options.draft_max > 0
 
     def plan(self, job, next_token: int, cached: list[int], num_ctx: int,
              num_batch: int) -> list[int]:
@@ -202,13 +193,6 @@ class Speculator:
 #: vocabulary, can agree where ordinary text does not: gemma3:270m's Q4_K_M did)
 PROBE_TEXT = ("The quick brown fox jumps over the lazy dog, and then it runs home. "
               "def add(a, b):\n    return a + b\n\nprint(add(2, 3))  # prints 5\n")
-
-
-def batch_matches_steps(ctx, batch, n_vocab: int, tokens: Sequence[int], seq_id: int = 0,
-                        n: int = 12) -> bool:
-    """Whether ``ctx``'s model gives bit-identical logits for ``n`` tokens of a sequence
-    evaluated in one batch and one at a time (``batch_step_difference`` is 0)."""
-    return batch_step_difference(ctx, batch, n_vocab, tokens, seq_id, n) == 0.0
 
 
 def fresh_step_difference(model, threads: int, flash_attention: bool = False) -> float:
