@@ -5,8 +5,8 @@ quantization of the bundled model, with flash attention off and on.
 - **One sequence, several tokens in one batch** (what speculative decoding's
   verification does): the largest logit difference between 12 tokens of PROBE_TEXT
   evaluated in one batch and one at a time (``engine.speculative.
-  fresh_step_difference``, the scheduler's exactness check; 0 = bit-identical, so
-  automatic speculation may draft for greedy requests).
+  fresh_step_difference``; 0 = bit-identical for these tokens, which other tokens
+  need not be: so automatic speculation leaves greedy requests alone either way).
 - **Several sequences in one batch** (concurrent requests): 8 raw prompts answered
   one at a time on a freshly loaded model, then together
   (``determinism.batching_check``), greedy and seeded (temperature 0.8), --tokens
@@ -43,7 +43,7 @@ MODEL = "gemma3:270m"
 
 
 def step_difference(path: Path, flash_attention: bool, threads: int) -> float:
-    """The exactness check's difference for the model at ``path``."""
+    """``fresh_step_difference`` for the model at ``path`` (logits; 0.0: identical)."""
     model = LoadedModel(path, read_gguf_info(path), ContextParams(256, 32, 0, True,
                                                                   threads=threads))
     try:
