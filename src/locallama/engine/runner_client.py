@@ -400,7 +400,7 @@ class RunnerScheduler:
             self.runner.forget(rid)
             raise rest[0]
         return PieceStream(self._stream(job, rid, waiter), lambda: self._cancel(rid),
-                           lambda: self._stop(rid))
+                           lambda: self._cancel(rid, forget=False))
 
     def _stream(self, job: Job, rid: int, waiter: queue.SimpleQueue) -> Iterator[Piece]:
         gone = CLIENT_GONE.get()
@@ -429,12 +429,10 @@ class RunnerScheduler:
                 self._cancel(rid)
             self.runner.forget(rid)
 
-    def _cancel(self, rid: int) -> None:
-        self.runner.forget(rid)
-        self._stop(rid)
-
-    def _stop(self, rid: int) -> None:
-        """Ask the runner to cancel ``rid``; its reader still gets the end."""
+    def _cancel(self, rid: int, forget: bool = True) -> None:
+        """Ask the runner to cancel ``rid``; unless ``forget``, its reader gets the end."""
+        if forget:
+            self.runner.forget(rid)
         with contextlib.suppress(LocallamaError):
             self.runner.send(("cancel", rid))
 
@@ -446,8 +444,7 @@ class RunnerScheduler:
 
     def _status(self) -> tuple[int, int]:
         try:
-            # /metrics asks on the server's event loop: a runner that does not answer
-            # (SIGSTOP, a wedged call) must not stall every other request with it.
+            # asked on the server's event loop (/metrics): a wedged runner must not stall it
             return self.runner.call("status", timeout=_STATUS_WAIT_S)
         except LocallamaError:
             return 0, 0
