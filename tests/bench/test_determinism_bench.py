@@ -27,9 +27,10 @@ def test_one_round_on_the_tiny_model(tmp_path: Path, tiny_gguf: Path) -> None:
         for streams in ("1", "2"):
             assert figures[name][streams]["tokens"] > 0 and figures[name][streams]["tok_s"] > 0
         assert out["perplexity"][name] > 1
-        assert set(out["batching"][name]) == {"text", "logprobs"}
+        assert set(out["batching"][name]) == {"text", "logprobs", "same"}
     # F32 weights, flash attention off: batching does not change the text (the
     # default's promise; the last bits of a logprob may move with the batch's shape)
     assert out["batching"][names[0]]["text"] is True
+    assert out["batching"][names[0]]["same"] == 2  # both answers
     table = determinism.table(out, streams=2)
     assert all(name in table for name in names)
