@@ -197,7 +197,7 @@ PROBE_TEXT = ("The quick brown fox jumps over the lazy dog, and then it runs hom
 
 def fresh_step_difference(model, threads: int, flash_attention: bool = False) -> float:
     """``batch_step_difference`` on a fresh one-sequence context of ``model`` (a
-    LoadedModel), freed afterwards: what the scheduler's check finds for it."""
+    LoadedModel), freed afterwards (bench/batch_exactness.py's figure)."""
     ctx = model.new_context(256, 1, 32, threads, flash_attention=flash_attention)
     batch = llama_cpp.llama_batch_init(32, 0, 1)
     try:
