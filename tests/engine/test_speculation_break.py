@@ -69,55 +69,54 @@ def test_greedy_answers_are_identical_whatever_draft_max(q8rt, request_fields):
     assert drafted_off == drafted_auto == (0, 0)  # automatic: greedy is not drafted
 
 
-@pytest.mark.parametrize("runner", ["inprocess", "process"])
-def test_closing_a_stream_from_another_thread_while_it_is_read_stops_its_job(
-        tmp_path: Path, tiny_gguf: Path, runner: str):
+@pytest.fixture(params=["inprocess", "process"])
+def loaded(request, tmp_path: Path, tiny_gguf: Path) -> Iterator:
+    """The tiny model's loaded entry (one sequence), in-process or in a runner."""
+    runtime = local_runtime(tmp_path, ("tiny", tiny_gguf), num_parallel=1,
+                            runner=request.param)
+    try:
+        runtime.load("tiny")
+        [entry] = runtime.loader.entries()
+        yield entry
+    finally:
+        runtime.close()
+
+
+def test_closing_a_stream_from_another_thread_while_it_is_read_stops_its_job(loaded):
     # close() while another thread is inside next() raised "generator already
     # executing" and left the job running (in the runner, forgetting it would also
     # have left its reader waiting forever)
-    runtime = local_runtime(tmp_path, ("tiny", tiny_gguf), num_parallel=1, runner=runner)
-    try:
-        runtime.load("tiny")
-        [entry] = runtime.loader.entries()
-        scheduler = entry.model.scheduler
-        stream = scheduler.submit(Job(entry.model.tokenize("hello"), resolve_options(ENDLESS)))
-        got: list = []
-        reader = threading.Thread(target=lambda: got.extend(stream), daemon=True)
-        reader.start()
-        poll(lambda: len(got) > 2, "the reader reads")
-        stream.close()
-        reader.join(20)
-        assert not reader.is_alive()
-        stream.close()  # twice: nothing more
-        assert list(stream) == []
-        poll(lambda: scheduler.active() == 0 and scheduler.waiting() == 0,
-             "the closed stream's job stopped")
-    finally:
-        runtime.close()
+    entry = loaded
+    scheduler = entry.model.scheduler
+    stream = scheduler.submit(Job(entry.model.tokenize("hello"), resolve_options(ENDLESS)))
+    got: list = []
+    reader = threading.Thread(target=lambda: got.extend(stream), daemon=True)
+    reader.start()
+    poll(lambda: len(got) > 2, "the reader reads")
+    stream.close()
+    reader.join(20)
+    assert not reader.is_alive()
+    stream.close()  # twice: nothing more
+    assert list(stream) == []
+    poll(lambda: scheduler.active() == 0 and scheduler.waiting() == 0,
+         "the closed stream's job stopped")
 
 
-@pytest.mark.parametrize("runner", ["inprocess", "process"])
-def test_closing_a_stream_twice_after_its_end_or_unread_is_harmless(
-        tmp_path: Path, tiny_gguf: Path, runner: str):
-    runtime = local_runtime(tmp_path, ("tiny", tiny_gguf), num_parallel=1, runner=runner)
-    try:
-        runtime.load("tiny")
-        [entry] = runtime.loader.entries()
-        scheduler = entry.model.scheduler
-        short = resolve_options({"num_predict": 3, "temperature": 0})
-        done = scheduler.submit(Job(entry.model.tokenize("hello"), short))
-        assert len(list(done)) == 3
-        done.close()
-        done.close()
-        unread = scheduler.submit(Job(entry.model.tokenize("hello"), resolve_options(ENDLESS)))
-        unread.close()
-        unread.close()
-        assert list(unread) == []
-        poll(lambda: scheduler.active() == 0 and scheduler.waiting() == 0, "nothing runs")
-        again = scheduler.submit(Job(entry.model.tokenize("hello"), short))
-        assert len(list(again)) == 3  # the slot is free for the next request
-    finally:
-        runtime.close()
+def test_closing_a_stream_twice_after_its_end_or_unread_is_harmless(loaded):
+    entry = loaded
+    scheduler = entry.model.scheduler
+    short = resolve_options({"num_predict": 3, "temperature": 0})
+    done = scheduler.submit(Job(entry.model.tokenize("hello"), short))
+    assert len(list(done)) == 3
+    done.close()
+    done.close()
+    unread = scheduler.submit(Job(entry.model.tokenize("hello"), resolve_options(ENDLESS)))
+    unread.close()
+    unread.close()
+    assert list(unread) == []
+    poll(lambda: scheduler.active() == 0 and scheduler.waiting() == 0, "nothing runs")
+    again = scheduler.submit(Job(entry.model.tokenize("hello"), short))
+    assert len(list(again)) == 3  # the slot is free for the next request
 
 
 def test_automatic_speculation_keeps_greedy_logprobs_where_a_batch_rounds_otherwise(
