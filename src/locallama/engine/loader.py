@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from locallama.batch_exact import speed_settings
 from locallama.engine.params import ContextParams
 from locallama.errors import ModelTooLarge, ServerBusy
 from locallama.gguf_info import GGUFInfo, estimate_memory, read_gguf_info
@@ -70,11 +71,12 @@ class ModelLoader:
     def __init__(self, memory: Callable[[], int] = available_memory, num_parallel: int = 0,
                  max_loaded: int = 0, flash_attention: bool | None = None, max_queue: int = 0,
                  runner: str = "process", kv_cache_type: str = "f16",
-                 repack: bool = False) -> None:
+                 repack: bool | None = None) -> None:
         self._memory = memory
         self.runner = runner  # "process": each model in a runner; "inprocess": in this one
         self.max_queue = max_queue  # requests that may wait per model; 0: no bound
-        self.flash_attention = flash_attention  # None: on where a quantized KV cache needs it
+        # flash attention and repacking: None lets batch_exact.speed_settings choose per model
+        self.flash_attention = flash_attention
         self.kv_cache_type = kv_cache_type  # unless a model's kv_cache_type option says
         self.repack = repack
         self.num_parallel = num_parallel  # 0: choose from memory
@@ -115,8 +117,13 @@ class ModelLoader:
         info = self.info(path)
         key = (path, embedding)
         wanted = ContextParams.from_options(options, info, embedding)
-        wanted = dataclasses.replace(wanted, repack=self.repack, draft=draft,
-                                     kv_cache_type=wanted.kv_cache_type or self.kv_cache_type)
+        kv_type = wanted.kv_cache_type or self.kv_cache_type
+        # an embedding model decodes one input at a time: nothing to gain, so as before
+        flash, repack = speed_settings(() if embedding else info.tensor_types,
+                                       self.flash_attention, self.repack,
+                                       kv_cache_type(kv_type).quantized)
+        wanted = dataclasses.replace(wanted, repack=repack, draft=draft, kv_cache_type=kv_type,
+                                     flash_attention=flash)
         if projector:
             wanted = dataclasses.replace(wanted, projector=projector)
         freed = 0  # what unloading the same model with other parameters gave back
@@ -163,9 +170,8 @@ class ModelLoader:
                  name: str, digest: str, keep_alive: float | None, freed: int) -> Entry:
         """Make room for a new model (caller holds ``_lock``) and enter it as loading."""
         kind = kv_cache_type(wanted.kv_cache_type)
-        flash = kind.quantized if self.flash_attention is None else self.flash_attention
         if not wanted.embedding:
-            check_kv_cache(info, kind, flash)
+            check_kv_cache(info, kind, wanted.flash_attention)
         per_element = kind.bytes_per_element
         parallel = wanted.num_parallel if wanted.embedding else self.num_parallel
         if not wanted.embedding and not parallel:
@@ -174,7 +180,7 @@ class ModelLoader:
             fits = estimate_memory(info, wanted.num_ctx, AUTO_PARALLEL,
                                    per_element).total <= room
             parallel = AUTO_PARALLEL if fits else 1
-        params = dataclasses.replace(wanted, num_parallel=parallel, flash_attention=flash)
+        params = dataclasses.replace(wanted, num_parallel=parallel)
         need = estimate_memory(info, params.num_ctx, params.num_parallel, per_element).total
         if params.projector:  # its weights (a little more while it encodes an image)
             need += os.path.getsize(params.projector)

@@ -128,6 +128,7 @@ def loaded_info(entry: Entry) -> LoadedModelInfo:
         prompt_cached_count=counts.cached if counts else None,
         prompt_shared_count=counts.shared if counts else None,
         kv_cache_type=entry.params.kv_cache_type or None,
+        flash_attention=entry.params.flash_attention, repack=entry.params.repack,
     )
 
 

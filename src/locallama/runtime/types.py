@@ -371,6 +371,8 @@ class LoadedModelInfo:
     prompt_cached_count: int | None = None
     prompt_shared_count: int | None = None
     kv_cache_type: str | None = None  # f16, q8_0 or q4_0: its KV cache's element type
+    flash_attention: bool | None = None  # loaded with flash attention (None: not known)
+    repack: bool | None = None  # loaded with llama.cpp's repacked weight layouts
 
 
 @dataclass
