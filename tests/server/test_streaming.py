@@ -35,7 +35,7 @@ def test_each_step_runs_in_a_worker_thread_and_the_end_closes_the_iterator():
     assert threading.get_ident() not in steps.threads and steps.closed
 
 
-def test_a_client_that_leaves_closes_the_iterator_and_no_step_follows():
+def test_a_client_that_leaves_closes_the_iterator_and_no_further_step_follows():
     steps = Steps(None)  # a generation that would never end
 
     async def main() -> None:
@@ -45,7 +45,10 @@ def test_a_client_that_leaves_closes_the_iterator_and_no_step_follows():
                     break
 
     run(main)
-    assert steps.closed and steps.taken == [0, 1, 2]
+    # the stream's thread runs one item ahead: it may hold the next item and be in
+    # the step after it, never further
+    assert steps.closed and steps.taken == list(range(len(steps.taken)))
+    assert 3 <= len(steps.taken) <= 5
 
 
 # -- progress_events -------------------------------------------------------------------

@@ -45,7 +45,8 @@ _FOREVER_YEAR = 2200
 def timestamp(when: datetime | None = None) -> str:
     """RFC 3339 in UTC with microseconds (``2025-01-02T03:04:05.000000Z``), as Ollama's
     clients parse it; now when ``when`` is None, UTC when it has no zone."""
-    when = when or datetime.now(UTC)
+    if when is None:  # every streamed line: isoformat is several times faster than strftime
+        return datetime.now(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
     when = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
     return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 

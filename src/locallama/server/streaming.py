@@ -1,15 +1,15 @@
 """Threads under the async handlers, and stopping work when the client leaves.
 
-The Runtime is synchronous: each ``next()`` may run a llama.cpp decode step, so it
-runs in a worker thread.  When the client goes away, Starlette cancels the task
-that drives the stream; the step in flight finishes, no further step is asked
-for, and the iterator is closed, which ends the generation and frees the model
-for the next request.
+The Runtime is synchronous: each ``next()`` may wait for a llama.cpp decode step, so
+it runs in a thread.  When the client goes away, Starlette cancels the task that
+drives the stream; the step in flight finishes, no further step is asked for, and
+the iterator is closed, which ends the generation and frees the model for the next
+request.
 
-A first step may wait for the model (another request holds it), so first steps
-and later steps run under separate thread limiters: otherwise enough waiting
-requests take every worker thread, the request that holds the model can never
-take its next step, and the server deadlocks.
+A first step may wait for the model (another request holds it), so it runs in
+anyio's worker pool, and the steps after it in a thread of the stream's own
+(``iterate_in_thread``): requests waiting for the model can take every pool thread
+without keeping the request that holds it from its next step.
 
 Work before the first byte (rendering the chat template above all) runs while
 Starlette is not listening to the client, so ``WatchDisconnect`` listens: once a
@@ -23,6 +23,9 @@ through ``server/runtime_calls.py``.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import contextvars
 import queue
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -31,7 +34,6 @@ from typing import Any, TypeVar
 import anyio
 import anyio.from_thread
 import anyio.to_thread
-from anyio.lowlevel import RunVar
 from starlette.responses import StreamingResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -41,33 +43,77 @@ from locallama.progress import Progress, ProgressEvent
 
 T = TypeVar("T")
 _DONE = object()
-_STEPS: RunVar[anyio.CapacityLimiter] = RunVar("locallama_stream_steps")
-
-
-def _step_limiter() -> anyio.CapacityLimiter:
-    """Threads for the steps of streams already under way (one per event loop)."""
-    try:
-        return _STEPS.get()
-    except LookupError:
-        limiter = anyio.CapacityLimiter(64)
-        _STEPS.set(limiter)
-        return limiter
+STEPS_AHEAD = 1  # items a stream's thread may take before its consumer has taken them
+_STOP_POLL_S = 0.1  # how often a stream's thread, waiting for room, checks for the end
 
 
 async def iterate_in_thread(items: Iterator[T]) -> AsyncIterator[T]:
-    """Each step of ``items`` in a worker thread (the steps' own limiter); ``items`` is
-    closed when this ends, however it ends (the client left: the generation stops)."""
+    """Each step of ``items`` in a thread of the stream's own, which hands each item to
+    this event loop as it comes and runs at most ``STEPS_AHEAD`` items ahead of the
+    consumer; ``items`` is closed in that thread when this ends, however it ends (the
+    client left: the generation stops), and this waits for that.  The thread may
+    hold the item after the last one taken and be in the step after that when the
+    consumer stops: those finish, their items are dropped, and no further step is
+    asked for.
+
+    A thread for the stream's life rather than a round trip to a thread pool per item
+    (``anyio.to_thread.run_sync``): an item costs the event loop one callback, where
+    anyio's dispatch cost it about a quarter of the server's CPU time per streamed
+    token (py-spy on ``serve``, one stream).  The thread runs in the request's context
+    (``CLIENT_GONE`` above all), as anyio's workers do, and never waits for a pool, so
+    streams already under way cannot be starved by requests waiting for a model.
+    """
+    loop = asyncio.get_running_loop()
+    ready: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+    room = threading.Semaphore(STEPS_AHEAD)
+    stop = threading.Event()
+
+    def post(kind: str, value: Any) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            loop.call_soon_threadsafe(ready.put_nowait, (kind, value))
+
+    def pump() -> None:
+        try:
+            while not stop.is_set():
+                item = next(items, _DONE)
+                if item is _DONE:
+                    break
+                while not room.acquire(timeout=_STOP_POLL_S):
+                    if stop.is_set():
+                        return
+                post("item", item)
+        except BaseException as exc:  # noqa: BLE001 - raised to the consumer
+            post("error", exc)
+        finally:
+            try:
+                close = getattr(items, "close", None)
+                if close is not None:
+                    close()
+            finally:
+                post("end", None)
+
+    context = contextvars.copy_context()
+    threading.Thread(target=context.run, args=(pump,), name="locallama-stream",
+                     daemon=True).start()
+    ended = False
     try:
         while True:
-            item = await anyio.to_thread.run_sync(next, items, _DONE, limiter=_step_limiter())
-            if item is _DONE:
+            kind, value = await ready.get()
+            if kind == "item":
+                room.release()
+                yield value
+            elif kind == "error":
+                raise value
+            else:
+                ended = True
                 return
-            yield item  # type: ignore[misc]
     finally:
-        close = getattr(items, "close", None)
-        if close is not None:
+        stop.set()
+        room.release()  # a thread waiting for room sees the end at once
+        if not ended:
             with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(close, limiter=_step_limiter())
+                while (await ready.get())[0] != "end":
+                    pass
 
 
 async def first_in_thread(items: Iterator[T]) -> tuple[T | None, Iterator[T]]:
