@@ -348,10 +348,16 @@ def main() -> None:
             p50, p95 = percentile(ttfts, 0.5) * 1000, percentile(ttfts, 0.95) * 1000
             print(f"{clients:>7}  {server.name:<12} {statistics.median(r[0] for r in runs):>9.1f}"
                   f" {p50:>7.0f}ms {p95:>7.0f}ms  {ratio:>9}")
-    print("\nBare batched decoding, no sampling or HTTP (the engines' ceilings), tok/s")
-    print(f"{'streams':>7}  {'locallama engine':>16} {'llama-batched-bench':>20}")
+    print("\nBare batched decoding, no sampling or HTTP (the engines' ceilings), tok/s; the "
+          "last column is the most a server\non this engine could reach against llama-server "
+          "(the larger ceiling over llama-server's agg tok/s)")
+    print(f"{'streams':>7}  {'locallama engine':>16} {'llama-batched-bench':>20} "
+          f"{'bound':>6}")
     for speed, n in ceilings:
-        print(f"{n:>7}  {speed:>16.1f} {theirs_ceiling.get(n, float('nan')):>20.1f}")
+        theirs_bare = theirs_ceiling.get(n, float("nan"))
+        served = statistics.median(r[0] for r in rows[("llama-server", n)])
+        print(f"{n:>7}  {speed:>16.1f} {theirs_bare:>20.1f} "
+              f"{max(speed, theirs_bare) / served:>5.2f}x")
     print(f"\nSecond chat turn after a ~1,500-token history (TTFT, median of {args.rounds})")
     print(f"{'server':<12} {'turn 1':>9} {'turn 2':>9} {'turn2/turn1':>12}")
     for server in servers:
