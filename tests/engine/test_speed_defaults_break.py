@@ -86,3 +86,32 @@ def test_a_cache_the_model_cannot_have_is_refused_without_unloading_it(tmp_path,
         assert (after.name, after.pid) == (before.name, before.pid)
     finally:
         runtime.close()
+
+
+@pytest.mark.parametrize("repack", [None, False, True])
+def test_an_embedding_model_is_loaded_with_the_repacking_ps_shows(tmp_path, monkeypatch,
+                                                                   repack):
+    """Embedding models load through llama_cpp.Llama, which leaves llama.cpp's default,
+    repacking on (it repacked the tiny Q4_0 model's matrices into q4_0_8x8), while ps
+    said repack false and LOCALLAMA_REPACK=0 changed nothing."""
+    import llama_cpp._internals
+
+    from tinymodel import Q4_0
+
+    asked: list[bool] = []
+    init = llama_cpp._internals.LlamaModel.__init__
+
+    def record(self, *args, params, **kwargs):
+        asked.append(bool(params.use_extra_bufts))
+        init(self, *args, params=params, **kwargs)
+
+    monkeypatch.setattr(llama_cpp._internals.LlamaModel, "__init__", record)
+    gguf = write_tiny_gguf(tmp_path / "q4.gguf", file_type=Q4_0)
+    runtime = local_runtime(tmp_path, ("q4", gguf), repack=repack, runner="inprocess")
+    try:
+        assert len(runtime.embed("q4", ["the cat sat"]).embeddings) == 1
+        [model] = runtime.ps()
+    finally:
+        runtime.close()
+    assert asked == [bool(repack)]  # unset: embedding models keep it off
+    assert (model.flash_attention, model.repack) == (False, bool(repack))
