@@ -8,13 +8,15 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
+import llama_cpp._internals
 import pytest
 
+import tinymodel
 from locallama.errors import InvalidRequest
 from locallama.runtime.types import GenerateRequest
 from locallama.settings import Settings
-from runtimes import local_runtime
-from tinymodel import F16, F32, Q8_0, write_tiny_gguf
+from runtimes import add_model, local_runtime
+from tinymodel import F16, F32, Q4_0, Q8_0, write_tiny_gguf
 
 # the tiny model with 32-wide heads (2 heads, 1 KV head): a q8_0 KV cache fits it
 WIDE_HEADS = {"llama.attention.head_count": 2, "llama.attention.head_count_kv": 1,
@@ -94,10 +96,6 @@ def test_an_embedding_model_is_loaded_with_the_repacking_ps_shows(tmp_path, monk
     """Embedding models load through llama_cpp.Llama, which leaves llama.cpp's default,
     repacking on (it repacked the tiny Q4_0 model's matrices into q4_0_8x8), while ps
     said repack false and LOCALLAMA_REPACK=0 changed nothing."""
-    import llama_cpp._internals
-
-    from tinymodel import Q4_0
-
     asked: list[bool] = []
     init = llama_cpp._internals.LlamaModel.__init__
 
@@ -115,3 +113,22 @@ def test_an_embedding_model_is_loaded_with_the_repacking_ps_shows(tmp_path, monk
         runtime.close()
     assert asked == [bool(repack)]  # unset: embedding models keep it off
     assert (model.flash_attention, model.repack) == (False, bool(repack))
+
+
+def test_a_q4_0_file_with_a_q6_k_output_matrix_loads_as_a_k_quant(tmp_path, monkeypatch):
+    """`create --quantize q4_0` of a model whose rows are 256 wide keeps llama.cpp's
+    Q6_K output matrix: the file counts as the K-quant it partly is (both settings
+    on), though its quantization is called Q4_0 (README, *Determinism and its price*)."""
+    monkeypatch.setattr(tinymodel, "N_EMBD", 256)
+    monkeypatch.setattr(tinymodel, "HEAD_DIM", 64)
+    wide = write_tiny_gguf(tmp_path / "wide.gguf",
+                           extra_metadata={"llama.rope.dimension_count": 64})
+    runtime = local_runtime(tmp_path)
+    try:
+        add_model(runtime, "q4", wide, quantize="q4_0")
+        ask(runtime, "q4")
+        [model] = runtime.ps()
+    finally:
+        runtime.close()
+    assert model.details.quantization_level == "Q4_0"
+    assert (model.flash_attention, model.repack) == (True, True)
