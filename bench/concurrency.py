@@ -187,25 +187,39 @@ def second_turn(server, history: str, round_: int) -> tuple[float, float]:
     return first.ttft, second.ttft
 
 
+def serve_choices(info) -> tuple[bool, bool, str]:
+    """(flash attention, repacking, KV cache type) as `locallama serve` loads the model
+    ``info`` (a GGUFInfo) for generation: the environment's LOCALLAMA_FLASH_ATTENTION,
+    LOCALLAMA_REPACK and LOCALLAMA_KV_CACHE_TYPE, and where the first two are unset per
+    weight type, flash attention also for a quantized KV cache (engine/loader.py)."""
+    from locallama.batch_exact import speed_settings
+    from locallama.kvcache import kv_cache_type
+
+    settings = Settings.from_env()
+    flash, repack = speed_settings(info.tensor_types, settings.flash_attention,
+                                   settings.repack,
+                                   kv_cache_type(settings.kv_cache_type).quantized)
+    return flash, repack, settings.kv_cache_type
+
+
 def engine_ceiling(model_path: str, threads: int, streams: int, steps: int = 64) -> float:
     """Tokens/s of bare batched decoding with locallama's engine library (one token per
     sequence per step, no sampling, no HTTP): the most any server on it could do.  Flash
-    attention and repacking as `locallama serve` chooses them for this model (the
-    environment's LOCALLAMA_FLASH_ATTENTION / LOCALLAMA_REPACK, else per weight type)."""
+    attention, repacking and the KV cache type as `locallama serve` chooses them for
+    this model (``serve_choices``)."""
     import llama_cpp
 
-    from locallama.batch_exact import speed_settings
     from locallama.engine.model import LoadedModel
     from locallama.engine.params import ContextParams
     from locallama.gguf_info import read_gguf_info
 
-    info, settings = read_gguf_info(model_path), Settings.from_env()
-    flash, repack = speed_settings(info.tensor_types, settings.flash_attention,
-                                   settings.repack)
+    info = read_gguf_info(model_path)
+    flash, repack, kv_type = serve_choices(info)
     params = ContextParams(NUM_CTX, 512, 0, True, threads=threads, num_parallel=streams,
-                           flash_attention=flash, repack=repack)
+                           flash_attention=flash, repack=repack, kv_cache_type=kv_type)
     model = LoadedModel(__import__("pathlib").Path(model_path), info, params)
-    ctx = model.new_context(NUM_CTX * streams, streams, 512, threads, flash_attention=flash)
+    ctx = model.new_context(NUM_CTX * streams, streams, 512, threads, flash_attention=flash,
+                            kv_cache_type=kv_type)
     batch = llama_cpp.llama_batch_init(512, 0, 1)
     prompt = model.tokenize("A short history of the printing press:")
     try:
@@ -289,13 +303,11 @@ def main() -> None:
     model_path = str(runtime.store.get(MODEL).model_path)
     history = long_history(runtime)
     runtime.close()
-    from locallama.batch_exact import speed_settings
     from locallama.gguf_info import read_gguf_info
 
-    flash, repack = speed_settings(read_gguf_info(model_path).tensor_types,
-                                   runtime.settings.flash_attention, runtime.settings.repack)
+    flash, repack, kv_type = serve_choices(read_gguf_info(model_path))
     print(f"locallama: flash attention {'on' if flash else 'off'}, repacking "
-          f"{'on' if repack else 'off'}")
+          f"{'on' if repack else 'off'}, {kv_type} KV cache")
 
     ceilings = [(engine_ceiling(model_path, args.threads, n), n) for n in waves]
     theirs_ceiling = batched_bench(binary, model_path, args.threads, waves)

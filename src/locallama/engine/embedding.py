@@ -2,17 +2,43 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import llama_cpp
+import llama_cpp.llama_cpp as llama_cpp_api
 
 import locallama.engine.model  # noqa: F401  (silences llama.cpp's log before a load here)
 from locallama.engine.params import ContextParams
 from locallama.engine.rerank import rank
 from locallama.errors import BadModelFile, InvalidRequest, not_unicode
 from locallama.gguf_info import GGUFInfo
+
+_DEFAULTS_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _repacking(repack: bool) -> Iterator[None]:
+    """While the block runs, ``llama_cpp.Llama`` loads weights repacked or not as
+    ``repack`` says: it has no argument for llama.cpp's ``use_extra_bufts`` (on by
+    default), so its source of default model parameters is wrapped, one load at a
+    time (the only ``Llama`` here; ``engine/model.py`` sets the flag itself)."""
+    original = llama_cpp_api.llama_model_default_params
+
+    def defaults() -> llama_cpp.llama_model_params:
+        params = original()
+        params.use_extra_bufts = repack
+        return params
+
+    with _DEFAULTS_LOCK:
+        llama_cpp_api.llama_model_default_params = defaults
+        try:
+            yield
+        finally:
+            llama_cpp_api.llama_model_default_params = original
 
 
 class EmbeddingModel:
@@ -26,25 +52,30 @@ class EmbeddingModel:
         self.scheduler = None
         started = time.perf_counter_ns()
         try:
-            self.llm = llama_cpp.Llama(
-                model_path=str(path),
-                n_ctx=params.num_ctx,
-                # A non-causal model sees a whole input in one micro-batch, and
-                # llama-cpp-python cuts each input at n_batch tokens: both are the
-                # context, so any input up to num_ctx is embedded whole.
-                n_batch=params.num_ctx,
-                n_ubatch=params.num_ctx,
-                n_threads=params.threads,
-                n_threads_batch=params.threads,
-                n_gpu_layers=params.num_gpu,
-                use_mmap=params.use_mmap,
-                embedding=True,
-                pooling_type=_pooling(info),
-                verbose=False,
-            )
+            with _repacking(params.repack):  # LOCALLAMA_REPACK; off unless set
+                self.llm = self._load(path, info, params)
         except (ValueError, RuntimeError, OSError) as exc:
             raise BadModelFile(f"llama.cpp could not load {path.name}: {exc}") from None
         self.load_duration = time.perf_counter_ns() - started
+
+    @staticmethod
+    def _load(path: Path, info: GGUFInfo, params: ContextParams) -> llama_cpp.Llama:
+        return llama_cpp.Llama(
+            model_path=str(path),
+            n_ctx=params.num_ctx,
+            # A non-causal model sees a whole input in one micro-batch, and
+            # llama-cpp-python cuts each input at n_batch tokens: both are the
+            # context, so any input up to num_ctx is embedded whole.
+            n_batch=params.num_ctx,
+            n_ubatch=params.num_ctx,
+            n_threads=params.threads,
+            n_threads_batch=params.threads,
+            n_gpu_layers=params.num_gpu,
+            use_mmap=params.use_mmap,
+            embedding=True,
+            pooling_type=_pooling(info),
+            verbose=False,
+        )
 
     def embed(self, texts: list[str], truncate: bool = True) -> tuple[list[list[float]], int]:
         """Normalized vectors for ``texts`` and the number of tokens embedded.

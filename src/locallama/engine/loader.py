@@ -126,6 +126,8 @@ class ModelLoader:
                                      flash_attention=flash)
         if projector:
             wanted = dataclasses.replace(wanted, projector=projector)
+        if not embedding:  # refused before the same model loaded otherwise is unloaded
+            check_kv_cache(info, kv_cache_type(kv_type), flash)
         freed = 0  # what unloading the same model with other parameters gave back
         with self._lock:
             while True:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import logging
 import queue
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -45,6 +46,7 @@ T = TypeVar("T")
 _DONE = object()
 STEPS_AHEAD = 1  # items a stream's thread may take before its consumer has taken them
 _STOP_POLL_S = 0.1  # how often a stream's thread, waiting for room, checks for the end
+log = logging.getLogger("locallama.server")
 
 
 async def iterate_in_thread(items: Iterator[T]) -> AsyncIterator[T]:
@@ -54,7 +56,9 @@ async def iterate_in_thread(items: Iterator[T]) -> AsyncIterator[T]:
     client left: the generation stops), and this waits for that.  The thread may
     hold the item after the last one taken and be in the step after that when the
     consumer stops: those finish, their items are dropped, and no further step is
-    asked for.
+    asked for.  An error of ``close()`` ends the stream as a step's error would, where
+    the consumer still reads and nothing failed before; otherwise it is logged
+    (``locallama.server``), as is a step's error after the consumer left.
 
     A thread for the stream's life rather than a round trip to a thread pool per item
     (``anyio.to_thread.run_sync``): an item costs the event loop one callback, where
@@ -73,6 +77,7 @@ async def iterate_in_thread(items: Iterator[T]) -> AsyncIterator[T]:
             loop.call_soon_threadsafe(ready.put_nowait, (kind, value))
 
     def pump() -> None:
+        failed = False
         try:
             while not stop.is_set():
                 item = next(items, _DONE)
@@ -83,12 +88,20 @@ async def iterate_in_thread(items: Iterator[T]) -> AsyncIterator[T]:
                         return
                 post("item", item)
         except BaseException as exc:  # noqa: BLE001 - raised to the consumer
+            failed = True
             post("error", exc)
         finally:
             try:
                 close = getattr(items, "close", None)
                 if close is not None:
                     close()
+            except BaseException as exc:  # noqa: BLE001 - as an error of the last step
+                # raised to a consumer still reading, as the first error if there
+                # was none; logged where no one reads any more or one was raised
+                if failed or stop.is_set():
+                    log.error("closing a stream failed", exc_info=exc)
+                else:
+                    post("error", exc)
             finally:
                 post("end", None)
 
@@ -112,8 +125,11 @@ async def iterate_in_thread(items: Iterator[T]) -> AsyncIterator[T]:
         room.release()  # a thread waiting for room sees the end at once
         if not ended:
             with anyio.CancelScope(shield=True):
-                while (await ready.get())[0] != "end":
-                    pass
+                while (message := await ready.get())[0] != "end":
+                    kind, value = message
+                    if kind == "error" and not isinstance(value, Cancelled):
+                        log.error("a stream's step failed after its reader left",
+                                  exc_info=value)
 
 
 async def first_in_thread(items: Iterator[T]) -> tuple[T | None, Iterator[T]]:
