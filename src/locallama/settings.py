@@ -27,8 +27,9 @@ class Settings:
     num_parallel: int = 0  # 0: choose from memory
     max_loaded_models: int = 0  # 0: choose from memory
     # Flash attention and llama.cpp's repacked weight layouts: True on, False off, None
-    # (unset) chosen per model by batch_exact.speed_settings (on for K-quant weights,
-    # whose answers batching changes anyway, and flash attention for a quantized cache).
+    # (unset) chosen per model by batch_exact.speed_settings: on where batching changes
+    # its answers anyway (all but F32 and the legacy quants: F16, BF16, K-quants, …),
+    # and flash attention also for a quantized KV cache.
     flash_attention: bool | None = None
     kv_cache_type: str = "f16"  # f16, q8_0 or q4_0 (OLLAMA_KV_CACHE_TYPE)
     repack: bool | None = None

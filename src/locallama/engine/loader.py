@@ -118,7 +118,7 @@ class ModelLoader:
         key = (path, embedding)
         wanted = ContextParams.from_options(options, info, embedding)
         kv_type = wanted.kv_cache_type or self.kv_cache_type
-        # an embedding model decodes one input at a time: nothing to gain, so as before
+        # an embedding model keeps both off unless set (nobody measured what they buy it)
         flash, repack = speed_settings(() if embedding else info.tensor_types,
                                        self.flash_attention, self.repack,
                                        kv_cache_type(kv_type).quantized)
@@ -171,9 +171,7 @@ class ModelLoader:
     def _reserve(self, key: tuple[Path, bool], info: GGUFInfo, wanted: ContextParams,
                  name: str, digest: str, keep_alive: float | None, freed: int) -> Entry:
         """Make room for a new model (caller holds ``_lock``) and enter it as loading."""
-        kind = kv_cache_type(wanted.kv_cache_type)
-        if not wanted.embedding:
-            check_kv_cache(info, kind, wanted.flash_attention)
+        kind = kv_cache_type(wanted.kv_cache_type)  # checked by _acquire
         per_element = kind.bytes_per_element
         parallel = wanted.num_parallel if wanted.embedding else self.num_parallel
         if not wanted.embedding and not parallel:
