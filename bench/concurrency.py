@@ -35,6 +35,9 @@ from dataclasses import dataclass
 
 import httpx
 
+from locallama.batch_exact import speed_settings
+from locallama.gguf_info import GGUFInfo, read_gguf_info
+from locallama.kvcache import kv_cache_type
 from locallama.runtime.local import LocalRuntime
 from locallama.settings import Settings
 
@@ -187,14 +190,11 @@ def second_turn(server, history: str, round_: int) -> tuple[float, float]:
     return first.ttft, second.ttft
 
 
-def serve_choices(info) -> tuple[bool, bool, str]:
+def serve_choices(info: GGUFInfo) -> tuple[bool, bool, str]:
     """(flash attention, repacking, KV cache type) as `locallama serve` loads the model
     ``info`` (a GGUFInfo) for generation: the environment's LOCALLAMA_FLASH_ATTENTION,
     LOCALLAMA_REPACK and LOCALLAMA_KV_CACHE_TYPE, and where the first two are unset per
     weight type, flash attention also for a quantized KV cache (engine/loader.py)."""
-    from locallama.batch_exact import speed_settings
-    from locallama.kvcache import kv_cache_type
-
     settings = Settings.from_env()
     flash, repack = speed_settings(info.tensor_types, settings.flash_attention,
                                    settings.repack,
@@ -211,7 +211,6 @@ def engine_ceiling(model_path: str, threads: int, streams: int, steps: int = 64)
 
     from locallama.engine.model import LoadedModel
     from locallama.engine.params import ContextParams
-    from locallama.gguf_info import read_gguf_info
 
     info = read_gguf_info(model_path)
     flash, repack, kv_type = serve_choices(info)
@@ -305,8 +304,6 @@ def main() -> None:
     model_path = str(runtime.store.get(MODEL).model_path)
     history = long_history(runtime)
     runtime.close()
-    from locallama.gguf_info import read_gguf_info
-
     flash, repack, kv_type = serve_choices(read_gguf_info(model_path))
     print(f"locallama: flash attention {'on' if flash else 'off'}, repacking "
           f"{'on' if repack else 'off'}, {kv_type} KV cache")
