@@ -75,3 +75,32 @@ def test_a_store_it_cannot_create_is_a_storage_error(tmp_path):
     assert "r.sqlite" in str(caught.value)
     with pytest.raises(StorageError):
         store.get("resp_1")
+
+
+def test_two_stores_opening_a_new_file_at_once_both_succeed(tmp_path):
+    """Each store switches a new file to WAL mode on first use, and SQLite refuses
+    the switch at once ("database is locked", no busy timeout) while the other is
+    doing the same: two servers starting on one store each answer their request."""
+    for trial in range(20):
+        path = tmp_path / f"r{trial}.sqlite"
+        stores = [ResponseStore(path), ResponseStore(path)]
+        start = threading.Barrier(2)
+        failures: list[BaseException] = []
+
+        def first_put(n: int, stores: list[ResponseStore], start: threading.Barrier,
+                      failures: list[BaseException]) -> None:
+            start.wait()
+            try:
+                stores[n].put(f"resp_{n}", ITEMS, response(n))
+            except BaseException as exc:  # handed to the test thread
+                failures.append(exc)
+
+        threads = [threading.Thread(target=first_put,
+                                    args=(n, stores, start, failures)) for n in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert not failures
+        assert stores[0].get("resp_1") == StoredResponse(ITEMS, response(1))
+        assert stores[1].get("resp_0") == StoredResponse(ITEMS, response(0))

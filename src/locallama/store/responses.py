@@ -105,14 +105,35 @@ class ResponseStore:
             db = sqlite3.connect(self.path, timeout=30, check_same_thread=False,
                                  isolation_level=None)
             try:
-                db.execute("PRAGMA journal_mode=WAL")
+                _switch_to_wal(db, deadline=time.monotonic() + 30)
                 db.execute(_SCHEMA)
             except BaseException:
                 db.close()
                 raise
-            db.isolation_level = ""  # `with db:` is a transaction from here on
+            # `with db:` is a write transaction from here on, its lock taken at BEGIN
+            # (under the busy timeout) rather than upgraded from a read midway
+            db.isolation_level = "IMMEDIATE"
             self._db = db
         return self._db
+
+
+def _switch_to_wal(db: sqlite3.Connection, deadline: float) -> None:
+    """Put the file in WAL mode.  Switching needs the file to itself and SQLite answers
+    "database is locked" at once, without its busy timeout, while another connection
+    (another store on the file, another server) is using it, so the switch is tried
+    again until ``deadline`` (time.monotonic(), seconds).  A file already in WAL mode
+    is only read."""
+    pause = 0.005
+    while True:
+        try:
+            if db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.1)
 
 
 class _Locked:
