@@ -33,6 +33,9 @@ class Settings:
     flash_attention: bool | None = None
     kv_cache_type: str = "f16"  # f16, q8_0 or q4_0 (OLLAMA_KV_CACHE_TYPE)
     repack: bool | None = None
+    # generation steps padded with spare rows where a larger batch is measured faster
+    # (engine/padding.py)
+    batch_padding: bool = True
     registry: str = "https://registry.ollama.ai"  # where plain names are pulled from
     hf_endpoint: str = "https://huggingface.co"  # where hf.co/... names are pulled from
     allowed_origins: tuple[str, ...] = ()  # beyond the local ones; `*` wildcards
@@ -100,6 +103,7 @@ class Settings:
             kv_cache_type=kv_cache_type(env.get("LOCALLAMA_KV_CACHE_TYPE", ""),
                                         "LOCALLAMA_KV_CACHE_TYPE").name,
             repack=_switch(env, "LOCALLAMA_REPACK"),
+            batch_padding=_switch(env, "LOCALLAMA_BATCH_PADDING") is not False,
             registry=env.get("LOCALLAMA_REGISTRY", "").strip() or "https://registry.ollama.ai",
             hf_endpoint=(env.get("LOCALLAMA_HF_ENDPOINT", "").strip()
                          or env.get("HF_ENDPOINT", "").strip() or "https://huggingface.co"),

@@ -71,7 +71,7 @@ class ModelLoader:
     def __init__(self, memory: Callable[[], int] = available_memory, num_parallel: int = 0,
                  max_loaded: int = 0, flash_attention: bool | None = None, max_queue: int = 0,
                  runner: str = "process", kv_cache_type: str = "f16",
-                 repack: bool | None = None) -> None:
+                 repack: bool | None = None, batch_padding: bool = True) -> None:
         self._memory = memory
         self.runner = runner  # "process": each model in a runner; "inprocess": in this one
         self.max_queue = max_queue  # requests that may wait per model; 0: no bound
@@ -79,6 +79,7 @@ class ModelLoader:
         self.flash_attention = flash_attention
         self.kv_cache_type = kv_cache_type  # unless a model's kv_cache_type option says
         self.repack = repack
+        self.batch_padding = batch_padding  # engine/padding.py
         self.num_parallel = num_parallel  # 0: choose from memory
         self.max_loaded = max_loaded or DEFAULT_MAX_LOADED
         self._lock = threading.Condition()
@@ -123,7 +124,8 @@ class ModelLoader:
                                        self.flash_attention, self.repack,
                                        kv_cache_type(kv_type).quantized)
         wanted = dataclasses.replace(wanted, repack=repack, draft=draft, kv_cache_type=kv_type,
-                                     flash_attention=flash)
+                                     flash_attention=flash,
+                                     batch_padding=self.batch_padding and not embedding)
         if projector:
             wanted = dataclasses.replace(wanted, projector=projector)
         if not embedding:  # refused before the same model loaded otherwise is unloaded

@@ -25,6 +25,7 @@ class ContextParams:
     kv_cache_type: str = "f16"  # kvcache.KV_CACHE_TYPES; "" until the loader resolves it
     repack: bool = False  # llama.cpp's repacked weight layouts (use_extra_bufts)
     draft: Path | None = None  # a draft model for speculative decoding (engine/draft.py)
+    batch_padding: bool = True  # generation steps padded where faster (engine/padding.py)
 
     @classmethod
     def from_options(cls, options: Options, info: GGUFInfo, embedding: bool = False,

@@ -168,6 +168,23 @@ class Sampler:
         self.close()
 
 
+def sample_rows(pool, ctx, due: list[tuple[Sampler, int]]) -> dict[int, int]:
+    """Sample every due (sampler, logits row) of ``ctx``; the token of each row.  Chains
+    of llama.cpp samplers run side by side on ``pool`` (a ThreadPoolExecutor: a chain
+    over a large vocabulary costs a few hundred microseconds, and the cores would
+    otherwise idle between decodes).  Greedy rows (an argmax, tens of microseconds)
+    are drawn on this thread meanwhile: a hand-off costs more."""
+    chained = [d for d in due if not d[0].greedy]
+    pooled = pool.map(lambda d: d[0].sample(ctx, d[1]), chained) if len(chained) > 1 else None
+    try:
+        tokens = {row: sampler.sample(ctx, row) for sampler, row in due
+                  if pooled is None or sampler.greedy}
+    finally:  # the pool's draws end before anything else touches the context
+        drawn = list(pooled) if pooled is not None else []
+    tokens.update((row, token) for (_, row), token in zip(chained, drawn, strict=False))
+    return tokens
+
+
 def _exact_here(options: Options) -> bool:
     """Whether :class:`Sampler` applies this repeat penalty itself with llama.cpp's
     results: only the repeat penalty (llama.cpp computes ``count * frequency +

@@ -20,15 +20,17 @@ import collections
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import llama_cpp
 
 from locallama.engine.context_window import fit_prompt, shift_context
 from locallama.engine.job import Job, Piece, PieceStream, stream_pieces
 from locallama.engine.model import LoadedModel
+from locallama.engine.padding import RowCosts, can_pad, kinds_of, remove_padding
 from locallama.engine.params import PromptCounts
 from locallama.engine.prefill import MIN_SHARED, PrefixShare, can_reuse
-from locallama.engine.sampling import Sampler
+from locallama.engine.sampling import Sampler, sample_rows
 from locallama.engine.slots import Slot, choose_slot, common_prefix
 from locallama.engine.speculative import Speculator, verify
 from locallama.engine.vision import decode_image, image_at, prepare, reuse_limit, text_run
@@ -63,6 +65,8 @@ class Scheduler:
         # (flash attention on: LOCALLAMA_FLASH_ATTENTION).
         self.prompts_together = params.flash_attention
         self.spec = Speculator(draft)  # speculative decoding: drafts and their checks
+        # steps of the generating sequences padded where a larger batch is faster
+        self.row_costs = RowCosts() if params.batch_padding and can_pad(model.model) else None
         self._waiting: collections.deque[Job] = collections.deque()
         self._cond = threading.Condition()
         self._closed = False
@@ -221,7 +225,7 @@ class Scheduler:
                 (drafted if draft else entries).append((job, [job.next_token, *draft], None))
                 job.next_token = None
             if entries:
-                self._decode(entries)
+                self._decode_generating(entries)
             for entry in drafted:  # alone: a batch never mixes one sequence's several tokens
                 self._decode([entry])
         budget, together = self.num_batch, []
@@ -254,26 +258,52 @@ class Scheduler:
         if together:
             self._decode(together)
 
-    def _decode(self, entries: list[tuple[Job, list[int], int | None]]) -> None:
+    def _decode_generating(self, entries: list[tuple[Job, list[int], None]]) -> None:
+        """The generating sequences' next tokens: one decode, or the padded runs that
+        ``row_costs`` plans, a decode each (``engine/padding.py``)."""
+        if self.row_costs is None:
+            self._decode(entries)
+            return
+        by_slot = {entry[0].slot.id: entry for entry in entries}
+        token = entries[0][1][0]  # what a padding row evaluates
+        kinds = kinds_of(self.slots, set(by_slot), self.num_ctx, self.model.n_swa)
+        for first, last in self.row_costs.plan(kinds):
+            self._decode([by_slot.get(i) or (None, [token], self.slots[i])
+                          for i in range(first, last + 1)], timed=True)
+
+    def _decode(self, entries: list[tuple[Job | None, list[int], Any]],
+                timed: bool = False) -> None:
         """Evaluate ``entries`` (job, tokens, prompt position of the first or None for a
-        generated token) in one llama_decode, then use the logits they asked for."""
-        batch, rows, n = self.batch, [], 0
+        generated token) in one llama_decode, then use the logits they asked for.  An
+        entry without a job is a padding row (``engine/padding.py``): its token is
+        evaluated in the slot given, then removed.  ``timed``: a run of generating
+        slots, whose decode time ``row_costs`` records."""
+        batch, rows, n, padded = self.batch, [], 0, []
         for job, tokens, start in entries:
-            slot = job.slot
+            slot = job.slot if job is not None else start
             for k, token in enumerate(tokens):
-                position = None if start is None else start + k
-                logits = position is None or position >= job.logits_from
+                position = None if job is None or start is None else start + k
+                logits = job is None or position is None or position >= job.logits_from
                 batch.token[n] = token
                 batch.pos[n] = len(slot.cached)
                 batch.n_seq_id[n] = 1
                 batch.seq_id[n][0] = slot.id
                 batch.logits[n] = logits
-                slot.cached.append(token)
-                if logits:
-                    rows.append((job, n, position))
+                if job is None:
+                    padded.append(slot)
+                else:
+                    slot.cached.append(token)
+                    if logits:
+                        rows.append((job, n, position))
                 n += 1
         batch.n_tokens = n
-        code = llama_cpp.llama_decode(self.ctx, batch)
+        started = time.perf_counter()
+        try:
+            code = llama_cpp.llama_decode(self.ctx, batch)
+        finally:
+            remove_padding(self.memory, padded)
+        if timed and code == 0:
+            self.row_costs.observe(n, time.perf_counter() - started)
         if code != 0:
             raise LocallamaError(f"llama.cpp could not evaluate the batch (code {code})")
         if entries[0][2] is None and len(entries[0][1]) > 1:
@@ -282,8 +312,8 @@ class Scheduler:
         now = time.perf_counter_ns()
         with self._cond:
             rows = [r for r in rows if r[0].slot is not None and not r[0].cancelled]
-        tokens = self._sample_all([(job, row) for job, row, position in rows
-                                   if self._samples(job, position)])
+        tokens = sample_rows(self._pool, self.ctx, [(job.sampler, row) for job, row, position
+                                                    in rows if self._samples(job, position)])
         with self._cond:
             for job, row, position in rows:
                 if job.slot is None or job.cancelled or job.finished:
@@ -322,22 +352,6 @@ class Scheduler:
         if position is None:
             return True
         return position == len(job.prompt) - 1 and job.options.num_predict != 0
-
-    def _sample_all(self, due: list[tuple[Job, int]]) -> dict[int, int]:
-        """Sample every due row; llama.cpp chains run side by side on the worker threads
-        (a chain over a large vocabulary costs a few hundred microseconds, and the cores
-        would otherwise idle between decodes).  Greedy rows (an argmax, tens of
-        microseconds) are drawn on this thread meanwhile: a hand-off costs more."""
-        chained = [d for d in due if not d[0].sampler.greedy]
-        pooled = self._pool.map(lambda d: d[0].sampler.sample(self.ctx, d[1]), chained) \
-            if len(chained) > 1 else None
-        try:
-            tokens = {row: job.sampler.sample(self.ctx, row) for job, row in due
-                      if pooled is None or job.sampler.greedy}
-        finally:  # the pool's draws end before anything else touches the context
-            drawn = list(pooled) if pooled is not None else []
-        tokens.update((row, token) for (_, row), token in zip(chained, drawn, strict=False))
-        return tokens
 
     def _prompt_row(self, job: Job, row: int, position: int, now: int) -> None:
         """Logits of a prompt token: score the next one; at the prompt's end, start."""

@@ -77,6 +77,7 @@ class LocalRuntime:
                                   flash_attention=self.settings.flash_attention,
                                   kv_cache_type=self.settings.kv_cache_type,
                                   repack=self.settings.repack,
+                                  batch_padding=self.settings.batch_padding,
                                   max_queue=self.settings.max_queue,
                                   runner=self.settings.runner)
         # Chat templates render in worker processes under these limits.
