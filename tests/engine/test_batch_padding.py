@@ -79,13 +79,26 @@ def test_the_plan_takes_the_fastest_runs(kinds, runs):
 
 
 def test_which_slots_may_be_padded():
-    slots = [Slot(0, [1] * 10), Slot(1, [1] * 10, job=object()), Slot(2, [1] * 600),
+    slots = [Slot(0, [1] * 10), Slot(1, [1] * 10, job=object()), Slot(2, [1] * 300),
              Slot(3, []), Slot(4, [1] * 255)]
+    assert kinds_of(slots, {1}, num_ctx=4096) == "sg.ss"  # 300: past the generating reach
+    slots[1].cached = [1] * 400
     assert kinds_of(slots, {1}, num_ctx=4096) == "sgsss"
     assert kinds_of(slots, {1}, num_ctx=256) == "sg.s."  # no room for one more token
-    # a sliding window of 512: one more token in slot 2 would move its window
-    assert kinds_of(slots, {1}, num_ctx=4096, n_swa=512) == "sg.ss"
-    assert kinds_of(slots, set(), num_ctx=4096) == "s.sss"  # busy: its prompt, say
+    # a sliding window of 256: one more token in slot 2 would move its window
+    assert kinds_of(slots, {1}, num_ctx=4096, n_swa=256) == "sg.ss"
+    assert kinds_of(slots, set(), num_ctx=4096) == "s..ss"  # busy: its prompt, say
+
+
+def test_a_long_idle_conversation_is_not_padded_beside_short_ones():
+    """llama.cpp's attention spans a micro-batch's longest KV stream: an idle slot of
+    3,000 tokens padded beside 20-token sequences would make every row attend over
+    3,000 cells."""
+    slots = [Slot(0, [1] * 20, job=object()), Slot(1, [1] * 3000), Slot(2, [1] * 200),
+             Slot(3, [1] * 20, job=object())]
+    assert kinds_of(slots, {0, 3}, num_ctx=4096) == "g.sg"
+    slots[0].cached = [1] * 2900  # a long one generating: the idle one is in reach
+    assert kinds_of(slots, {0, 3}, num_ctx=4096) == "gssg"
 
 
 def measure(costs: RowCosts, kinds: str, seconds: dict[int, float]) -> list[int]:

@@ -30,10 +30,13 @@ slots in id order).  A length not measured yet (up to the generating count plus
 while, since one measurement may have come from a busy moment.
 
 Padding changes a step's row count, and with it the low-order bits of its logits
-where llama.cpp picks another kernel for more rows (F32 included); the answers stay
+where llama.cpp picks another kernel for more rows (F32 included).  The answers stay
 those of each request alone where batching keeps them (``batch_exact.py``: measured
-by text) and, where it does not, vary with the batch as they already did.  A request
-generating alone is never padded, so its answer never depends on timing.  Recurrent
+by text).  Where it does not, they vary with the batch as they already did, and
+padding can join requests that llama.cpp would have decoded apart (slots 0 and 2,
+say), so which runs were measured faster can change them: ``LOCALLAMA_BATCH_PADDING=0``
+keeps llama.cpp's split.  A request generating alone is never padded, so its answer
+never depends on timing.  Recurrent
 and hybrid models, whose state a token changes for good, are never padded
 (:func:`can_pad`).
 """
@@ -163,16 +166,24 @@ def _maximal_runs(kinds: str) -> list[tuple[int, int]]:
     return runs
 
 
+KV_BUCKET = 256  # cells: a padding row may reach this far past the generating slots
+
+
 def kinds_of(slots: list, generating: set[int], num_ctx: int, n_swa: int = 0) -> str:
     """:meth:`RowCosts.plan`'s ``kinds`` for ``slots`` (in id order), ``generating``
     the ids of the slots whose job decodes one token this step.  A slot with no job is
-    spare while it has room for one more token and, for a sliding-window model
-    (``n_swa`` > 0 tokens), holds fewer than ``n_swa``: one token more would move its
-    window, and llama.cpp may then drop the window's oldest cell for good, so that
-    the conversation's next turn could no longer reuse the cache."""
+    spare while it has room for one more token, holds no more tokens than the longest
+    generating slot rounded up to ``KV_BUCKET`` (llama.cpp sizes a micro-batch's
+    attention by its longest KV stream, so a long idle conversation beside short
+    ones would cost every row of the run), and, for a sliding-window model (``n_swa``
+    > 0 tokens), fewer than ``n_swa``: one token more would move its window, and
+    llama.cpp may then drop the window's oldest cell for good, so that the
+    conversation's next turn could no longer reuse the cache."""
+    longest = max((len(slot.cached) for slot in slots if slot.id in generating), default=0)
+    reach = max(KV_BUCKET, -(-(longest + 1) // KV_BUCKET) * KV_BUCKET)
     return "".join(GENERATING if slot.id in generating
                    else SPARE if slot.job is None and len(slot.cached) + 1 < num_ctx
-                   and (n_swa <= 0 or len(slot.cached) < n_swa)
+                   and len(slot.cached) < reach and (n_swa <= 0 or len(slot.cached) < n_swa)
                    else OTHER for slot in slots)
 
 

@@ -275,14 +275,14 @@ class Scheduler:
                 timed: bool = False) -> None:
         """Evaluate ``entries`` (job, tokens, prompt position of the first or None for a
         generated token) in one llama_decode, then use the logits they asked for.  An
-        entry without a job is a padding row (``engine/padding.py``): its token is
-        evaluated in the slot given, then removed.  ``timed``: a run of generating
-        slots, whose decode time ``row_costs`` records."""
+        entry without a job is a padding row (``engine/padding.py``) in the slot given,
+        removed after.  ``timed``: a run of generating slots; ``row_costs`` records it."""
         batch, rows, n, padded = self.batch, [], 0, []
         for job, tokens, start in entries:
             slot = job.slot if job is not None else start
             for k, token in enumerate(tokens):
                 position = None if job is None or start is None else start + k
+                # a padding row's logits too: the output matrix sees the padded count
                 logits = job is None or position is None or position >= job.logits_from
                 batch.token[n] = token
                 batch.pos[n] = len(slot.cached)
