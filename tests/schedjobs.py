@@ -1,12 +1,17 @@
-"""Jobs for the scheduler tests (test_scheduler, test_prefix_share, test_speculative):
-a bounded request, one that never ends by itself, its text, and a polling wait."""
+"""Jobs for the scheduler tests (test_scheduler, test_prefix_share, test_speculative,
+the padding tests): a bounded request, one that never ends by itself, its text, a
+polling wait, and a record of the slots padded."""
 
 from __future__ import annotations
 
 import time
 
+import pytest
+
+from locallama.engine import scheduler as scheduler_module
 from locallama.engine.job import Job
 from locallama.engine.model import LoadedModel
+from locallama.engine.padding import remove_padding
 from locallama.options import resolve_options
 
 
@@ -34,3 +39,16 @@ def wait_until(condition, timeout: float = 10.0) -> bool:
             return True
         time.sleep(0.005)
     return condition()
+
+
+def counting_padding(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The id of every slot padded (engine/padding.py) from now on, as the scheduler
+    removes the padding rows."""
+    padded: list[int] = []
+
+    def counted(memory, slots):
+        padded.extend(slot.id for slot in slots)
+        return remove_padding(memory, slots)
+
+    monkeypatch.setattr(scheduler_module, "remove_padding", counted)
+    return padded

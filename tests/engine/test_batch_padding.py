@@ -10,7 +10,6 @@ from pathlib import Path
 import llama_cpp
 import pytest
 
-from locallama.engine import scheduler as scheduler_module
 from locallama.engine.model import LoadedModel
 from locallama.engine.padding import (
     MAX_PADDING,
@@ -19,7 +18,6 @@ from locallama.engine.padding import (
     WINDOW,
     RowCosts,
     kinds_of,
-    remove_padding,
 )
 from locallama.engine.params import ContextParams
 from locallama.engine.scheduler import Job, Scheduler
@@ -28,7 +26,7 @@ from locallama.errors import InvalidRequest
 from locallama.gguf_info import read_gguf_info
 from locallama.options import resolve_options
 from locallama.settings import Settings
-from schedjobs import text_of
+from schedjobs import counting_padding, text_of
 
 PROMPTS = ["The river runs", "Seven small stones", "A letter came"]
 SHELF = "The old library keeps its maps on the third shelf, by the window"
@@ -153,18 +151,6 @@ def test_the_setting_turns_it_off_and_refuses_a_wrong_value(tiny_gguf):
 
 
 # -- padded steps -----------------------------------------------------------------------
-
-
-def counting_padding(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """The id of every slot padded from now on."""
-    padded: list[int] = []
-
-    def counted(memory, slots):
-        padded.extend(slot.id for slot in slots)
-        return remove_padding(memory, slots)
-
-    monkeypatch.setattr(scheduler_module, "remove_padding", counted)
-    return padded
 
 
 def test_a_padded_gap_changes_no_answer_and_no_cached_prefix(tiny_gguf, monkeypatch):

@@ -13,14 +13,13 @@ from pathlib import Path
 import llama_cpp
 import pytest
 
-from locallama.engine import scheduler as scheduler_module
 from locallama.engine.model import LoadedModel
-from locallama.engine.padding import GENERATING, OTHER, SPARE, RowCosts, remove_padding
+from locallama.engine.padding import GENERATING, OTHER, SPARE, RowCosts
 from locallama.engine.params import ContextParams
 from locallama.engine.scheduler import Job, Scheduler
 from locallama.gguf_info import read_gguf_info
 from locallama.options import resolve_options
-from schedjobs import wait_until
+from schedjobs import counting_padding, wait_until
 
 TEXTS = ["The river runs under the old bridge",
          "Seven small stones lay by the water",
@@ -101,17 +100,6 @@ def alone(path: Path, prompt, num_ctx: int = 256, **options) -> tuple[str, list]
         return read_all(model.scheduler.submit(make_job(model, prompt, **options)))
     finally:
         model.close()
-
-
-def counting_padding(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    padded: list[int] = []
-
-    def counted(memory, slots):
-        padded.extend(slot.id for slot in slots)
-        return remove_padding(memory, slots)
-
-    monkeypatch.setattr(scheduler_module, "remove_padding", counted)
-    return padded
 
 
 def fill_slots(model: LoadedModel, texts: list[str], **options) -> None:
