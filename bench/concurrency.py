@@ -75,8 +75,6 @@ def wait_ready(url: str, process: subprocess.Popen, timeout: float = 120.0) -> N
 
 
 class Locallama:
-    name = "locallama"
-
     def __init__(self, threads: int, parallel: int, src: str | None = None,
                  env: dict[str, str] | None = None, name: str = "locallama") -> None:
         """``src``: a source tree to run (its PYTHONPATH), else the installed locallama;

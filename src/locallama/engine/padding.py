@@ -36,9 +36,8 @@ by text).  Where it does not, they vary with the batch as they already did, and
 padding can join requests that llama.cpp would have decoded apart (slots 0 and 2,
 say), so which runs were measured faster can change them: ``LOCALLAMA_BATCH_PADDING=0``
 keeps llama.cpp's split.  A request generating alone is never padded, so its answer
-never depends on timing.  Recurrent
-and hybrid models, whose state a token changes for good, are never padded
-(:func:`can_pad`).
+never depends on timing.  Recurrent and hybrid models, whose state a token changes
+for good, are never padded (:func:`can_pad`).
 """
 
 from __future__ import annotations
@@ -115,10 +114,13 @@ class RowCosts:
         generating slot); its value (seconds, padding rows, runs closed so far)."""
         limit = kinds.count(GENERATING) + MAX_PADDING
         cost: dict[int, float] = {}
+        unmeasured: set[int] = set()
 
         def run_cost(length: int) -> float:
             if length not in cost:
                 known = self.estimate(length)
+                if known is None:
+                    unmeasured.add(length)
                 cost[length] = (known if known is not None
                                 else 0.0 if length <= limit else math.inf)
             return cost[length]
@@ -139,9 +141,8 @@ class RowCosts:
                     _keep(following, (i if start < 0 else start, held),
                           (seconds, padding + 1, runs))
             states = following
-        seconds, _, runs = states[(-1, False)]
-        exploring = any(self.estimate(last - first + 1) is None for first, last in runs)
-        return list(runs), exploring
+        _, _, runs = states[(-1, False)]
+        return list(runs), any(last - first + 1 in unmeasured for first, last in runs)
 
 
 _Value = tuple[float, int, tuple[tuple[int, int], ...]]  # seconds, padding rows, runs
